@@ -1,0 +1,345 @@
+//! The request path as one pure function: facts in, decision out. The host glue gathers the
+//! facts, calls [`decide`], and applies the decision; Kong and Envoy differ only in that glue.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::claims::Claims;
+use crate::config::{Config, ConfigError};
+use crate::headers::{self, HeaderOp};
+use crate::jwks::{KeySet, Origin};
+use crate::policy::{self, Access};
+use crate::reason::{self, Denial, Reason, Response};
+use crate::token;
+use crate::verify::{self, Jws};
+
+pub use crate::token::RequestFacts;
+
+/// The configuration, parsed once, with everything the request path needs prepared.
+#[derive(Debug)]
+pub struct Engine {
+    pub config: Config,
+    /// Keys per provider, in `config.providers` order.
+    keys: Vec<KeySet>,
+    by_issuer: HashMap<String, usize>,
+    /// Headers removed from every request.
+    managed: Vec<String>,
+}
+
+/// Whether a provider's keys can be used now.
+#[derive(Debug)]
+pub enum Keys<'a> {
+    Ready(&'a KeySet),
+    /// Not known yet; a fetch may bring them.
+    Pending,
+    /// None can be had.
+    Unavailable,
+}
+
+/// Where the request path gets a provider's keys from.
+pub trait KeySource {
+    fn keys(&self, provider: usize) -> Keys<'_>;
+}
+
+impl KeySource for Engine {
+    fn keys(&self, provider: usize) -> Keys<'_> {
+        match self.keys.get(provider) {
+            Some(set) => Keys::Ready(set),
+            None => Keys::Unavailable,
+        }
+    }
+}
+
+impl Engine {
+    /// Prepare a validated configuration; inline key sets are parsed here, and an unusable key
+    /// is a configuration error naming its path.
+    pub fn new(config: Config) -> Result<Engine, ConfigError> {
+        let mut keys = Vec::with_capacity(config.providers.len());
+        let mut by_issuer = HashMap::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let set = KeySet::parse(&p.jwks, Origin::Inline).map_err(|e| {
+                let path = if e.path.is_empty() {
+                    format!("providers[{i}].jwks")
+                } else {
+                    format!("providers[{i}].jwks.{}", e.path)
+                };
+                ConfigError::new(path, e.message)
+            })?;
+            keys.push(set);
+            by_issuer.insert(p.issuer.clone(), i);
+        }
+        let managed = headers::managed(&config);
+        Ok(Engine {
+            config,
+            keys,
+            by_issuer,
+            managed,
+        })
+    }
+
+    /// Parse, validate and prepare a configuration document.
+    pub fn from_json(bytes: &[u8]) -> Result<Engine, ConfigError> {
+        Engine::new(Config::from_json(bytes)?)
+    }
+
+    /// Headers removed from every request.
+    pub fn managed_headers(&self) -> &[String] {
+        &self.managed
+    }
+
+    /// Render a denial as this configuration says.
+    pub fn render(&self, denial: &Denial) -> Response {
+        let errors = &self.config.errors;
+        reason::render(denial, errors.detail, errors.realm.as_deref(), &errors.reason_header)
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Let it go on with these changes, in order.
+    Allow { ops: Vec<HeaderOp>, log: DecisionLog },
+    /// Answer it locally.
+    Deny { response: Response, log: DecisionLog },
+    /// Wait for the keys of provider `index`, then decide again.
+    NeedKeys(usize),
+}
+
+/// One decision, as logged (a JSON line) and counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionLog {
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub method: String,
+    pub path: String,
+}
+
+impl DecisionLog {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Decide one request at `now` (Unix seconds).
+pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: u64) -> Decision {
+    let config = &engine.config;
+    let path = facts.path_only();
+    let mut log = DecisionLog {
+        decision: "deny",
+        reason: None,
+        rule: String::new(),
+        provider: None,
+        sub: None,
+        method: facts.method.clone(),
+        path: path.to_string(),
+    };
+    let mut ops = headers::strip(&engine.managed);
+
+    if config.cors_preflight && is_cors_preflight(facts) {
+        log.rule = "cors_preflight".into();
+        return allow(ops, log);
+    }
+
+    let matched = policy::select(config, &facts.method, path);
+    log.rule = matched.name.to_string();
+    if matched.access == Access::Deny {
+        return deny(engine, Denial::by_rule(Reason::Forbidden, &matched.name), log);
+    }
+
+    let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
+        Ok(found) => found,
+        Err(reason) => return deny(engine, Denial::new(reason), log),
+    };
+    let Some(found) = found else {
+        if matched.access == Access::Anonymous {
+            return allow(ops, log);
+        }
+        return deny(engine, Denial::new(Reason::TokenMissing), log);
+    };
+
+    let claims = match authenticate(engine, keys, &found.token, now, &mut log) {
+        Ok(claims) => claims,
+        Err(Outcome::Deny(reason)) => return deny(engine, Denial::new(reason), log),
+        Err(Outcome::NeedKeys(index)) => return Decision::NeedKeys(index),
+    };
+    log.sub = claims.get("sub").and_then(|v| v.as_str()).map(str::to_string);
+    ops.extend(headers::identity(config, &claims));
+    if !config.headers.forward_token {
+        ops.extend(headers::remove_token(&found, facts));
+    }
+    allow(ops, log)
+}
+
+enum Outcome {
+    Deny(Reason),
+    NeedKeys(usize),
+}
+
+/// Parse, choose the provider by the unverified `iss`, then verify fully.
+fn authenticate(
+    engine: &Engine,
+    keys: &dyn KeySource,
+    token: &str,
+    now: u64,
+    log: &mut DecisionLog,
+) -> Result<Claims, Outcome> {
+    let jws = Jws::parse(token).map_err(Outcome::Deny)?;
+    let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+    let index = *engine
+        .by_issuer
+        .get(issuer)
+        .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+    let provider = engine
+        .config
+        .providers
+        .get(index)
+        .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+    log.provider = Some(provider.name.clone());
+    let set = match keys.keys(index) {
+        Keys::Ready(set) => set,
+        Keys::Pending => return Err(Outcome::NeedKeys(index)),
+        Keys::Unavailable => return Err(Outcome::Deny(Reason::KeysUnavailable)),
+    };
+    verify::verify(&jws, provider, set, now).map_err(Outcome::Deny)
+}
+
+fn allow(ops: Vec<HeaderOp>, mut log: DecisionLog) -> Decision {
+    log.decision = "allow";
+    Decision::Allow { ops, log }
+}
+
+fn deny(engine: &Engine, denial: Denial, mut log: DecisionLog) -> Decision {
+    log.decision = "deny";
+    log.reason = Some(denial.reason);
+    Decision::Deny {
+        response: engine.render(&denial),
+        log,
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub fn is_cors_preflight(facts: &RequestFacts) -> bool {
+    facts.method == "OPTIONS"
+        && facts.header("origin").is_some()
+        && facts.header("access-control-request-method").is_some()
+}
+
+/// The answer to every request while the configuration is invalid.
+pub fn config_invalid_response() -> Response {
+    reason::render(
+        &Denial::new(Reason::ConfigInvalid),
+        reason::Detail::Reason,
+        None,
+        crate::config::DEFAULT_REASON_HEADER,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn engine(extra: serde_json::Value) -> Engine {
+        let mut v = json!({
+            "providers": [{"name": "p", "issuer": "https://issuer.test", "jwks": {"keys": []}}],
+            "headers": {"claims": [{"claim": "sub", "header": "x-identity-subject"}]},
+        });
+        if let (Some(base), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in extra {
+                base.insert(k.clone(), val.clone());
+            }
+        }
+        Engine::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn facts(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestFacts {
+        RequestFacts {
+            method: method.into(),
+            path: path.into(),
+            authority: "api.test".into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn reason_of(d: &Decision) -> Option<Reason> {
+        match d {
+            Decision::Deny { log, .. } => log.reason,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn anonymous_route_strips_spoofed_identity() {
+        let e = engine(json!({"default": "anonymous"}));
+        let d = decide(&e, &e, &facts("GET", "/", &[("x-identity-subject", "admin")]), 0);
+        match d {
+            Decision::Allow { ops, log } => {
+                assert_eq!(ops, vec![HeaderOp::Remove("x-identity-subject".into())]);
+                assert_eq!(log.decision, "allow");
+                assert_eq!(log.rule, "default");
+            }
+            other => panic!("expected allow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_deny_is_forbidden_by_rule_default() {
+        let e = engine(json!({}));
+        let d = decide(&e, &e, &facts("GET", "/x", &[]), 0);
+        assert_eq!(reason_of(&d), Some(Reason::Forbidden));
+        if let Decision::Deny { response, .. } = d {
+            assert_eq!(response.status, 403);
+            assert!(response
+                .headers
+                .contains(&("x-identity-reason".into(), "forbidden; rule=default".into())));
+        }
+    }
+
+    #[test]
+    fn missing_token_on_authenticated_route() {
+        let e = engine(json!({"default": "authenticated"}));
+        let d = decide(&e, &e, &facts("GET", "/x", &[]), 0);
+        assert_eq!(reason_of(&d), Some(Reason::TokenMissing));
+    }
+
+    #[test]
+    fn malformed_token_is_refused_even_on_anonymous_route() {
+        let e = engine(json!({"default": "anonymous"}));
+        let d = decide(&e, &e, &facts("GET", "/x", &[("authorization", "Bearer not-a-jwt")]), 0);
+        assert_eq!(reason_of(&d), Some(Reason::TokenMalformed));
+    }
+
+    #[test]
+    fn cors_preflight_passes_when_enabled() {
+        let pre = facts(
+            "OPTIONS",
+            "/x",
+            &[("origin", "https://app.test"), ("access-control-request-method", "POST")],
+        );
+        let e = engine(json!({"cors_preflight": true}));
+        assert!(matches!(decide(&e, &e, &pre, 0), Decision::Allow { .. }));
+        let e = engine(json!({"cors_preflight": false}));
+        assert_eq!(reason_of(&decide(&e, &e, &pre, 0)), Some(Reason::Forbidden));
+    }
+
+    #[test]
+    fn decision_log_is_one_json_line() {
+        let e = engine(json!({"default": "authenticated"}));
+        let d = decide(&e, &e, &facts("GET", "/x?q=1", &[]), 0);
+        let Decision::Deny { log, .. } = d else { panic!("expected deny") };
+        let line = log.to_json();
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["reason"], "token_missing");
+        assert_eq!(v["path"], "/x");
+        assert_eq!(v["method"], "GET");
+    }
+}

@@ -1,0 +1,53 @@
+//! Counters by outcome and reason. Defined only when `metrics.enabled` (Kong 3.4–3.7 trap on
+//! metric host calls). Envoy lists them in `/stats` with its `wasmcustom.` prefix.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::reason::Reason;
+
+/// Metric ids; all `None` when metrics are off or the host refused to define them.
+pub struct Metrics {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    by_reason: Vec<(Reason, u32)>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl Metrics {
+    pub fn define(enabled: bool) -> Metrics {
+        if !enabled {
+            return Metrics {
+                allowed: None,
+                denied: None,
+                by_reason: Vec::new(),
+            };
+        }
+        Metrics {
+            allowed: counter("identity_filter.allowed"),
+            denied: counter("identity_filter.denied"),
+            by_reason: Reason::ALL
+                .iter()
+                .filter_map(|r| Some((*r, counter(&format!("identity_filter.denied.{}", r.code()))?)))
+                .collect(),
+        }
+    }
+
+    pub fn allowed(&self) {
+        increment(self.allowed);
+    }
+
+    pub fn denied(&self, reason: Reason) {
+        increment(self.denied);
+        increment(self.by_reason.iter().find(|(r, _)| *r == reason).map(|(_, id)| *id));
+    }
+}

@@ -1,0 +1,158 @@
+//! Request headers the filter changes: every identity header is stripped from the client's
+//! request, then the verified identity is set; the original token is removed unless forwarded.
+
+use crate::claims::{self, Claims};
+use crate::config::Config;
+use crate::token::{self, Found, Location, RequestFacts};
+
+/// One change to the request going upstream. Removals are applied before sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    Remove(String),
+    Set(String, String),
+}
+
+/// Every header name the filter may set or was told to strip, lower-case and without
+/// duplicates. These are removed from every request, whatever the decision.
+pub fn managed(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let claim_headers = config.headers.claims.iter().map(|c| c.header.as_str());
+    for name in claim_headers.chain(config.headers.strip.iter().map(String::as_str)) {
+        let lower = name.to_ascii_lowercase();
+        if !names.contains(&lower) {
+            names.push(lower);
+        }
+    }
+    names
+}
+
+/// Removal of every managed header: the start of every request's changes.
+pub fn strip(managed: &[String]) -> Vec<HeaderOp> {
+    managed.iter().map(|n| HeaderOp::Remove(n.clone())).collect()
+}
+
+/// Claim headers for a verified caller. A claim that is absent, null, or would put a control
+/// character into the header is skipped (the header stays stripped).
+pub fn identity(config: &Config, claims: &Claims) -> Vec<HeaderOp> {
+    config
+        .headers
+        .claims
+        .iter()
+        .filter_map(|c| {
+            let value = claims::lookup(claims, &c.claim)?;
+            let text = claims::header_value(value)?;
+            Some(HeaderOp::Set(c.header.to_ascii_lowercase(), text))
+        })
+        .collect()
+}
+
+/// Changes that take the token out of the request, from wherever it was found.
+pub fn remove_token(found: &Found, facts: &RequestFacts) -> Vec<HeaderOp> {
+    let mut ops = Vec::new();
+    let mut path = facts.path.clone();
+    let mut cookie: Option<String> = None;
+    for location in &found.locations {
+        match location {
+            Location::Header(name) => ops.push(HeaderOp::Remove(name.clone())),
+            Location::Query(name) => path = token::path_without_query_param(&path, name),
+            Location::Cookie(name) => {
+                let current = cookie
+                    .take()
+                    .unwrap_or_else(|| facts.header_values("cookie").collect::<Vec<_>>().join("; "));
+                cookie = Some(token::cookie_without(&current, name).unwrap_or_default());
+            }
+        }
+    }
+    if path != facts.path {
+        ops.push(HeaderOp::Set(":path".into(), path));
+    }
+    match cookie {
+        Some(c) if c.is_empty() => ops.push(HeaderOp::Remove("cookie".into())),
+        Some(c) => ops.push(HeaderOp::Set("cookie".into(), c)),
+        None => {}
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(headers: serde_json::Value) -> Config {
+        let v = json!({
+            "providers": [{"name": "p", "issuer": "i", "jwks": {"keys": []}}],
+            "headers": headers,
+        });
+        Config::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn managed_headers_cover_claims_and_strip_list() {
+        let c = config(json!({
+            "claims": [{"claim": "sub", "header": "X-Identity-Subject"}, {"claim": "email", "header": "x-identity-email"}],
+            "strip": ["x-identity-subject", "Prefect-Automation-Id"]
+        }));
+        assert_eq!(managed(&c), vec!["x-identity-subject", "x-identity-email", "prefect-automation-id"]);
+        assert_eq!(strip(&managed(&c))[0], HeaderOp::Remove("x-identity-subject".into()));
+    }
+
+    #[test]
+    fn identity_headers_from_claims() {
+        let c = config(json!({"claims": [
+            {"claim": "sub", "header": "x-sub"},
+            {"claim": "realm_access.roles", "header": "x-roles"},
+            {"claim": "missing", "header": "x-missing"},
+            {"claim": "evil", "header": "x-evil"}
+        ]}));
+        let claims = json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny: z"});
+        let ops = identity(&c, claims.as_object().unwrap());
+        assert_eq!(
+            ops,
+            vec![
+                HeaderOp::Set("x-sub".into(), "alice".into()),
+                HeaderOp::Set("x-roles".into(), "a,b".into())
+            ]
+        );
+    }
+
+    fn facts(path: &str, headers: &[(&str, &str)]) -> RequestFacts {
+        RequestFacts {
+            method: "GET".into(),
+            path: path.into(),
+            authority: "a".into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn token_is_removed_where_it_was_found() {
+        let f = facts("/x?t=abc&k=1", &[("cookie", "s=abc; o=1")]);
+        let found = Found {
+            token: "abc".into(),
+            locations: vec![
+                Location::Header("authorization".into()),
+                Location::Query("t".into()),
+                Location::Cookie("s".into()),
+            ],
+        };
+        assert_eq!(
+            remove_token(&found, &f),
+            vec![
+                HeaderOp::Remove("authorization".into()),
+                HeaderOp::Set(":path".into(), "/x?k=1".into()),
+                HeaderOp::Set("cookie".into(), "o=1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn last_cookie_removal_drops_the_header() {
+        let f = facts("/", &[("cookie", "s=abc")]);
+        let found = Found {
+            token: "abc".into(),
+            locations: vec![Location::Cookie("s".into())],
+        };
+        assert_eq!(remove_token(&found, &f), vec![HeaderOp::Remove("cookie".into())]);
+    }
+}

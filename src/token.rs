@@ -1,0 +1,343 @@
+//! Where tokens come from: headers with a prefix, query parameters, cookies. Finding a token is
+//! cheap string work; its size is checked here, before any parsing.
+
+use crate::config::TokenSource;
+use crate::reason::Reason;
+
+/// The facts about a request the filter decides on. Header names are compared
+/// case-insensitively (Envoy sends them lower-case; other hosts may not).
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    pub method: String,
+    /// `:path`, including the query string.
+    pub path: String,
+    /// `:authority` (or `host`).
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestFacts {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without the query string.
+    pub fn path_only(&self) -> &str {
+        split_query(&self.path).0
+    }
+}
+
+/// Split `/a/b?x=1` into `("/a/b", Some("x=1"))`.
+pub fn split_query(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    }
+}
+
+/// Where a found token was, so it can be removed before the request goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Header(String),
+    Query(String),
+    Cookie(String),
+}
+
+/// A token found in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: String,
+    pub locations: Vec<Location>,
+}
+
+/// Look for the token in every configured source. `Ok(None)` when there is none; an error
+/// when one is too large, empty after its prefix, or when different tokens were sent.
+pub fn find(sources: &[TokenSource], facts: &RequestFacts, max_bytes: usize) -> Result<Option<Found>, Reason> {
+    let mut found: Option<Found> = None;
+    for source in sources {
+        for (raw, location) in candidates(source, facts) {
+            if raw.len() > max_bytes {
+                return Err(Reason::TokenTooLarge);
+            }
+            let token = match &location {
+                Location::Query(_) => percent_decode(raw).ok_or(Reason::TokenMalformed)?,
+                _ => raw.to_string(),
+            };
+            if token.is_empty() {
+                return Err(Reason::TokenMalformed);
+            }
+            match &mut found {
+                None => {
+                    found = Some(Found {
+                        token,
+                        locations: vec![location],
+                    })
+                }
+                Some(f) if f.token == token => {
+                    if !f.locations.contains(&location) {
+                        f.locations.push(location);
+                    }
+                }
+                Some(_) => return Err(Reason::TokenAmbiguous),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Raw token strings in one source, with their location.
+fn candidates<'a>(source: &'a TokenSource, facts: &'a RequestFacts) -> Vec<(&'a str, Location)> {
+    let mut out = Vec::new();
+    if let Some(name) = &source.header {
+        let prefix = source.prefix.as_deref().unwrap_or("");
+        for value in facts.header_values(name) {
+            if let Some(rest) = strip_prefix_ignore_case(value, prefix) {
+                out.push((rest.trim(), Location::Header(name.to_ascii_lowercase())));
+            }
+        }
+    } else if let Some(name) = &source.query {
+        if let (_, Some(query)) = split_query(&facts.path) {
+            for (key, value) in query_pairs(query) {
+                if key == name {
+                    out.push((value, Location::Query(name.clone())));
+                }
+            }
+        }
+    } else if let Some(name) = &source.cookie {
+        for header in facts.header_values("cookie") {
+            for (key, value) in cookie_pairs(header) {
+                if key == name {
+                    out.push((value, Location::Cookie(name.clone())));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        value.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+/// `a=1&b=2` → pairs; a key without `=` has an empty value.
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// `a=1; b=2` → pairs.
+fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header
+        .split(';')
+        .map(str::trim)
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
+}
+
+/// Decode `%XX` escapes and `+` (as space). `None` on a bad escape or non-UTF-8 result.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The path with every `name=...` query parameter removed (the `?` dropped when none is left).
+pub fn path_without_query_param(path: &str, name: &str) -> String {
+    match split_query(path) {
+        (p, Some(query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+                .collect();
+            if kept.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p}?{}", kept.join("&"))
+            }
+        }
+        (p, None) => p.to_string(),
+    }
+}
+
+/// A `Cookie` header value without the named cookie; `None` when nothing is left.
+pub fn cookie_without(header: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split_once('=').map_or(*p, |(k, _)| k.trim()) != name)
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(path: &str, headers: &[(&str, &str)]) -> RequestFacts {
+        RequestFacts {
+            method: "GET".into(),
+            path: path.into(),
+            authority: "api.test".into(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn bearer() -> TokenSource {
+        TokenSource {
+            header: Some("authorization".into()),
+            prefix: Some("Bearer ".into()),
+            query: None,
+            cookie: None,
+        }
+    }
+
+    fn query(name: &str) -> TokenSource {
+        TokenSource {
+            header: None,
+            prefix: None,
+            query: Some(name.into()),
+            cookie: None,
+        }
+    }
+
+    fn cookie(name: &str) -> TokenSource {
+        TokenSource {
+            header: None,
+            prefix: None,
+            query: None,
+            cookie: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc  "] {
+            let f = find(&[bearer()], &facts("/", &[("Authorization", value)]), 100).unwrap().unwrap();
+            assert_eq!(f.token, "abc");
+            assert_eq!(f.locations, vec![Location::Header("authorization".into())]);
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_no_token() {
+        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", "Basic abc")]), 100), Ok(None));
+        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", "Bear")]), 100), Ok(None));
+        assert_eq!(find(&[bearer()], &facts("/", &[]), 100), Ok(None));
+    }
+
+    #[test]
+    fn empty_bearer_is_malformed() {
+        assert_eq!(
+            find(&[bearer()], &facts("/", &[("authorization", "Bearer   ")]), 100),
+            Err(Reason::TokenMalformed)
+        );
+    }
+
+    #[test]
+    fn size_is_checked_before_parsing() {
+        let long = format!("Bearer {}", "a".repeat(101));
+        assert_eq!(
+            find(&[bearer()], &facts("/", &[("authorization", &long)]), 100),
+            Err(Reason::TokenTooLarge)
+        );
+        let q = format!("/?t={}", "%".repeat(101));
+        assert_eq!(find(&[query("t")], &facts(&q, &[]), 100), Err(Reason::TokenTooLarge));
+    }
+
+    #[test]
+    fn query_parameter_is_decoded() {
+        let f = find(&[query("access_token")], &facts("/x?a=1&access_token=ab%2Ec&b", &[]), 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.token, "ab.c");
+        assert_eq!(find(&[query("t")], &facts("/x?t=%zz", &[]), 100), Err(Reason::TokenMalformed));
+    }
+
+    #[test]
+    fn cookie_is_found() {
+        let f = find(&[cookie("session")], &facts("/", &[("cookie", "a=1; session=tok; b=2")]), 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.token, "tok");
+        assert_eq!(f.locations, vec![Location::Cookie("session".into())]);
+    }
+
+    #[test]
+    fn same_token_in_two_places_is_fine_different_is_ambiguous() {
+        let sources = [bearer(), query("t")];
+        let f = find(&sources, &facts("/?t=abc", &[("authorization", "Bearer abc")]), 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.locations.len(), 2);
+        assert_eq!(
+            find(&sources, &facts("/?t=xyz", &[("authorization", "Bearer abc")]), 100),
+            Err(Reason::TokenAmbiguous)
+        );
+        let two_headers = facts("/", &[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(find(&[bearer()], &two_headers, 100), Err(Reason::TokenAmbiguous));
+    }
+
+    #[test]
+    fn non_ascii_header_values_do_not_panic() {
+        let v = "Beärer abc";
+        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", v)]), 100), Ok(None));
+        let v = "é";
+        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", v)]), 100), Ok(None));
+    }
+
+    #[test]
+    fn token_is_removed_from_query_and_cookie() {
+        assert_eq!(path_without_query_param("/x?a=1&t=abc&b=2", "t"), "/x?a=1&b=2");
+        assert_eq!(path_without_query_param("/x?t=abc", "t"), "/x");
+        assert_eq!(path_without_query_param("/x", "t"), "/x");
+        assert_eq!(cookie_without("a=1; s=tok; b=2", "s"), Some("a=1; b=2".into()));
+        assert_eq!(cookie_without("s=tok", "s"), None);
+    }
+
+    #[test]
+    fn path_only_drops_query() {
+        assert_eq!(facts("/a/b?x=1", &[]).path_only(), "/a/b");
+        assert_eq!(facts("/a/b", &[]).path_only(), "/a/b");
+    }
+}
