@@ -44,12 +44,54 @@ pub struct Config {
     /// pass without a token. Identity headers are still stripped. Default `false`.
     #[serde(default)]
     pub cors_preflight: bool,
+    /// Report-only for every rule and the default: decisions are computed, logged and sent
+    /// upstream in `headers.report_header`, but no request is refused. Default `false`.
+    #[serde(default)]
+    pub report_only: bool,
     /// Counters by outcome and reason. Kong 3.4–3.7 trap on metric calls: set `enabled: false` there.
     #[serde(default)]
     pub metrics: MetricsConfig,
     /// One structured log line per decision.
     #[serde(default)]
     pub log: LogConfig,
+    /// How remote keys (`jwks_uri`, `discovery`) are fetched and waited for, for all providers.
+    #[serde(default)]
+    pub remote_keys: RemoteKeysConfig,
+}
+
+/// Host-level settings of remote key fetching (see docs/remote-keys.md).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysConfig {
+    /// Share fetched key sets between workers through the host's shared data, so one worker
+    /// fetches and the others adopt its result. Envoy and Istio: supported. Kong: only with an
+    /// `shm_kv` zone (`nginx_wasm_shm_kv`, Kong 3.7+), since without one the shared-data calls
+    /// trap. Default `false`: every worker fetches on its own.
+    #[serde(default)]
+    pub shared_data: bool,
+    /// Let requests wait (paused) for keys: on a cold start (up to each provider's
+    /// `cold_start_wait_ms`) and for the refetch an unknown `kid` triggers. Waiting requests are
+    /// resumed from the root context through `proxy_set_effective_context`, which Kong's
+    /// ngx_wasm_module does not implement: set `false` on Kong, where a request that would
+    /// wait is answered at once (503 `keys_unavailable`, or 401 `key_not_found` while the
+    /// refetch runs in the background). Default `true`.
+    #[serde(default = "default_true")]
+    pub pause_requests: bool,
+    /// Period of the timer that starts fetches (refresh, retries, refetches) and answers
+    /// requests that waited too long, in milliseconds (10–60000). A refetch for an unknown
+    /// `kid` starts on the next tick. Default 100.
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+}
+
+impl Default for RemoteKeysConfig {
+    fn default() -> Self {
+        RemoteKeysConfig {
+            shared_data: false,
+            pause_requests: true,
+            tick_ms: default_tick_ms(),
+        }
+    }
 }
 
 /// A trusted token issuer and how its tokens are checked.
@@ -65,9 +107,56 @@ pub struct Provider {
     #[serde(default)]
     pub audiences: Vec<String>,
     /// Inline JSON Web Key Set (RFC 7517) with the issuer's keys: RSA, EC P-256/P-384, OKP
-    /// Ed25519 and, for HS algorithms only, `oct` secrets.
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
-    pub jwks: serde_json::Value,
+    /// Ed25519 and, for HS algorithms only, `oct` secrets. Exactly one of `jwks`, `jwks_uri`
+    /// and `discovery: true` gives the keys. Default: none.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub jwks: Option<serde_json::Value>,
+    /// URL of the issuer's JWKS (`https://idp.example.com/keys`), fetched through `upstream`:
+    /// its host (and port) is sent as `:authority`, its path and query as `:path`; TLS is the
+    /// upstream's business. Remote key sets skip unusable keys and never accept `oct` keys.
+    /// Default: none.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// OIDC discovery: fetch `<issuer>/.well-known/openid-configuration` through `upstream`,
+    /// require its `issuer` to equal `issuer`, then fetch its `jwks_uri` (through the same
+    /// upstream, with that URL's host as `:authority`). Default `false`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Where key fetches go: an Envoy cluster name (Istio: e.g.
+    /// `outbound|443||idp.example.com`); under Kong a `host:port` or IP. Required with
+    /// `jwks_uri` or `discovery`. Default: none.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Timeout of one fetch in milliseconds (Kong applies it to connect, send and read
+    /// separately). Default 5000.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+    /// Shortest refresh interval in seconds: a smaller `Cache-Control: max-age` (or
+    /// `no-cache`/`no-store`) is raised to it. Default 60.
+    #[serde(default = "default_min_refresh_seconds")]
+    pub min_refresh_seconds: u64,
+    /// Longest refresh interval in seconds: a larger `max-age` is lowered to it, and it is the
+    /// interval when the answer has no `max-age`. Default 600.
+    #[serde(default = "default_max_refresh_seconds")]
+    pub max_refresh_seconds: u64,
+    /// Smallest time in seconds between two refetches caused by tokens whose `kid` is not in
+    /// the key set (per provider and worker), so junk `kid`s cannot flood the IdP. Default 30.
+    #[serde(default = "default_refetch_min_interval_seconds")]
+    pub refetch_min_interval_seconds: u64,
+    /// While fetches fail, the last good key set stays in use for this many seconds after its
+    /// refresh came due; then requests get 503 `keys_unavailable`. Default 86400.
+    #[serde(default = "default_max_stale_seconds")]
+    pub max_stale_seconds: u64,
+    /// How long, in milliseconds, a request that arrives before the issuer's keys are known
+    /// waits (paused) for them before it is answered 503 `keys_unavailable`. 0 never waits.
+    /// Default 3000.
+    #[serde(default = "default_cold_start_wait_ms")]
+    pub cold_start_wait_ms: u64,
+    /// Largest accepted body of a JWKS or discovery answer in bytes; a larger one is a failed
+    /// fetch. Default 262144.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
     /// Allowed signing algorithms. The algorithm never comes from the token alone: a token whose
     /// `alg` is not listed here is refused. Default: RS256, RS384, RS512, PS256, PS384, PS512,
     /// ES256, ES384, EdDSA. HS256/384/512 must be listed explicitly and need an `oct` key.
@@ -86,6 +175,59 @@ pub struct Provider {
     /// Claims (dotted paths) that must be present, e.g. `["sub", "realm_access.roles"]`.
     #[serde(default)]
     pub require_claims: Vec<String>,
+    /// How this issuer's claims map onto the normalized caller (subject, roles, groups,
+    /// scopes, tenant). Default: `sub`, `roles`, `groups`, `scope` + `scp`, no tenant.
+    #[serde(default)]
+    pub identity: IdentityMapping,
+}
+
+/// Claim paths of the normalized caller. Dotted paths reach into objects
+/// (`realm_access.roles`); a top-level name containing dots or colons is found as it is
+/// (`cognito:groups`). Lists take every string found under any listed path; a space-delimited
+/// string (OAuth `scope`) becomes a list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMapping {
+    /// The subject claim. Default `sub`.
+    #[serde(default = "default_subject_claim")]
+    pub subject: String,
+    /// Role claims. Default `["roles"]`.
+    #[serde(default = "default_roles_claims")]
+    pub roles: Vec<String>,
+    /// Group claims. Default `["groups"]`.
+    #[serde(default = "default_groups_claims")]
+    pub groups: Vec<String>,
+    /// Scope claims. Default `["scope", "scp"]`.
+    #[serde(default = "default_scopes_claims")]
+    pub scopes: Vec<String>,
+    /// Tenant claims; the first that holds a string (or number) wins. Default: none.
+    #[serde(default)]
+    pub tenant: Vec<String>,
+}
+
+impl Default for IdentityMapping {
+    fn default() -> Self {
+        IdentityMapping {
+            subject: default_subject_claim(),
+            roles: default_roles_claims(),
+            groups: default_groups_claims(),
+            scopes: default_scopes_claims(),
+            tenant: Vec::new(),
+        }
+    }
+}
+
+/// A field of the normalized caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityField {
+    Subject,
+    Issuer,
+    Provider,
+    Roles,
+    Groups,
+    Scopes,
+    Tenant,
 }
 
 /// A JWS signing algorithm (RFC 7518, RFC 8037).
@@ -183,6 +325,79 @@ pub struct Rule {
     /// identity is then injected). Default `false`: a valid token is required.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Conditions on the verified caller. Default: none (any valid token). Refused with 403
+    /// `insufficient_scope` when only scopes are missing, 403 `forbidden` otherwise.
+    #[serde(default)]
+    pub require: Option<Requirement>,
+    /// Compute and log this rule's decision, and send it upstream in `headers.report_header`,
+    /// but let the request pass. Default `false`.
+    #[serde(default)]
+    pub report_only: bool,
+}
+
+/// Conditions on the caller. Every field that is set must hold (they are and-ed); `any_of`
+/// and `all_of` nest further requirements.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// At least one of these requirements holds.
+    #[serde(default)]
+    pub any_of: Option<Vec<Requirement>>,
+    /// Every one of these requirements holds.
+    #[serde(default)]
+    pub all_of: Option<Vec<Requirement>>,
+    /// Conditions on the caller's roles.
+    #[serde(default)]
+    pub roles: Option<SetCondition>,
+    /// Conditions on the caller's groups.
+    #[serde(default)]
+    pub groups: Option<SetCondition>,
+    /// Conditions on the caller's scopes (a failure here alone is `insufficient_scope`).
+    #[serde(default)]
+    pub scopes: Option<SetCondition>,
+    /// The token's issuer is one of these.
+    #[serde(default)]
+    pub issuers: Option<Vec<String>>,
+    /// The caller's tenant is one of these.
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
+    /// The caller's tenant equals this named segment of the rule's `path_template`
+    /// (e.g. `tenant` for `/t/{tenant}/runs`).
+    #[serde(default)]
+    pub tenant_from_path: Option<String>,
+    /// Conditions on single claims; all must hold.
+    #[serde(default)]
+    pub claims: Vec<ClaimCondition>,
+}
+
+/// A condition on a list of strings. With both fields, both must hold.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCondition {
+    /// The caller holds at least one of these.
+    #[serde(default)]
+    pub any_of: Vec<String>,
+    /// The caller holds every one of these.
+    #[serde(default)]
+    pub all_of: Vec<String>,
+}
+
+/// A condition on one claim. Exactly one of `equals`, `in`, `equals_segment`. For an array
+/// claim, the condition holds when any element satisfies it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimCondition {
+    /// A claim path (`email_verified`, `org.id`).
+    pub claim: String,
+    /// The claim equals this JSON value.
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    /// The claim equals one of these JSON values.
+    #[serde(rename = "in", default)]
+    pub one_of: Option<Vec<serde_json::Value>>,
+    /// The claim (as text) equals this named segment of the rule's `path_template`.
+    #[serde(default)]
+    pub equals_segment: Option<String>,
 }
 
 /// Request matching. All given conditions must hold.
@@ -195,6 +410,14 @@ pub struct RouteMatch {
     /// Path prefix, matched segment-wise: `/api` covers `/api` and `/api/x`, not `/apix`.
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// Path template with named segments, e.g. `/api/deployments/{name}/runs`: each `{name}`
+    /// matches exactly one non-empty segment and is captured for conditions.
+    #[serde(default)]
+    pub path_template: Option<String>,
+    /// Hosts (the `:authority` without port, case-insensitive); `*.example.com` matches any
+    /// subdomain. Empty (the default) means any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// HTTP methods (upper case). Empty (the default) means any method.
     #[serde(default)]
     pub methods: Vec<String>,
@@ -228,6 +451,13 @@ pub struct HeadersConfig {
     /// was found (header, query parameter or cookie).
     #[serde(default)]
     pub forward_token: bool,
+    /// Request header carrying a report-only decision upstream
+    /// (`allow; rule=<name>` or `deny; reason=<code>; rule=<name>`). Default `x-identity-report`.
+    #[serde(default = "default_report_header")]
+    pub report_header: String,
+    /// The signed identity assertion for downstream services. Default: none.
+    #[serde(default)]
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for HeadersConfig {
@@ -236,8 +466,53 @@ impl Default for HeadersConfig {
             claims: Vec::new(),
             strip: Vec::new(),
             forward_token: false,
+            report_header: default_report_header(),
+            assertion: None,
         }
     }
+}
+
+/// The signed assertion: a compact JWT minted by the filter for each allowed request with a
+/// verified caller, carrying the normalized identity and bound to the request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// Request header that carries it. Default `x-identity-assertion`.
+    #[serde(default = "default_assertion_header")]
+    pub header: String,
+    /// Its `iss`. Default `identity-filter`.
+    #[serde(default = "default_assertion_issuer")]
+    pub issuer: String,
+    /// Its `aud`: the downstream service.
+    pub audience: String,
+    /// Seconds from `iat` to `exp`. Default 60.
+    #[serde(default = "default_assertion_lifetime")]
+    pub lifetime_seconds: u64,
+    /// Signing keys; the first signs, all are published (EdDSA) so keys can rotate.
+    pub keys: Vec<AssertionKey>,
+    /// With EdDSA keys: a local path (e.g. `/.well-known/identity-filter/jwks.json`) the filter
+    /// answers itself with the JWKS of its public keys. Default: not served.
+    #[serde(default)]
+    pub jwks_path: Option<String>,
+    /// Request header holding the request id the assertion is bound to. When the request has
+    /// none, the filter generates one and sets this header. Default `x-request-id`.
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
+}
+
+/// One assertion signing key: exactly one of `secret` (HS256) or `private_jwk` (EdDSA).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionKey {
+    /// Key id, sent as `kid`.
+    pub kid: String,
+    /// HS256 shared secret (its UTF-8 bytes; at least 32).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// EdDSA private key as an OKP Ed25519 JWK (`{"kty":"OKP","crv":"Ed25519","d":..,"x":..}`).
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub private_jwk: Option<serde_json::Value>,
 }
 
 /// One claim → header mapping.
@@ -247,7 +522,13 @@ pub struct ClaimHeader {
     /// A claim path: a top-level name (`sub`) or dotted path into objects (`realm_access.roles`).
     /// Strings are copied as they are, numbers and booleans as text, arrays joined with `,`,
     /// objects as compact JSON. A value with control characters is never written.
-    pub claim: String,
+    /// Exactly one of `claim` and `identity`.
+    #[serde(default)]
+    pub claim: Option<String>,
+    /// A field of the normalized caller instead of a raw claim: `subject`, `issuer`,
+    /// `provider`, `roles`, `groups`, `scopes` (lists joined with `,`) or `tenant`.
+    #[serde(default)]
+    pub identity: Option<IdentityField>,
     /// The request header to set, e.g. `x-identity-subject`.
     pub header: String,
 }
@@ -328,6 +609,121 @@ fn default_true() -> bool {
 fn default_reason_header() -> String {
     DEFAULT_REASON_HEADER.to_string()
 }
+fn default_report_header() -> String {
+    "x-identity-report".to_string()
+}
+fn default_assertion_header() -> String {
+    "x-identity-assertion".to_string()
+}
+fn default_assertion_issuer() -> String {
+    "identity-filter".to_string()
+}
+fn default_assertion_lifetime() -> u64 {
+    60
+}
+fn default_request_id_header() -> String {
+    "x-request-id".to_string()
+}
+fn default_subject_claim() -> String {
+    "sub".to_string()
+}
+fn default_roles_claims() -> Vec<String> {
+    vec!["roles".to_string()]
+}
+fn default_groups_claims() -> Vec<String> {
+    vec!["groups".to_string()]
+}
+fn default_scopes_claims() -> Vec<String> {
+    vec!["scope".to_string(), "scp".to_string()]
+}
+
+fn default_fetch_timeout_ms() -> u64 {
+    5000
+}
+fn default_min_refresh_seconds() -> u64 {
+    60
+}
+fn default_max_refresh_seconds() -> u64 {
+    600
+}
+fn default_refetch_min_interval_seconds() -> u64 {
+    30
+}
+fn default_max_stale_seconds() -> u64 {
+    86400
+}
+fn default_cold_start_wait_ms() -> u64 {
+    3000
+}
+fn default_max_response_bytes() -> usize {
+    262_144
+}
+fn default_tick_ms() -> u64 {
+    100
+}
+
+impl Provider {
+    /// Whether this provider's keys are fetched (`jwks_uri` or `discovery`).
+    pub fn is_remote(&self) -> bool {
+        self.jwks_uri.is_some() || self.discovery
+    }
+
+    /// Exactly one key source, and the fetch settings it needs.
+    fn check_key_source(&self, i: usize) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("providers[{i}].{field}");
+        let sources = [self.jwks.is_some(), self.jwks_uri.is_some(), self.discovery];
+        if sources.iter().filter(|b| **b).count() != 1 {
+            return Err(ConfigError::new(
+                format!("providers[{i}]"),
+                "set exactly one of `jwks`, `jwks_uri`, `discovery: true`",
+            ));
+        }
+        if let Some(jwks) = &self.jwks {
+            if !jwks.is_object() {
+                return Err(ConfigError::new(at("jwks"), "must be a JWKS object with a `keys` array"));
+            }
+            return Ok(());
+        }
+        if let Some(uri) = &self.jwks_uri {
+            crate::fetch::Target::parse(uri).map_err(|m| ConfigError::new(at("jwks_uri"), m))?;
+        }
+        if self.discovery {
+            crate::fetch::Target::discovery(&self.issuer).map_err(|m| {
+                ConfigError::new(at("discovery"), format!("needs an http(s) URL as `issuer`: {m}"))
+            })?;
+        }
+        match &self.upstream {
+            None => return Err(ConfigError::new(at("upstream"), "is required with `jwks_uri` or `discovery`")),
+            Some(u) if u.trim().is_empty() => return Err(ConfigError::new(at("upstream"), "must not be empty")),
+            Some(_) => {}
+        }
+        if self.fetch_timeout_ms == 0 || self.fetch_timeout_ms > 60_000 {
+            return Err(ConfigError::new(at("fetch_timeout_ms"), "must be between 1 and 60000"));
+        }
+        if self.min_refresh_seconds == 0 {
+            return Err(ConfigError::new(at("min_refresh_seconds"), "must be greater than 0"));
+        }
+        if self.max_refresh_seconds < self.min_refresh_seconds {
+            return Err(ConfigError::new(at("max_refresh_seconds"), "must not be less than `min_refresh_seconds`"));
+        }
+        if self.cold_start_wait_ms > 60_000 {
+            return Err(ConfigError::new(at("cold_start_wait_ms"), "must be at most 60000"));
+        }
+        if self.max_response_bytes < 64 || self.max_response_bytes > 16 << 20 {
+            return Err(ConfigError::new(at("max_response_bytes"), "must be between 64 and 16777216"));
+        }
+        Ok(())
+    }
+}
+
+impl RemoteKeysConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(10..=60_000).contains(&self.tick_ms) {
+            return Err(ConfigError::new("remote_keys.tick_ms", "must be between 10 and 60000"));
+        }
+        Ok(())
+    }
+}
 
 /// A configuration error: the field's path and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,9 +787,7 @@ impl Config {
                     return Err(ConfigError::new(at("issuer"), format!("duplicates providers[{j}].issuer")));
                 }
             }
-            if !p.jwks.is_object() {
-                return Err(ConfigError::new(at("jwks"), "must be a JWKS object with a `keys` array"));
-            }
+            p.check_key_source(i)?;
             for (k, claim) in p.require_claims.iter().enumerate() {
                 check_claim_path(claim).map_err(|m| ConfigError::new(at(&format!("require_claims[{k}]")), m))?;
             }
@@ -429,8 +823,27 @@ impl Config {
         }
         for (i, r) in self.rules.iter().enumerate() {
             let at = |field: &str| format!("rules[{i}].{field}");
-            if r.route.path.is_some() && r.route.path_prefix.is_some() {
-                return Err(ConfigError::new(at("match"), "set at most one of `path`, `path_prefix`"));
+            let paths = [&r.route.path, &r.route.path_prefix, &r.route.path_template];
+            if paths.iter().filter(|p| p.is_some()).count() > 1 {
+                return Err(ConfigError::new(
+                    at("match"),
+                    "set at most one of `path`, `path_prefix`, `path_template`",
+                ));
+            }
+            let segments = match &r.route.path_template {
+                Some(t) => template_names(t).map_err(|m| ConfigError::new(at("match.path_template"), m))?,
+                None => Vec::new(),
+            };
+            for (k, h) in r.route.hosts.iter().enumerate() {
+                if h.is_empty() || h.contains(['/', ' ', ':']) {
+                    return Err(ConfigError::new(at(&format!("match.hosts[{k}]")), "must be a host name without port"));
+                }
+            }
+            if let Some(req) = &r.require {
+                if r.allow_anonymous {
+                    return Err(ConfigError::new(at("require"), "cannot be combined with `allow_anonymous`"));
+                }
+                req.validate(&at("require"), &segments)?;
             }
             for (field, v) in [("path", &r.route.path), ("path_prefix", &r.route.path_prefix)] {
                 if let Some(v) = v {
@@ -450,16 +863,157 @@ impl Config {
         }
         for (i, c) in self.headers.claims.iter().enumerate() {
             let at = |field: &str| format!("headers.claims[{i}].{field}");
-            check_claim_path(&c.claim).map_err(|m| ConfigError::new(at("claim"), m))?;
+            match (&c.claim, &c.identity) {
+                (Some(claim), None) => check_claim_path(claim).map_err(|m| ConfigError::new(at("claim"), m))?,
+                (None, Some(_)) => {}
+                _ => return Err(ConfigError::new(format!("headers.claims[{i}]"), "set exactly one of `claim`, `identity`")),
+            }
             check_header_name(&c.header).map_err(|m| ConfigError::new(at("header"), m))?;
+        }
+        check_header_name(&self.headers.report_header)
+            .map_err(|m| ConfigError::new("headers.report_header", m))?;
+        if let Some(a) = &self.headers.assertion {
+            a.validate("headers.assertion")?;
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            let m = &p.identity;
+            let paths = std::iter::once(&m.subject).chain(&m.roles).chain(&m.groups).chain(&m.scopes).chain(&m.tenant);
+            for path in paths {
+                check_claim_path(path).map_err(|e| ConfigError::new(format!("providers[{i}].identity"), e))?;
+            }
         }
         for (i, h) in self.headers.strip.iter().enumerate() {
             check_header_name(h).map_err(|m| ConfigError::new(format!("headers.strip[{i}]"), m))?;
         }
         check_header_name(&self.errors.reason_header)
             .map_err(|m| ConfigError::new("errors.reason_header", m))?;
+        self.remote_keys.check()?;
         Ok(())
     }
+}
+
+impl Requirement {
+    /// Check a requirement tree; `segments` are the names the rule's path template captures.
+    fn validate(&self, at: &str, segments: &[String]) -> Result<(), ConfigError> {
+        let mut any = false;
+        for (field, list) in [("any_of", &self.any_of), ("all_of", &self.all_of)] {
+            if let Some(list) = list {
+                any = true;
+                if list.is_empty() {
+                    return Err(ConfigError::new(format!("{at}.{field}"), "must not be empty"));
+                }
+                for (i, r) in list.iter().enumerate() {
+                    r.validate(&format!("{at}.{field}[{i}]"), segments)?;
+                }
+            }
+        }
+        for (field, set) in [("roles", &self.roles), ("groups", &self.groups), ("scopes", &self.scopes)] {
+            if let Some(set) = set {
+                any = true;
+                if set.any_of.is_empty() && set.all_of.is_empty() {
+                    return Err(ConfigError::new(format!("{at}.{field}"), "set `any_of` or `all_of`"));
+                }
+            }
+        }
+        for (field, list) in [("issuers", &self.issuers), ("tenants", &self.tenants)] {
+            if let Some(list) = list {
+                any = true;
+                if list.is_empty() {
+                    return Err(ConfigError::new(format!("{at}.{field}"), "must not be empty"));
+                }
+            }
+        }
+        let segment_known = |name: &String, path: String| {
+            if segments.contains(name) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(path, format!("`{name}` is not a segment of the rule's `path_template`")))
+            }
+        };
+        if let Some(name) = &self.tenant_from_path {
+            any = true;
+            segment_known(name, format!("{at}.tenant_from_path"))?;
+        }
+        for (i, c) in self.claims.iter().enumerate() {
+            any = true;
+            let here = format!("{at}.claims[{i}]");
+            check_claim_path(&c.claim).map_err(|m| ConfigError::new(format!("{here}.claim"), m))?;
+            let set = [c.equals.is_some(), c.one_of.is_some(), c.equals_segment.is_some()];
+            if set.iter().filter(|b| **b).count() != 1 {
+                return Err(ConfigError::new(here, "set exactly one of `equals`, `in`, `equals_segment`"));
+            }
+            if let Some(name) = &c.equals_segment {
+                segment_known(name, format!("{here}.equals_segment"))?;
+            }
+        }
+        if !any {
+            return Err(ConfigError::new(at, "an empty requirement; remove it or add a condition"));
+        }
+        Ok(())
+    }
+}
+
+impl AssertionConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_header_name(&self.header).map_err(|m| ConfigError::new(format!("{at}.header"), m))?;
+        check_header_name(&self.request_id_header)
+            .map_err(|m| ConfigError::new(format!("{at}.request_id_header"), m))?;
+        if self.audience.is_empty() {
+            return Err(ConfigError::new(format!("{at}.audience"), "must not be empty"));
+        }
+        if self.lifetime_seconds == 0 || self.lifetime_seconds > 3600 {
+            return Err(ConfigError::new(format!("{at}.lifetime_seconds"), "must be between 1 and 3600"));
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::new(format!("{at}.keys"), "at least one key is required"));
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            let here = format!("{at}.keys[{i}]");
+            if k.kid.is_empty() {
+                return Err(ConfigError::new(format!("{here}.kid"), "must not be empty"));
+            }
+            match (&k.secret, &k.private_jwk) {
+                (Some(secret), None) if secret.len() < 32 => {
+                    return Err(ConfigError::new(format!("{here}.secret"), "must be at least 32 bytes"));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err(ConfigError::new(here, "set exactly one of `secret`, `private_jwk`")),
+            }
+        }
+        if let Some(path) = &self.jwks_path {
+            if !path.starts_with('/') {
+                return Err(ConfigError::new(format!("{at}.jwks_path"), "must start with `/`"));
+            }
+            if self.keys.iter().all(|k| k.private_jwk.is_none()) {
+                return Err(ConfigError::new(format!("{at}.jwks_path"), "only EdDSA keys have a public JWKS"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The names captured by a path template (`/t/{tenant}/runs` → `["tenant"]`), or why it is not
+/// a template.
+pub fn template_names(template: &str) -> Result<Vec<String>, String> {
+    if !template.starts_with('/') {
+        return Err("must start with `/`".into());
+    }
+    let mut names: Vec<String> = Vec::new();
+    for segment in template.split('/').skip(1) {
+        if let Some(inner) = segment.strip_prefix('{') {
+            let name = inner
+                .strip_suffix('}')
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .ok_or_else(|| format!("`{segment}` is not a segment name like `{{name}}`"))?;
+            if names.iter().any(|n| n == name) {
+                return Err(format!("`{{{name}}}` appears twice"));
+            }
+            names.push(name.to_string());
+        } else if segment.contains(['{', '}']) {
+            return Err(format!("`{segment}`: a named segment must be a whole segment"));
+        }
+    }
+    Ok(names)
 }
 
 /// serde_json appends " at line L column C"; the path already says where.

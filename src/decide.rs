@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::claims::Claims;
+use crate::assertion::{Binding, Signer};
 use crate::config::{Config, ConfigError};
 use crate::headers::{self, HeaderOp};
+use crate::identity::Identity;
 use crate::jwks::{KeySet, Origin};
-use crate::policy::{self, Access};
+use crate::policy::{self, Access, Failure, Matched};
 use crate::reason::{self, Denial, Reason, Response};
-use crate::token;
+use crate::token::{self, Found};
 use crate::verify::{self, Jws};
 
 pub use crate::token::RequestFacts;
@@ -20,11 +21,13 @@ pub use crate::token::RequestFacts;
 #[derive(Debug)]
 pub struct Engine {
     pub config: Config,
-    /// Keys per provider, in `config.providers` order.
-    keys: Vec<KeySet>,
+    /// Inline keys per provider, in `config.providers` order (`None`: fetched, see `keystore`).
+    keys: Vec<Option<KeySet>>,
     by_issuer: HashMap<String, usize>,
     /// Headers removed from every request.
     managed: Vec<String>,
+    /// Mints the signed assertion, when configured.
+    signer: Option<Signer>,
 }
 
 /// Whether a provider's keys can be used now.
@@ -40,13 +43,19 @@ pub enum Keys<'a> {
 /// Where the request path gets a provider's keys from.
 pub trait KeySource {
     fn keys(&self, provider: usize) -> Keys<'_>;
+
+    /// Whether a token whose `kid` is not in the provider's (ready) key set may wait for a
+    /// refetch instead of being refused `key_not_found` (rate-limited; see `keystore`).
+    fn may_refetch(&self, _provider: usize) -> bool {
+        false
+    }
 }
 
 impl KeySource for Engine {
     fn keys(&self, provider: usize) -> Keys<'_> {
         match self.keys.get(provider) {
-            Some(set) => Keys::Ready(set),
-            None => Keys::Unavailable,
+            Some(Some(set)) => Keys::Ready(set),
+            _ => Keys::Unavailable,
         }
     }
 }
@@ -58,23 +67,31 @@ impl Engine {
         let mut keys = Vec::with_capacity(config.providers.len());
         let mut by_issuer = HashMap::new();
         for (i, p) in config.providers.iter().enumerate() {
-            let set = KeySet::parse(&p.jwks, Origin::Inline).map_err(|e| {
-                let path = if e.path.is_empty() {
-                    format!("providers[{i}].jwks")
-                } else {
-                    format!("providers[{i}].jwks.{}", e.path)
-                };
-                ConfigError::new(path, e.message)
-            })?;
+            let set = match &p.jwks {
+                Some(jwks) => Some(KeySet::parse(jwks, Origin::Inline).map_err(|e| {
+                    let path = if e.path.is_empty() {
+                        format!("providers[{i}].jwks")
+                    } else {
+                        format!("providers[{i}].jwks.{}", e.path)
+                    };
+                    ConfigError::new(path, e.message)
+                })?),
+                None => None,
+            };
             keys.push(set);
             by_issuer.insert(p.issuer.clone(), i);
         }
         let managed = headers::managed(&config);
+        let signer = match &config.headers.assertion {
+            Some(a) => Some(Signer::new(a, "headers.assertion")?),
+            None => None,
+        };
         Ok(Engine {
             config,
             keys,
             by_issuer,
             managed,
+            signer,
         })
     }
 
@@ -104,6 +121,8 @@ pub enum Decision {
     Deny { response: Response, log: DecisionLog },
     /// Wait for the keys of provider `index`, then decide again.
     NeedKeys(usize),
+    /// Answer with a local document that is not a denial (the assertion JWKS).
+    Serve(Response),
 }
 
 /// One decision, as logged (a JSON line) and counted.
@@ -119,6 +138,9 @@ pub struct DecisionLog {
     pub sub: Option<String>,
     pub method: String,
     pub path: String,
+    /// The rule's decision was only reported; `reason` is what it would have refused with.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub report_only: bool,
 }
 
 impl DecisionLog {
@@ -139,42 +161,142 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         sub: None,
         method: facts.method.clone(),
         path: path.to_string(),
+        report_only: false,
     };
     let mut ops = headers::strip(&engine.managed);
 
+    if let Some(response) = engine.signer.as_ref().and_then(|s| s.jwks_response(&facts.method, path)) {
+        return Decision::Serve(response);
+    }
     if config.cors_preflight && is_cors_preflight(facts) {
         log.rule = "cors_preflight".into();
         return allow(ops, log);
     }
 
-    let matched = policy::select(config, &facts.method, path);
+    let matched = policy::select(config, &facts.method, path, &facts.authority);
     log.rule = matched.name.to_string();
-    if matched.access == Access::Deny {
-        return deny(engine, Denial::by_rule(Reason::Forbidden, &matched.name), log);
+    let judgement = match judge(engine, keys, facts, &matched, now) {
+        Ok(j) => j,
+        Err(index) => return Decision::NeedKeys(index),
+    };
+    if let Some(who) = &judgement.caller {
+        log.provider = Some(who.provider.clone());
+        log.sub = who.subject.clone();
     }
-
-    let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
-        Ok(found) => found,
-        Err(reason) => return deny(engine, Denial::new(reason), log),
-    };
-    let Some(found) = found else {
-        if matched.access == Access::Anonymous {
-            return allow(ops, log);
+    let report = &config.headers.report_header;
+    match judgement.denial {
+        Some(denial) if !matched.report_only => return deny(engine, denial, log),
+        Some(denial) => {
+            log.report_only = true;
+            log.reason = Some(denial.reason);
+            let value = format!("deny; reason={}; rule={}", denial.reason.code(), matched.name);
+            ops.push(HeaderOp::Set(report.clone(), value));
         }
-        return deny(engine, Denial::new(Reason::TokenMissing), log);
-    };
-
-    let claims = match authenticate(engine, keys, &found.token, now, &mut log) {
-        Ok(claims) => claims,
-        Err(Outcome::Deny(reason)) => return deny(engine, Denial::new(reason), log),
-        Err(Outcome::NeedKeys(index)) => return Decision::NeedKeys(index),
-    };
-    log.sub = claims.get("sub").and_then(|v| v.as_str()).map(str::to_string);
-    ops.extend(headers::identity(config, &claims));
-    if !config.headers.forward_token {
-        ops.extend(headers::remove_token(&found, facts));
+        None if matched.report_only => {
+            log.report_only = true;
+            ops.push(HeaderOp::Set(report.clone(), format!("allow; rule={}", matched.name)));
+        }
+        None => {}
+    }
+    if let Some(who) = &judgement.caller {
+        ops.extend(headers::identity(config, who));
+        if let Some(signer) = &engine.signer {
+            match assert_identity(signer, who, facts, now) {
+                Some(mut minted) => ops.append(&mut minted),
+                None => return deny(engine, Denial::new(Reason::ConfigInvalid), log),
+            }
+        }
+    }
+    if let (Some(found), false) = (&judgement.found, config.headers.forward_token) {
+        ops.extend(headers::remove_token(found, facts));
     }
     allow(ops, log)
+}
+
+/// What the rule concluded: the verified caller (if any), and the denial (if any). Both can be
+/// set: a verified caller the policy refuses.
+struct Judgement {
+    found: Option<Found>,
+    caller: Option<Identity>,
+    denial: Option<Denial>,
+}
+
+impl Judgement {
+    fn denied(found: Option<Found>, caller: Option<Identity>, denial: Denial) -> Self {
+        Judgement {
+            found,
+            caller,
+            denial: Some(denial),
+        }
+    }
+}
+
+/// Apply the covering rule. `Err(index)` when provider `index`'s keys must be waited for.
+fn judge(
+    engine: &Engine,
+    keys: &dyn KeySource,
+    facts: &RequestFacts,
+    matched: &Matched<'_>,
+    now: u64,
+) -> Result<Judgement, usize> {
+    let config = &engine.config;
+    if matched.access == Access::Deny {
+        return Ok(Judgement::denied(None, None, Denial::by_rule(Reason::Forbidden, &matched.name)));
+    }
+    let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
+        Ok(Some(found)) => found,
+        Ok(None) if matched.access == Access::Anonymous => {
+            return Ok(Judgement {
+                found: None,
+                caller: None,
+                denial: None,
+            })
+        }
+        Ok(None) => return Ok(Judgement::denied(None, None, Denial::new(Reason::TokenMissing))),
+        Err(reason) => return Ok(Judgement::denied(None, None, Denial::new(reason))),
+    };
+    let who = match authenticate(engine, keys, &found.token, now) {
+        Ok(who) => who,
+        Err(Outcome::Deny(reason)) => return Ok(Judgement::denied(Some(found), None, Denial::new(reason))),
+        Err(Outcome::NeedKeys(index)) => return Err(index),
+    };
+    let denial = matched
+        .rule
+        .and_then(|r| r.require.as_ref())
+        .and_then(|req| policy::check(req, &who, &matched.captures))
+        .map(|failure| match failure {
+            Failure::Scopes(scopes) => Denial {
+                scopes,
+                ..Denial::by_rule(Reason::InsufficientScope, &matched.name)
+            },
+            Failure::Other => Denial::by_rule(Reason::Forbidden, &matched.name),
+        });
+    Ok(Judgement {
+        found: Some(found),
+        caller: Some(who),
+        denial,
+    })
+}
+
+/// The assertion header (and the request id header when the request had none).
+fn assert_identity(signer: &Signer, who: &Identity, facts: &RequestFacts, now: u64) -> Option<Vec<HeaderOp>> {
+    let config = &signer.config;
+    let mut ops = Vec::new();
+    let id = match facts.header(&config.request_id_header) {
+        Some(id) if !id.is_empty() => id,
+        _ => {
+            ops.push(HeaderOp::Set(config.request_id_header.clone(), facts.unique.clone()));
+            facts.unique.as_str()
+        }
+    };
+    let binding = Binding {
+        method: &facts.method,
+        path: facts.path_only(),
+        id,
+    };
+    let token = signer.mint(who, &binding, &facts.unique, now)?;
+    ops.push(HeaderOp::Set(config.header.to_ascii_lowercase(), token));
+    Some(ops)
 }
 
 enum Outcome {
@@ -183,13 +305,7 @@ enum Outcome {
 }
 
 /// Parse, choose the provider by the unverified `iss`, then verify fully.
-fn authenticate(
-    engine: &Engine,
-    keys: &dyn KeySource,
-    token: &str,
-    now: u64,
-    log: &mut DecisionLog,
-) -> Result<Claims, Outcome> {
+fn authenticate(engine: &Engine, keys: &dyn KeySource, token: &str, now: u64) -> Result<Identity, Outcome> {
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
     let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
     let index = *engine
@@ -201,13 +317,18 @@ fn authenticate(
         .providers
         .get(index)
         .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-    log.provider = Some(provider.name.clone());
     let set = match keys.keys(index) {
         Keys::Ready(set) => set,
         Keys::Pending => return Err(Outcome::NeedKeys(index)),
         Keys::Unavailable => return Err(Outcome::Deny(Reason::KeysUnavailable)),
     };
-    verify::verify(&jws, provider, set, now).map_err(Outcome::Deny)
+    let claims = match verify::verify(&jws, provider, set, now) {
+        Ok(claims) => claims,
+        // Key rotation: a kid we do not know yet may be in a refetched set.
+        Err(Reason::KeyNotFound) if keys.may_refetch(index) => return Err(Outcome::NeedKeys(index)),
+        Err(reason) => return Err(Outcome::Deny(reason)),
+    };
+    Ok(Identity::from_claims(provider, claims))
 }
 
 fn allow(ops: Vec<HeaderOp>, mut log: DecisionLog) -> Decision {
@@ -265,6 +386,7 @@ mod tests {
             path: path.into(),
             authority: "api.test".into(),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            unique: "u-1".into(),
         }
     }
 
@@ -281,7 +403,13 @@ mod tests {
         let d = decide(&e, &e, &facts("GET", "/", &[("x-identity-subject", "admin")]), 0);
         match d {
             Decision::Allow { ops, log } => {
-                assert_eq!(ops, vec![HeaderOp::Remove("x-identity-subject".into())]);
+                assert_eq!(
+                    ops,
+                    vec![
+                        HeaderOp::Remove("x-identity-subject".into()),
+                        HeaderOp::Remove("x-identity-report".into())
+                    ]
+                );
                 assert_eq!(log.decision, "allow");
                 assert_eq!(log.rule, "default");
             }

@@ -1,8 +1,9 @@
 //! Request headers the filter changes: every identity header is stripped from the client's
 //! request, then the verified identity is set; the original token is removed unless forwarded.
 
-use crate::claims::{self, Claims};
+use crate::claims;
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::token::{self, Found, Location, RequestFacts};
 
 /// One change to the request going upstream. Removals are applied before sets.
@@ -17,7 +18,11 @@ pub enum HeaderOp {
 pub fn managed(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let claim_headers = config.headers.claims.iter().map(|c| c.header.as_str());
-    for name in claim_headers.chain(config.headers.strip.iter().map(String::as_str)) {
+    let own = [Some(config.headers.report_header.as_str()), config.headers.assertion.as_ref().map(|a| a.header.as_str())];
+    let all = claim_headers
+        .chain(own.into_iter().flatten())
+        .chain(config.headers.strip.iter().map(String::as_str));
+    for name in all {
         let lower = name.to_ascii_lowercase();
         if !names.contains(&lower) {
             names.push(lower);
@@ -33,14 +38,17 @@ pub fn strip(managed: &[String]) -> Vec<HeaderOp> {
 
 /// Claim headers for a verified caller. A claim that is absent, null, or would put a control
 /// character into the header is skipped (the header stays stripped).
-pub fn identity(config: &Config, claims: &Claims) -> Vec<HeaderOp> {
+pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
     config
         .headers
         .claims
         .iter()
         .filter_map(|c| {
-            let value = claims::lookup(claims, &c.claim)?;
-            let text = claims::header_value(value)?;
+            let text = match (&c.claim, c.identity) {
+                (Some(path), _) => claims::header_value(claims::lookup(&who.claims, path)?)?,
+                (None, Some(field)) => claims::header_value(&who.field(field)?)?,
+                (None, None) => return None,
+            };
             Some(HeaderOp::Set(c.header.to_ascii_lowercase(), text))
         })
         .collect()
@@ -93,7 +101,10 @@ mod tests {
             "claims": [{"claim": "sub", "header": "X-Identity-Subject"}, {"claim": "email", "header": "x-identity-email"}],
             "strip": ["x-identity-subject", "Prefect-Automation-Id"]
         }));
-        assert_eq!(managed(&c), vec!["x-identity-subject", "x-identity-email", "prefect-automation-id"]);
+        assert_eq!(
+            managed(&c),
+            vec!["x-identity-subject", "x-identity-email", "x-identity-report", "prefect-automation-id"]
+        );
         assert_eq!(strip(&managed(&c))[0], HeaderOp::Remove("x-identity-subject".into()));
     }
 
@@ -103,15 +114,20 @@ mod tests {
             {"claim": "sub", "header": "x-sub"},
             {"claim": "realm_access.roles", "header": "x-roles"},
             {"claim": "missing", "header": "x-missing"},
-            {"claim": "evil", "header": "x-evil"}
+            {"claim": "evil", "header": "x-evil"},
+            {"identity": "scopes", "header": "x-scopes"},
+            {"identity": "tenant", "header": "x-tenant"}
         ]}));
-        let claims = json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny: z"});
-        let ops = identity(&c, claims.as_object().unwrap());
+        let claims = json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny: z", "scp": ["r", "w"]});
+        let provider = &c.providers[0];
+        let who = Identity::from_claims(provider, claims.as_object().unwrap().clone());
+        let ops = identity(&c, &who);
         assert_eq!(
             ops,
             vec![
                 HeaderOp::Set("x-sub".into(), "alice".into()),
-                HeaderOp::Set("x-roles".into(), "a,b".into())
+                HeaderOp::Set("x-roles".into(), "a,b".into()),
+                HeaderOp::Set("x-scopes".into(), "r,w".into()),
             ]
         );
     }
@@ -122,6 +138,7 @@ mod tests {
             path: path.into(),
             authority: "a".into(),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            unique: "u-1".into(),
         }
     }
 

@@ -9,12 +9,16 @@
 //! token ─► (jwks) keys ─► verify ─► policy ─► headers      all driven by decide, failures in reason
 //! ```
 
+pub mod assertion;
 pub mod claims;
 pub mod config;
 pub mod crypto;
 pub mod decide;
+pub mod fetch;
 pub mod headers;
+pub mod identity;
 pub mod jwks;
+pub mod keystore;
 pub mod policy;
 pub mod reason;
 pub mod token;

@@ -2,7 +2,9 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Config, DefaultAction, Rule, RouteMatch};
+use crate::claims;
+use crate::config::{ClaimCondition, Config, DefaultAction, Requirement, RouteMatch, Rule, SetCondition};
+use crate::identity::Identity;
 
 /// What the covering rule asks of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +25,17 @@ pub struct Matched<'a> {
     pub access: Access,
     /// The rule itself; `None` for the default.
     pub rule: Option<&'a Rule>,
+    /// Segments captured by the rule's `path_template`.
+    pub captures: Vec<(&'a str, String)>,
+    /// Whether the decision is only reported (the rule's or the global `report_only`).
+    pub report_only: bool,
 }
 
-/// Find the first rule whose match covers `method` and `path` (without query string).
-pub fn select<'a>(config: &'a Config, method: &str, path: &str) -> Matched<'a> {
+/// Find the first rule whose match covers `method`, `path` (without query string) and `host`
+/// (the `:authority`).
+pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> Matched<'a> {
     for (i, rule) in config.rules.iter().enumerate() {
-        if covers(&rule.route, method, path) {
+        if let Some(captures) = covers(&rule.route, method, path, host) {
             let name = match &rule.name {
                 Some(n) => Cow::Borrowed(n.as_str()),
                 None => Cow::Owned(format!("rules[{i}]")),
@@ -42,6 +49,8 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str) -> Matched<'a> {
                 name,
                 access,
                 rule: Some(rule),
+                captures,
+                report_only: rule.report_only || config.report_only,
             };
         }
     }
@@ -54,25 +63,235 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str) -> Matched<'a> {
         name: Cow::Borrowed("default"),
         access,
         rule: None,
+        captures: Vec::new(),
+        report_only: config.report_only,
     }
 }
 
-/// True when every condition of the match holds.
-pub fn covers(route: &RouteMatch, method: &str, path: &str) -> bool {
+/// When every condition of the match holds: the template's captures (empty without one).
+pub fn covers<'a>(route: &'a RouteMatch, method: &str, path: &str, host: &str) -> Option<Vec<(&'a str, String)>> {
     if !route.methods.is_empty() && !route.methods.iter().any(|m| m == method) {
-        return false;
+        return None;
+    }
+    if !route.hosts.is_empty() && !route.hosts.iter().any(|h| host_covers(h, host)) {
+        return None;
     }
     if let Some(exact) = &route.path {
         if exact != path {
-            return false;
+            return None;
         }
     }
     if let Some(prefix) = &route.path_prefix {
         if !prefix_covers(prefix, path) {
-            return false;
+            return None;
         }
     }
-    true
+    match &route.path_template {
+        Some(template) => template_captures(template, path),
+        None => Some(Vec::new()),
+    }
+}
+
+/// Match a path against `/a/{x}/b`: literal segments equal, each `{name}` takes one non-empty
+/// segment. Captures are percent-decoded when that gives UTF-8, else kept as sent.
+pub fn template_captures<'a>(template: &'a str, path: &str) -> Option<Vec<(&'a str, String)>> {
+    let mut want = template.split('/');
+    let mut have = path.split('/');
+    let mut captures = Vec::new();
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return Some(captures),
+            (Some(w), Some(h)) => {
+                if let Some(name) = w.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                    if h.is_empty() {
+                        return None;
+                    }
+                    captures.push((name, decode_segment(h)));
+                } else if w != h {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn decode_segment(segment: &str) -> String {
+    if !segment.contains('%') {
+        return segment.to_string();
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = segment.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| segment.to_string())
+}
+
+/// `api.example.com` matches itself (any case, any port); `*.example.com` any subdomain.
+pub fn host_covers(pattern: &str, authority: &str) -> bool {
+    let host = strip_port(authority);
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .len()
+            .checked_sub(suffix.len() + 1)
+            .and_then(|cut| host.get(cut..))
+            .and_then(|tail| tail.strip_prefix('.'))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix)),
+        None => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+/// `host:8080` → `host`; `[::1]:8080` → `[::1]`.
+fn strip_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.starts_with('[') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
+    }
+}
+
+/// Why a requirement failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Only scopes are missing: these would satisfy it.
+    Scopes(Vec<String>),
+    /// Anything else.
+    Other,
+}
+
+/// Check a requirement against a verified caller; `None` when it holds.
+pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> Option<Failure> {
+    let mut scope_failure: Option<Vec<String>> = None;
+    let mut other = false;
+    let mut note = |f: Failure| match f {
+        Failure::Scopes(s) => scope_failure.get_or_insert_with(Vec::new).extend(s),
+        Failure::Other => other = true,
+    };
+    if let Some(all) = &req.all_of {
+        for r in all {
+            if let Some(f) = check(r, who, captures) {
+                note(f);
+            }
+        }
+    }
+    if let Some(any) = &req.any_of {
+        let fails: Vec<Failure> = any.iter().map_while(|r| check(r, who, captures)).collect();
+        if fails.len() == any.len() {
+            if fails.iter().all(|f| matches!(f, Failure::Scopes(_))) {
+                let mut scopes = Vec::new();
+                for f in fails {
+                    if let Failure::Scopes(s) = f {
+                        scopes.extend(s);
+                    }
+                }
+                note(Failure::Scopes(scopes));
+            } else {
+                note(Failure::Other);
+            }
+        }
+    }
+    if let Some(set) = &req.scopes {
+        if let Some(missing) = set_failure(set, &who.scopes) {
+            note(Failure::Scopes(missing));
+        }
+    }
+    for (set, have) in [(&req.roles, &who.roles), (&req.groups, &who.groups)] {
+        if let Some(set) = set {
+            if set_failure(set, have).is_some() {
+                note(Failure::Other);
+            }
+        }
+    }
+    if let Some(issuers) = &req.issuers {
+        if !issuers.contains(&who.issuer) {
+            note(Failure::Other);
+        }
+    }
+    if let Some(tenants) = &req.tenants {
+        if !who.tenant.as_ref().is_some_and(|t| tenants.contains(t)) {
+            note(Failure::Other);
+        }
+    }
+    if let Some(name) = &req.tenant_from_path {
+        if who.tenant.is_none() || who.tenant.as_deref() != capture(captures, name) {
+            note(Failure::Other);
+        }
+    }
+    for c in &req.claims {
+        if !claim_holds(c, who, captures) {
+            note(Failure::Other);
+        }
+    }
+    if other {
+        return Some(Failure::Other);
+    }
+    scope_failure.map(|mut s| {
+        s.dedup();
+        Failure::Scopes(s)
+    })
+}
+
+fn capture<'a>(captures: &'a [(&str, String)], name: &str) -> Option<&'a str> {
+    captures.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
+/// `None` when the set condition holds; otherwise the strings that would satisfy it.
+fn set_failure(set: &SetCondition, have: &[String]) -> Option<Vec<String>> {
+    let missing: Vec<String> = set.all_of.iter().filter(|w| !have.contains(w)).cloned().collect();
+    let any_ok = set.any_of.is_empty() || set.any_of.iter().any(|w| have.contains(w));
+    if missing.is_empty() && any_ok {
+        return None;
+    }
+    let mut wanted = missing;
+    if !any_ok {
+        wanted.extend(set.any_of.iter().cloned());
+    }
+    Some(wanted)
+}
+
+/// A claim condition; an array claim holds when any element does.
+fn claim_holds(c: &ClaimCondition, who: &Identity, captures: &[(&str, String)]) -> bool {
+    let Some(value) = claims::lookup(&who.claims, &c.claim) else {
+        return false;
+    };
+    let values: Vec<&serde_json::Value> = match value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        v => vec![v],
+    };
+    values.iter().any(|v| {
+        if let Some(want) = &c.equals {
+            return *v == want;
+        }
+        if let Some(set) = &c.one_of {
+            return set.contains(v);
+        }
+        if let Some(name) = &c.equals_segment {
+            let text = match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            return text.is_some() && text.as_deref() == capture(captures, name);
+        }
+        false
+    })
 }
 
 /// Segment-wise prefix: `/api` covers `/api` and `/api/x` but not `/apix`; `/api/` and `/`
@@ -107,11 +326,11 @@ mod tests {
             ]),
             "deny",
         );
-        let m = select(&c, "GET", "/healthz");
+        let m = select(&c, "GET", "/healthz", "h");
         assert_eq!((m.name.as_ref(), m.access), ("health", Access::Anonymous));
-        let m = select(&c, "GET", "/api/x");
+        let m = select(&c, "GET", "/api/x", "h");
         assert_eq!((m.name.as_ref(), m.access), ("api", Access::Authenticated));
-        let m = select(&c, "GET", "/other");
+        let m = select(&c, "GET", "/other", "h");
         assert_eq!(m.name, "catch");
     }
 
@@ -121,16 +340,16 @@ mod tests {
             serde_json::json!([{"match": {"path_prefix": "/docs", "methods": ["GET", "HEAD"]}, "allow_anonymous": true}]),
             "authenticated",
         );
-        assert_eq!(select(&c, "GET", "/docs").access, Access::Anonymous);
-        assert_eq!(select(&c, "GET", "/docs").name, "rules[0]");
-        let m = select(&c, "POST", "/docs");
+        assert_eq!(select(&c, "GET", "/docs", "h").access, Access::Anonymous);
+        assert_eq!(select(&c, "GET", "/docs", "h").name, "rules[0]");
+        let m = select(&c, "POST", "/docs", "h");
         assert_eq!((m.name.as_ref(), m.access), ("default", Access::Authenticated));
     }
 
     #[test]
     fn default_deny_when_nothing_matches() {
         let c = config(serde_json::json!([]), "deny");
-        let m = select(&c, "GET", "/");
+        let m = select(&c, "GET", "/", "h");
         assert_eq!((m.name.as_ref(), m.access), ("default", Access::Deny));
         assert!(m.rule.is_none());
     }
@@ -143,5 +362,97 @@ mod tests {
         assert!(prefix_covers("/api/", "/api/x"));
         assert!(prefix_covers("/", "/anything"));
         assert!(!prefix_covers("/api", "/"));
+    }
+
+    #[test]
+    fn templates_capture_named_segments() {
+        let t = "/api/t/{tenant}/deployments/{name}/runs";
+        assert_eq!(
+            template_captures(t, "/api/t/acme/deployments/etl%20x/runs"),
+            Some(vec![("tenant", "acme".to_string()), ("name", "etl x".to_string())])
+        );
+        assert_eq!(template_captures(t, "/api/t//deployments/x/runs"), None);
+        assert_eq!(template_captures(t, "/api/t/acme/deployments/x/runs/extra"), None);
+        assert_eq!(template_captures(t, "/api/t/acme/deployments/x"), None);
+        assert_eq!(template_captures("/a/{x}", "/a/%ff"), Some(vec![("x", "%ff".to_string())]));
+    }
+
+    #[test]
+    fn hosts_match_without_port_and_case() {
+        assert!(host_covers("api.example.com", "API.example.com:8443"));
+        assert!(!host_covers("api.example.com", "api.example.com.evil"));
+        assert!(host_covers("*.example.com", "a.b.example.com"));
+        assert!(!host_covers("*.example.com", "example.com"));
+        assert!(!host_covers("*.example.com", "badexample.com"));
+        assert!(host_covers("[::1]", "[::1]:80"));
+    }
+
+    fn caller(extra: serde_json::Value) -> Identity {
+        let mut claims = serde_json::json!({"sub": "alice", "roles": ["dev"], "scope": "runs:read", "tid": "acme", "org": {"plan": "pro"}, "teams": ["a", "b"]});
+        if let (Some(base), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        let provider: crate::config::Provider = serde_json::from_value(serde_json::json!({
+            "name": "p", "issuer": "https://idp", "jwks": {"keys": []}, "identity": {"tenant": ["tid"]}
+        }))
+        .unwrap();
+        Identity::from_claims(&provider, claims.as_object().unwrap().clone())
+    }
+
+    fn req(v: serde_json::Value) -> Requirement {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn role_and_scope_sets() {
+        let who = caller(serde_json::json!({}));
+        assert_eq!(check(&req(serde_json::json!({"roles": {"any_of": ["dev", "ops"]}})), &who, &[]), None);
+        assert_eq!(check(&req(serde_json::json!({"roles": {"all_of": ["dev", "ops"]}})), &who, &[]), Some(Failure::Other));
+        assert_eq!(
+            check(&req(serde_json::json!({"scopes": {"all_of": ["runs:read", "runs:write"]}})), &who, &[]),
+            Some(Failure::Scopes(vec!["runs:write".into()]))
+        );
+    }
+
+    #[test]
+    fn any_of_all_of_trees() {
+        let who = caller(serde_json::json!({}));
+        let r = req(serde_json::json!({"any_of": [{"roles": {"any_of": ["admin"]}}, {"scopes": {"any_of": ["runs:read"]}}]}));
+        assert_eq!(check(&r, &who, &[]), None);
+        let r = req(serde_json::json!({"any_of": [{"scopes": {"any_of": ["a"]}}, {"scopes": {"any_of": ["b"]}}]}));
+        assert_eq!(check(&r, &who, &[]), Some(Failure::Scopes(vec!["a".into(), "b".into()])));
+        let r = req(serde_json::json!({"all_of": [{"scopes": {"any_of": ["runs:read"]}}, {"issuers": ["https://other"]}]}));
+        assert_eq!(check(&r, &who, &[]), Some(Failure::Other));
+    }
+
+    #[test]
+    fn claim_values_and_path_segments() {
+        let who = caller(serde_json::json!({}));
+        let captures = [("tenant", "acme".to_string()), ("team", "b".to_string())];
+        let ok = |v: serde_json::Value| check(&req(v), &who, &captures).is_none();
+        assert!(ok(serde_json::json!({"claims": [{"claim": "org.plan", "equals": "pro"}]})));
+        assert!(!ok(serde_json::json!({"claims": [{"claim": "org.plan", "equals": "free"}]})));
+        assert!(ok(serde_json::json!({"claims": [{"claim": "org.plan", "in": ["free", "pro"]}]})));
+        assert!(ok(serde_json::json!({"claims": [{"claim": "teams", "equals": "b"}]})));
+        assert!(ok(serde_json::json!({"claims": [{"claim": "teams", "equals_segment": "team"}]})));
+        assert!(!ok(serde_json::json!({"claims": [{"claim": "missing", "equals": "x"}]})));
+        assert!(ok(serde_json::json!({"tenant_from_path": "tenant"})));
+        assert!(ok(serde_json::json!({"tenants": ["acme"], "issuers": ["https://idp"]})));
+        let other = [("tenant", "globex".to_string())];
+        assert!(check(&req(serde_json::json!({"tenant_from_path": "tenant"})), &who, &other).is_some());
+    }
+
+    #[test]
+    fn rule_report_only_and_captures_come_with_the_match() {
+        let c = config(
+            serde_json::json!([{"match": {"path_template": "/t/{tenant}/runs", "hosts": ["api.test"]}, "report_only": true}]),
+            "deny",
+        );
+        let m = select(&c, "GET", "/t/acme/runs", "api.test:443");
+        assert!(m.report_only);
+        assert_eq!(m.captures, vec![("tenant", "acme".to_string())]);
+        assert_eq!(select(&c, "GET", "/t/acme/runs", "other.test").name, "default");
     }
 }

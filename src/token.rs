@@ -14,6 +14,9 @@ pub struct RequestFacts {
     /// `:authority` (or `host`).
     pub authority: String,
     pub headers: Vec<(String, String)>,
+    /// A unique value for this request, from the host's randomness: the assertion's `jti`, and
+    /// the request id when the request has none.
+    pub unique: String,
 }
 
 impl RequestFacts {
@@ -220,6 +223,7 @@ mod tests {
             path: path.into(),
             authority: "api.test".into(),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            unique: "u-1".into(),
         }
     }
 

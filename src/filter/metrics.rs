@@ -11,6 +11,7 @@ pub struct Metrics {
     allowed: Option<u32>,
     denied: Option<u32>,
     by_reason: Vec<(Reason, u32)>,
+    would_deny: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -30,6 +31,7 @@ impl Metrics {
                 allowed: None,
                 denied: None,
                 by_reason: Vec::new(),
+                would_deny: None,
             };
         }
         Metrics {
@@ -39,7 +41,13 @@ impl Metrics {
                 .iter()
                 .filter_map(|r| Some((*r, counter(&format!("identity_filter.denied.{}", r.code()))?)))
                 .collect(),
+            would_deny: counter("identity_filter.report_only.would_deny"),
         }
+    }
+
+    /// A report-only rule would have refused this request.
+    pub fn would_deny(&self) {
+        increment(self.would_deny);
     }
 
     pub fn allowed(&self) {

@@ -105,7 +105,22 @@ impl Request {
         if facts.authority.is_empty() {
             facts.authority = facts.header("host").unwrap_or_default().to_string();
         }
+        facts.unique = self.unique();
         facts
+    }
+
+    /// 128 random bits as hex (WASI `random_get`); time-based if the host has no randomness.
+    fn unique(&self) -> String {
+        let mut bytes = [0u8; 16];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            let nanos = self
+                .get_current_time()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            bytes = nanos.to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn now(&self) -> u64 {
@@ -154,6 +169,9 @@ impl HttpContext for Request {
             Decision::Allow { ops, log: entry } => {
                 self.apply(&ops);
                 state.metrics.allowed();
+                if entry.report_only && entry.reason.is_some() {
+                    state.metrics.would_deny();
+                }
                 if engine.config.log.decisions {
                     log(LogLevel::Info, &entry.to_json());
                 }
@@ -168,6 +186,7 @@ impl HttpContext for Request {
                 }
                 self.respond(&response)
             }
+            Decision::Serve(response) => self.respond(&response),
             Decision::NeedKeys(_) => {
                 let denial = crate::reason::Denial::new(crate::reason::Reason::KeysUnavailable);
                 state.metrics.denied(denial.reason);

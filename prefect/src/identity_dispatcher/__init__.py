@@ -1,0 +1,22 @@
+"""Prefect side of the identity filter.
+
+Modules, one job each:
+
+- :mod:`.config` — settings from the environment
+- :mod:`.keys` — verification keys: HS256 secret, JWKS file, JWKS URL (cached, rotated)
+- :mod:`.assertion` — verify the filter's signed assertion into an :class:`Identity`
+- :mod:`.policy` — which identities may run which deployment with which parameters
+- :mod:`.runs` — tags, labels, ``requested_by``, idempotency key and visibility of a run
+- :mod:`.prefect_api` — the Prefect REST calls, with retries of transient failures
+- :mod:`.reasons` — every refusal: code, status, message, reason header and body
+- :mod:`.decisions` — one JSON log line per decision
+- :mod:`.app` — the ASGI service (``python -m identity_dispatcher``)
+- :mod:`.client` — for flows calling APIs through the gateway: typed errors with reason codes
+- :mod:`.testing` — starts a real Prefect server, served flows and a dispatcher (tests, demos)
+"""
+
+from .assertion import CONTRACT_VERSION, Identity, verify_assertion
+from .reasons import Refusal
+
+__all__ = ["CONTRACT_VERSION", "Identity", "Refusal", "verify_assertion"]
+__version__ = "0.1.0"

@@ -1,0 +1,122 @@
+"""Tiny HTTP servers on 127.0.0.1 for tests: scripted answers, and a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def json_answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Answer:
+    data = b"" if body is None else json.dumps(body).encode()
+    sent = {"content-type": "application/json"} if data else {}
+    sent.update(headers or {})
+    return status, sent, data
+
+
+class _Server:
+    def __init__(self, handler_cls: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ScriptedServer(_Server):
+    """Answers each path with a fixed :data:`Answer`, or a callable returning one; counts hits."""
+
+    def __init__(self, routes: dict[str, Answer | Callable[[], Answer]]) -> None:
+        self.routes = routes
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                path = self.path.split("?", 1)[0]
+                server.hits[path] = server.hits.get(path, 0) + 1
+                route = server.routes.get(path)
+                if route is None:
+                    status, headers, body = 404, {}, b""
+                else:
+                    status, headers, body = route() if callable(route) else route
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        super().__init__(Handler)
+
+
+class FaultProxy(_Server):
+    """Forwards to ``target``; answers 503 to the first ``fail_first`` requests whose path
+    contains ``match`` (as Prefect does when SQLite is locked), or to all of them if
+    ``fail_first`` is ``None``."""
+
+    def __init__(self, target: str, match: str, fail_first: int | None) -> None:
+        self.match = match
+        self.fail_first = fail_first
+        self.failed = 0
+        self.forwarded = 0
+        upstream = urlsplit(target)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy.match in self.path and (proxy.fail_first is None or proxy.failed < proxy.fail_first):
+                    proxy.failed += 1
+                    data = b'{"exception_message":"database is locked"}'
+                    self.send_response(503)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                proxy.forwarded += 1
+                conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+        super().__init__(Handler)

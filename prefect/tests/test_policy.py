@@ -1,0 +1,125 @@
+"""The dispatcher's policy: parsing (strict, with paths) and decisions (default deny)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from identity_dispatcher.assertion import Identity
+from identity_dispatcher.policy import PolicyError, load_policy, parse_policy
+from identity_dispatcher.reasons import Refusal
+from identity_dispatcher.testing import EXAMPLE_POLICY
+from people import ADMIN, ALICE, BLOCKED, ERIN, GINA, MALLORY
+
+POLICY = load_policy(str(Path(__file__).parent / "policy.yaml"))
+
+
+def identity(person, **changes) -> Identity:
+    fields = dict(sub=person.sub, idp=person.idp, provider=person.provider, roles=person.roles,
+                  groups=person.groups, scopes=person.scopes, tenant=person.tenant)
+    fields.update(changes)
+    return Identity(**fields)
+
+
+def denial(who: Identity, deployment: str) -> Refusal:
+    with pytest.raises(Refusal) as caught:
+        POLICY.decide(who, deployment)
+    return caught.value
+
+
+def test_first_applicable_rule_allows():
+    assert POLICY.decide(identity(ALICE), "hello/hello").name == "hello-runners"
+    assert POLICY.decide(identity(ERIN), "echo/echo").name == "echo-team"
+    assert POLICY.decide(identity(ADMIN), "anything/else").name == "admins"
+
+
+def test_caller_without_the_role_is_denied_by_the_rule_of_the_deployment():
+    refusal = denial(identity(MALLORY), "hello/hello")
+    assert (refusal.status, refusal.code, refusal.rule) == (403, "forbidden", "hello-runners")
+    assert refusal.header_value() == "forbidden; rule=hello-runners"
+
+
+def test_all_of_scopes_must_be_present():
+    refusal = denial(identity(ALICE, scopes=()), "hello/hello")
+    assert refusal.rule == "hello-runners"
+
+
+def test_issuer_glob_is_checked():
+    assert denial(identity(ALICE, idp="https://evil.test/realms/main"), "hello/hello").code == "forbidden"
+
+
+def test_tenant_condition_needs_a_tenant():
+    assert denial(identity(ERIN, tenant=None), "echo/echo").rule == "echo-team"
+    assert denial(identity(GINA), "echo/echo").rule == "echo-team"
+
+
+def test_deny_rule_wins_when_it_comes_first():
+    assert denial(identity(BLOCKED), "hello/hello").rule == "blocked-tenant"
+
+
+def test_deployment_no_rule_mentions_is_denied_by_default():
+    policy = parse_policy({"rules": [{"name": "only-hello", "deployments": ["hello/*"]}]})
+    with pytest.raises(Refusal) as caught:
+        policy.decide(identity(ALICE), "secret/deploy")
+    assert caught.value.rule == "default"
+
+
+def test_rule_failed_by_the_caller_is_named_not_a_catch_all_matching_later():
+    # admins (*/*) also matches, but the first allow rule for the deployment is the useful name.
+    assert denial(identity(MALLORY), "echo/echo").rule == "echo-team"
+
+
+def test_parameters_outside_the_rule_are_refused():
+    rule = POLICY.decide(identity(ALICE), "hello/hello")
+    POLICY.check_parameters(rule, {"name": "x"})
+    with pytest.raises(Refusal) as caught:
+        POLICY.check_parameters(rule, {"name": "x", "shell": "rm -rf /"})
+    assert caught.value.code == "parameter_forbidden"
+    assert caught.value.rule == "hello-runners"
+    assert "shell" in caught.value.detail
+
+
+def test_wildcard_parameters_allow_all():
+    rule = POLICY.decide(identity(ADMIN), "echo/echo")
+    POLICY.check_parameters(rule, {"anything": 1})
+
+
+def test_example_policy_is_valid():
+    policy = load_policy(str(EXAMPLE_POLICY))
+    assert [r.name for r in policy.rules] == ["blocked-tenant", "hello-runners", "admins"]
+
+
+@pytest.mark.parametrize(
+    "document,path",
+    [
+        ({"rules": [{"name": "a", "deployments": ["x"], "role": ["r"]}]}, "rules[0].role"),
+        ({"rules": [{"name": "a"}]}, "rules[0].deployments"),
+        ({"rules": [{"deployments": ["x"]}]}, "rules[0].name"),
+        ({"rules": [{"name": "a", "deployments": []}]}, "rules[0].deployments"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "roles": {"anyof": ["r"]}}]}, "rules[0].roles.anyof"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "roles": {"any_of": "r r"}}]}, None),
+        ({"rules": [{"name": "a", "deployments": ["x"], "effect": "maybe"}]}, "rules[0].effect"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "read": "all"}]}, "rules[0].read"),
+        ({"rules": [{"name": "a", "deployments": ["x"]}, {"name": "a", "deployments": ["y"]}]}, "rules[1].name"),
+        ({"rules": [{"name": "default", "deployments": ["x"]}]}, "rules[0].name"),
+        ({"default": "allow", "rules": []}, "default"),
+        ({"version": 2, "rules": []}, "version"),
+        ({"rulez": []}, "rulez"),
+        ([], ""),
+    ],
+)
+def test_invalid_policy_names_the_field(document, path):
+    if path is None:  # a plain string is accepted as a one-element list
+        parse_policy(document)
+        return
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(document)
+    assert caught.value.path == path
+
+
+def test_policy_file_may_be_json(tmp_path):
+    file = tmp_path / "policy.json"
+    file.write_text('{"rules": [{"name": "r", "deployments": ["a/b"], "subjects": ["alice"]}]}')
+    policy = load_policy(str(file))
+    assert policy.decide(identity(ALICE), "a/b").name == "r"

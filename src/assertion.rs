@@ -1,0 +1,239 @@
+//! The signed identity assertion: a compact JWT minted by the filter for each allowed request
+//! with a verified caller. It carries the normalized identity and is bound to the request
+//! (method, path, request id), so a downstream service trusts it with one local key and needs
+//! nothing from the identity provider. The format is documented in docs/identity-contract.md.
+
+use jwt_simple::prelude::{
+    Claims, Duration, Ed25519KeyPair, EdDSAKeyPairLike, HS256Key, MACLike, UnixTimeStamp,
+};
+use serde::Serialize;
+
+use crate::config::{AssertionConfig, ConfigError};
+use crate::identity::Identity;
+use crate::reason::Response;
+
+/// Version of the assertion's claim set (the `v` claim).
+pub const CONTRACT_VERSION: u32 = 1;
+
+enum SigningKey {
+    Hs256(HS256Key),
+    EdDsa(Box<Ed25519KeyPair>),
+}
+
+/// Mints assertions with the first configured key; publishes the EdDSA public keys.
+pub struct Signer {
+    pub config: AssertionConfig,
+    key: SigningKey,
+    /// The JWKS document served at `jwks_path`.
+    jwks: Option<String>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("kid", &self.kid()).finish_non_exhaustive()
+    }
+}
+
+/// What the request binds the assertion to.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub method: &'a str,
+    /// The request path without its query string.
+    pub path: &'a str,
+    pub id: &'a str,
+}
+
+#[derive(Serialize)]
+struct Custom<'a> {
+    v: u32,
+    idp: &'a str,
+    provider: &'a str,
+    roles: &'a [String],
+    groups: &'a [String],
+    scopes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    req: &'a Binding<'a>,
+}
+
+impl Signer {
+    /// Load the keys of a validated assertion configuration (`at` is its path, for errors).
+    pub fn new(config: &AssertionConfig, at: &str) -> Result<Signer, ConfigError> {
+        let mut signing: Option<SigningKey> = None;
+        let mut public = Vec::new();
+        for (i, k) in config.keys.iter().enumerate() {
+            let here = format!("{at}.keys[{i}]");
+            let key = match (&k.secret, &k.private_jwk) {
+                (Some(secret), _) => SigningKey::Hs256(HS256Key::from_bytes(secret.as_bytes()).with_key_id(&k.kid)),
+                (None, Some(jwk)) => {
+                    let pair = Ed25519KeyPair::from_jwk(&jwk.to_string())
+                        .map_err(|e| ConfigError::new(format!("{here}.private_jwk"), format!("not an Ed25519 private JWK: {e}")))?
+                        .with_key_id(&k.kid);
+                    let jwk: serde_json::Value = serde_json::from_str(&pair.public_key().to_jwk())
+                        .map_err(|e| ConfigError::new(format!("{here}.private_jwk"), e.to_string()))?;
+                    public.push(jwk);
+                    SigningKey::EdDsa(Box::new(pair))
+                }
+                (None, None) => return Err(ConfigError::new(here, "set exactly one of `secret`, `private_jwk`")),
+            };
+            if i == 0 {
+                signing = Some(key);
+            }
+        }
+        let key = signing.ok_or_else(|| ConfigError::new(format!("{at}.keys"), "at least one key is required"))?;
+        let jwks = match &config.jwks_path {
+            Some(_) => Some(serde_json::json!({ "keys": public }).to_string()),
+            None => None,
+        };
+        Ok(Signer {
+            config: config.clone(),
+            key,
+            jwks,
+        })
+    }
+
+    /// The signing key's id.
+    pub fn kid(&self) -> &str {
+        self.config.keys.first().map(|k| k.kid.as_str()).unwrap_or_default()
+    }
+
+    /// Mint an assertion for `who`, bound to the request, issued at `now` with id `jti`.
+    /// `None` only if signing itself fails.
+    pub fn mint(&self, who: &Identity, binding: &Binding<'_>, jti: &str, now: u64) -> Option<String> {
+        let custom = Custom {
+            v: CONTRACT_VERSION,
+            idp: &who.issuer,
+            provider: &who.provider,
+            roles: &who.roles,
+            groups: &who.groups,
+            scopes: &who.scopes,
+            tenant: who.tenant.as_deref(),
+            req: binding,
+        };
+        let lifetime = Duration::from_secs(self.config.lifetime_seconds);
+        let mut claims = Claims::with_custom_claims(custom, lifetime)
+            .with_issuer(&self.config.issuer)
+            .with_audience(&self.config.audience)
+            .with_jwt_id(jti);
+        if let Some(sub) = &who.subject {
+            claims = claims.with_subject(sub);
+        }
+        // Time comes from the host, not from the library's clock.
+        claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(now.saturating_add(self.config.lifetime_seconds)));
+        claims.invalid_before = None;
+        match &self.key {
+            SigningKey::Hs256(k) => k.authenticate(claims).ok(),
+            SigningKey::EdDsa(k) => k.sign(claims).ok(),
+        }
+    }
+
+    /// The local answer for `GET <jwks_path>`, when this request asks for it.
+    pub fn jwks_response(&self, method: &str, path: &str) -> Option<Response> {
+        let (wanted, body) = (self.config.jwks_path.as_deref()?, self.jwks.as_ref()?);
+        if path != wanted || !(method == "GET" || method == "HEAD") {
+            return None;
+        }
+        Some(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "max-age=300".into()),
+            ],
+            body: body.clone().into_bytes(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwt_simple::prelude::{Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions};
+    use serde_json::json;
+
+    fn config(keys: serde_json::Value, jwks_path: Option<&str>) -> AssertionConfig {
+        serde_json::from_value(json!({"audience": "svc", "keys": keys, "jwks_path": jwks_path})).unwrap()
+    }
+
+    fn who() -> Identity {
+        Identity {
+            subject: Some("alice".into()),
+            issuer: "https://idp.test".into(),
+            provider: "idp".into(),
+            roles: vec!["admin".into()],
+            groups: vec![],
+            scopes: vec!["runs:write".into()],
+            tenant: Some("acme".into()),
+            claims: Default::default(),
+        }
+    }
+
+    fn payload(token: &str) -> serde_json::Value {
+        use base64::Engine;
+        let part = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const BINDING: Binding<'static> = Binding {
+        method: "POST",
+        path: "/runs/hello/hello",
+        id: "req-1",
+    };
+
+    #[test]
+    fn hs256_assertion_carries_identity_and_binding() {
+        let s = Signer::new(&config(json!([{"kid": "k1", "secret": SECRET}]), None), "a").unwrap();
+        let token = s.mint(&who(), &BINDING, "jti-1", 1_700_000_000).unwrap();
+        let key = HS256Key::from_bytes(SECRET.as_bytes());
+        let opts = VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(1_700_000_010)),
+            ..Default::default()
+        };
+        key.verify_token::<NoCustomClaims>(&token, Some(opts)).unwrap();
+        let p = payload(&token);
+        assert_eq!(p["iss"], "identity-filter");
+        assert_eq!(p["aud"], "svc");
+        assert_eq!(p["sub"], "alice");
+        assert_eq!(p["idp"], "https://idp.test");
+        assert_eq!(p["provider"], "idp");
+        assert_eq!(p["roles"], json!(["admin"]));
+        assert_eq!(p["scopes"], json!(["runs:write"]));
+        assert_eq!(p["tenant"], "acme");
+        assert_eq!(p["req"], json!({"method": "POST", "path": "/runs/hello/hello", "id": "req-1"}));
+        assert_eq!(p["iat"], 1_700_000_000);
+        assert_eq!(p["exp"], 1_700_000_060);
+        assert_eq!(p["jti"], "jti-1");
+        assert_eq!(p["v"], 1);
+        assert!(p.get("nbf").is_none());
+    }
+
+    #[test]
+    fn eddsa_assertion_verifies_with_published_jwks() {
+        let pair = Ed25519KeyPair::generate().with_key_id("ed1");
+        let jwk: serde_json::Value = serde_json::from_str(&pair.to_jwk()).unwrap();
+        let s = Signer::new(&config(json!([{"kid": "ed1", "private_jwk": jwk}]), Some("/jwks")), "a").unwrap();
+        let token = s.mint(&who(), &BINDING, "j", 1_700_000_000).unwrap();
+        let r = s.jwks_response("GET", "/jwks").unwrap();
+        assert_eq!(r.status, 200);
+        let jwks: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(jwks["keys"][0]["kid"], "ed1");
+        assert!(jwks["keys"][0].get("d").is_none(), "private part must never be published");
+        let public = Ed25519PublicKey::from_jwk(&jwks["keys"][0].to_string()).unwrap();
+        let opts = VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(1_700_000_001)),
+            ..Default::default()
+        };
+        public.verify_token::<NoCustomClaims>(&token, Some(opts)).unwrap();
+        assert!(s.jwks_response("POST", "/jwks").is_none());
+        assert!(s.jwks_response("GET", "/other").is_none());
+    }
+
+    #[test]
+    fn bad_private_jwk_names_its_path() {
+        let e = Signer::new(&config(json!([{"kid": "x", "private_jwk": {"kty": "OKP"}}]), None), "headers.assertion")
+            .unwrap_err();
+        assert_eq!(e.path, "headers.assertion.keys[0].private_jwk");
+    }
+}

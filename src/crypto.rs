@@ -1,1 +1,0 @@
-//! Fast signature primitives (filled in by the performance work).

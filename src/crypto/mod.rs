@@ -1,0 +1,111 @@
+//! Fast signature verification for the JWS algorithms: RS256/384/512, PS256/384/512, ES256,
+//! ES384 and EdDSA (Ed25519). Pure functions over raw key material (big-endian `n`/`e`, `x`/`y`,
+//! the 32-byte Ed25519 key): parsing JWKs into those bytes is done elsewhere.
+//!
+//! * RSA: a hand-written, variable-time Montgomery exponentiation with 32-bit limbs
+//!   ([`rsa`]), with exact PKCS#1 v1.5 encoding comparison and strict PSS checks.
+//! * ECDSA P-256/P-384: the RustCrypto `p256`/`p384` crates, keys parsed once ([`ec`]).
+//! * Ed25519: the `ed25519-compact` crate, strict on canonical encodings ([`ed25519`]).
+//!
+//! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
+//! Keys are parsed once (at key-set load) into structs holding their precomputed constants; a
+//! verification then takes the message and the raw JWS signature and returns a plain `bool`.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod ec;
+pub mod ed25519;
+pub mod rsa;
+
+pub use ec::{verify_es256, verify_es384, EcCurve, EcPublicKey};
+pub use ed25519::{verify_ed25519, Ed25519PublicKey};
+pub use rsa::RsaPublicKey;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod wycheproof_tests;
+
+use sha2::Digest;
+
+/// A key that cannot be used for verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The RSA modulus is shorter than the minimum (2048 bits by default).
+    KeyTooSmall,
+    /// The RSA modulus is longer than 8192 bits.
+    KeyTooLarge,
+    /// The RSA modulus is even (not a product of odd primes).
+    EvenModulus,
+    /// The RSA public exponent is even, below 3 or above 2³²−1.
+    BadExponent,
+    /// The elliptic-curve point is not on the curve, is the identity, or is badly encoded.
+    BadPoint,
+}
+
+impl std::fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CryptoError::KeyTooSmall => "RSA modulus too small",
+            CryptoError::KeyTooLarge => "RSA modulus too large",
+            CryptoError::EvenModulus => "RSA modulus is even",
+            CryptoError::BadExponent => "RSA public exponent is not odd, at least 3 and below 2^32",
+            CryptoError::BadPoint => "public key is not a valid curve point",
+        })
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// The SHA-2 hash of an RSA signature algorithm (RS256/PS256 → `Sha256`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    /// Output length in bytes (also the PSS salt length JWS requires).
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    /// DER encoding of `DigestInfo` up to the digest octets (RFC 8017 §9.2, note 1).
+    pub(crate) fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            HashAlg::Sha256 => &[
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ],
+            HashAlg::Sha384 => &[
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x02, 0x05, 0x00, 0x04, 0x30,
+            ],
+            HashAlg::Sha512 => &[
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x03, 0x05, 0x00, 0x04, 0x40,
+            ],
+        }
+    }
+
+    /// Hash `msg` into `out`, returning the digest (the first [`HashAlg::len`] bytes).
+    pub(crate) fn digest_into<'a>(self, msg: &[u8], out: &'a mut [u8; 64]) -> &'a [u8] {
+        fn put<'a, D: Digest>(msg: &[u8], out: &'a mut [u8; 64]) -> &'a [u8] {
+            let d = D::digest(msg);
+            let n = d.len().min(64);
+            for (o, b) in out.iter_mut().zip(d.iter()) {
+                *o = *b;
+            }
+            out.get(..n).unwrap_or_default()
+        }
+        match self {
+            HashAlg::Sha256 => put::<sha2::Sha256>(msg, out),
+            HashAlg::Sha384 => put::<sha2::Sha384>(msg, out),
+            HashAlg::Sha512 => put::<sha2::Sha512>(msg, out),
+        }
+    }
+}

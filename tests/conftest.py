@@ -1,0 +1,104 @@
+"""Fixtures for the integration tests: the built module in a real Envoy on 127.0.0.1.
+
+- ``keys``: the session's signing keys (see support.py).
+- ``echo``: one echo upstream for the session (tools/echo_upstream.py).
+- ``envoy_with(config, name)``: an Envoy running the module with that plugin configuration,
+  started on first use and shared by every test asking for the same configuration; all are
+  stopped at the end of the session.
+- ``main``, ``sources``, ``forwarding``, ``verbose``, ``quiet``: the shared configurations.
+
+The module is ``$IDENTITY_WASM`` or target/wasm32-wasip1/release/identity_filter.wasm (``make
+wasm``); Envoy is ``$ENVOY_BIN`` or .venv/bin/envoy (``make venv``). When a test fails, the tail
+of the log of each Envoy it used is added to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+sys.path.insert(0, str(TOOLS))
+
+from echo_upstream import EchoServer, start_echo_upstream  # noqa: E402
+from envoy_runner import DEFAULT_WASM, Envoy  # noqa: E402
+
+import support  # noqa: E402
+
+WASM = Path(os.environ.get("IDENTITY_WASM", DEFAULT_WASM))
+
+
+@pytest.fixture(scope="session")
+def wasm() -> Path:
+    if not WASM.exists():
+        pytest.fail(f"no module at {WASM}: run `make wasm` (or `make integration`)", pytrace=False)
+    return WASM
+
+
+@pytest.fixture(scope="session")
+def keys() -> support.Keys:
+    return support.Keys()
+
+
+@pytest.fixture(scope="session")
+def echo() -> EchoServer:
+    server = start_echo_upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_with(wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
+    running: dict[str, Envoy] = {}
+
+    def get(config: Any, name: str = "envoy") -> Envoy:
+        key = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
+        envoy = running.get(key)
+        if envoy is None or not envoy.running:
+            envoy = Envoy(wasm, config, upstream_port=echo.port, name=name).start()
+            running[key] = envoy
+        return envoy
+
+    yield get
+    for envoy in running.values():
+        envoy.stop()
+
+
+@pytest.fixture(scope="session")
+def main(envoy_with, keys) -> Envoy:
+    return envoy_with(support.main_config(keys), "main")
+
+
+@pytest.fixture(scope="session")
+def sources(envoy_with, keys) -> Envoy:
+    return envoy_with(support.sources_config(keys), "sources")
+
+
+@pytest.fixture(scope="session")
+def forwarding(envoy_with, keys) -> Envoy:
+    return envoy_with(support.sources_config(keys, forward_token=True), "forwarding")
+
+
+@pytest.fixture(scope="session")
+def verbose(envoy_with, keys) -> Envoy:
+    return envoy_with(support.verbose_config(keys), "verbose")
+
+
+@pytest.fixture(scope="session")
+def quiet(envoy_with, keys) -> Envoy:
+    return envoy_with(support.quiet_config(keys), "quiet")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Envoy):
+                report.sections.append((f"envoy log: {name} ({value.log_path})", value.log_tail(25)))

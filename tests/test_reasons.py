@@ -1,0 +1,99 @@
+"""One test per reason code: status, reason header, WWW-Authenticate, body, no upstream call.
+
+(insufficient_scope and keys_unavailable come with later features: scopes in rules, fetched
+key sets.)
+"""
+
+import support
+from support import assert_denied, assert_invalid_token, assert_reason_body, bearer, claims, partner_claims, token
+
+
+def test_token_missing_gets_a_bare_bearer_challenge(main):
+    reply = main.get("/api/items")
+    assert_denied(reply, "token_missing")
+    assert reply.header("www-authenticate") == "Bearer"
+    assert_reason_body(reply, "token_missing")
+
+
+def test_token_malformed(main):
+    assert_invalid_token(main.get("/api/items", bearer("not-a-jwt")), "token_malformed")
+
+
+def test_token_too_large_is_checked_before_parsing(main):
+    # 9000 bytes of garbage: refused for its size, not for being malformed.
+    assert_invalid_token(main.get("/api/items", bearer("a" * 9000)), "token_too_large")
+
+
+def test_token_ambiguous_when_two_sources_hold_different_tokens(sources, keys):
+    first, second = token(keys, claims(sub="alice")), token(keys, claims(sub="mallory"))
+    reply = sources.get(f"/api/items?access_token={second}", bearer(first))
+    assert_invalid_token(reply, "token_ambiguous")
+
+
+def test_token_expired(main, keys):
+    t = support.now()
+    assert_invalid_token(main.get("/api/items", bearer(token(keys, claims(iat=t - 600, exp=t - 120)))),
+                         "token_expired")
+
+
+def test_token_not_yet_valid(main, keys):
+    t = support.now()
+    assert_invalid_token(main.get("/api/items", bearer(token(keys, claims(nbf=t + 120)))),
+                         "token_not_yet_valid")
+
+
+def test_token_too_old_when_lifetime_exceeds_max(main, keys):
+    # primary allows 3600 s between iat and exp.
+    t = support.now()
+    assert_invalid_token(main.get("/api/items", bearer(token(keys, claims(iat=t - 10, exp=t + 7200)))),
+                         "token_too_old")
+
+
+def test_algorithm_not_allowed_hs256_not_listed(main, keys):
+    # partner has an oct key but lists no algorithms: the default allows asymmetric ones only.
+    tok = token(keys, partner_claims(), "HS256", kid="partner-hmac", key=keys.partner_hmac)
+    assert_invalid_token(main.get("/api/items", bearer(tok)), "algorithm_not_allowed")
+
+
+def test_key_not_found_for_unknown_kid(main, keys):
+    assert_invalid_token(main.get("/api/items", bearer(token(keys, kid="rsa-9"))), "key_not_found")
+
+
+def test_signature_invalid_for_a_key_not_in_the_jwks(main, keys):
+    # Signed by a stranger who claims the issuer's kid.
+    tok = token(keys, kid="rsa-1", key=keys.stranger)
+    assert_invalid_token(main.get("/api/items", bearer(tok)), "signature_invalid")
+
+
+def test_issuer_unknown(main, keys):
+    tok = token(keys, claims(iss="https://stranger.test"))
+    assert_invalid_token(main.get("/api/items", bearer(tok)), "issuer_unknown")
+
+
+def test_audience_mismatch(main, keys):
+    tok = token(keys, claims(aud="api://elsewhere"))
+    assert_invalid_token(main.get("/api/items", bearer(tok)), "audience_mismatch")
+
+
+def test_claim_missing_for_nested_required_claim(main, keys):
+    # partner requires realm_access.roles.
+    tok = token(keys, partner_claims(realm_access={"groups": ["x"]}), kid="partner-1", key=keys.partner)
+    assert_invalid_token(main.get("/api/items", bearer(tok)), "claim_missing")
+
+
+def test_forbidden_by_default_deny_names_the_rule(main, keys):
+    # POST /admin matches no rule (admin-read is GET/HEAD only): default deny, even with a token.
+    reply = main.request("POST", "/admin/users", bearer(token(keys)))
+    assert_denied(reply, "forbidden", rule="default")
+    assert reply.header("www-authenticate") == 'Bearer error="insufficient_scope"'
+    assert_reason_body(reply, "forbidden")
+
+
+def test_config_invalid_answers_every_request_with_500(envoy_with, keys):
+    config = support.with_change(support.main_config(keys), ["providers", 0, "audience"], "api://x")
+    envoy = envoy_with(config, "invalid-unknown-field")
+    for path in ("/api/items", "/health"):
+        reply = envoy.get(path, bearer(token(keys)))
+        assert_denied(reply, "config_invalid")
+        assert reply.header("www-authenticate") is None
+        assert_reason_body(reply, "config_invalid")

@@ -1,0 +1,84 @@
+"""The development tools themselves: the dev issuer's tokens verify against its JWKS; the echo
+upstream reports what it received. (No Envoy needed.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+import jwk
+from devissuer import DevIssuer
+from envoy_runner import http_request, to_yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    dev = DevIssuer(tmp_path / "issuer")
+    assert dev.init() is True
+    return dev
+
+
+def verify(dev, token):
+    key = jwt.PyJWKSet.from_dict(dev.jwks())[jwt.get_unverified_header(token)["kid"]]
+    return jwt.decode(token, key.key, algorithms=["RS256"], audience=dev.info()["audience"],
+                      issuer=dev.info()["issuer"])
+
+
+def test_dev_issuer_init_is_idempotent(issuer):
+    kid = issuer.info()["kid"]
+    assert issuer.init() is False
+    assert issuer.info()["kid"] == kid
+    assert (issuer.dir / "key.pem").stat().st_mode & 0o077 == 0
+
+
+def test_dev_token_verifies_against_dev_jwks(issuer):
+    claims = verify(issuer, issuer.token())
+    assert claims["sub"] == "dev-user" and claims["aud"] == "dev-api"
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["realm_access"]["roles"] and claims["scope"]
+
+
+def test_dev_token_cli_merges_and_removes_claims(issuer):
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "devissuer.py"), "--dir", str(issuer.dir),
+                           "token", "--claims", '{"sub": "bob", "scope": null}', "--ttl", "60"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    claims = verify(issuer, done.stdout.strip())
+    assert claims["sub"] == "bob" and "scope" not in claims
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_dev_jwks_cli_prints_public_keys_only(issuer):
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "devissuer.py"), "--dir", str(issuer.dir),
+                           "jwks"], capture_output=True, text=True, timeout=30, check=True)
+    (key,) = json.loads(done.stdout)["keys"]
+    assert key["kty"] == "RSA" and key["kid"] == issuer.info()["kid"] and "d" not in key
+
+
+def test_echo_upstream_reports_method_path_and_headers(echo):
+    reply = http_request(echo.port, "POST", "/a/b?c=1", [("X-One", "1"), ("x-two", "a"), ("x-two", "b")],
+                         body="hello")
+    seen = reply.upstream
+    assert seen["method"] == "POST" and seen["path"] == "/a/b?c=1" and seen["body"] == "hello"
+    assert seen["headers"]["x-one"] == "1"
+    assert seen["headers"]["x-two"] == "a, b"
+    assert ["x-two", "b"] in seen["header_list"]
+
+
+def test_raw_signer_matches_pyjwt_verification(keys):
+    for alg in ["RS256", "PS384", "ES256", "ES384", "EdDSA", "HS256"]:
+        key, kid = keys.for_alg(alg)
+        token = jwk.encode({"alg": alg, "kid": kid}, {"sub": "x"}, key)
+        public = key if isinstance(key, bytes) else key.public_key()
+        assert jwt.decode(token, public, algorithms=[alg])["sub"] == "x"
+
+
+def test_yaml_emitter_round_trips():
+    import yaml
+
+    doc = {"a": [{"b": "@x", "c": True, "d": "yes", "e": 1}, []], "f": {}, "g": "*", "h": "a: b"}
+    assert yaml.safe_load(to_yaml(doc)) == doc

@@ -1,0 +1,110 @@
+//! The committed Kong meta.json is exactly what the config types generate, and it is draft-4.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn generated() -> String {
+    match schema_gen::kong_meta_text() {
+        Ok(text) => text,
+        Err(problems) => panic!("schema generation failed:\n  {}", problems.join("\n  ")),
+    }
+}
+
+#[test]
+fn committed_meta_json_is_fresh() {
+    let path = repo_root().join(schema_gen::META_PATH);
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make schema`)", path.display()));
+    assert!(
+        committed == generated(),
+        "{} differs from the Rust config types: run `make schema` and commit the result",
+        schema_gen::META_PATH
+    );
+}
+
+#[test]
+fn meta_json_has_only_config_schema_at_the_top() {
+    let meta: Value = serde_json::from_str(&generated()).unwrap();
+    let keys: Vec<&String> = meta.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["config_schema"]);
+    assert_eq!(meta["config_schema"]["$schema"], schema_gen::DRAFT_04);
+    assert_eq!(meta["config_schema"]["type"], "object");
+    assert_eq!(meta["config_schema"]["additionalProperties"], false);
+}
+
+#[test]
+fn no_definitions_or_refs_for_tree_shaped_config() {
+    // Kong's validator resolves local $refs, but a fully inlined schema is the safest input.
+    let text = generated();
+    assert!(!text.contains("\"$ref\""), "unexpected $ref");
+    assert!(!text.contains("\"$defs\""), "unexpected $defs");
+}
+
+#[test]
+fn every_object_denies_unknown_fields_except_the_jwks() {
+    fn walk(v: &Value, at: &str, open: &mut Vec<String>) {
+        if let Value::Object(m) = v {
+            if m.get("type") == Some(&Value::String("object".into()))
+                && m.get("additionalProperties") != Some(&Value::Bool(false))
+            {
+                open.push(at.to_string());
+            }
+            for (k, sub) in m {
+                walk(sub, &format!("{at}/{k}"), open);
+            }
+        } else if let Value::Array(a) = v {
+            for (i, sub) in a.iter().enumerate() {
+                walk(sub, &format!("{at}/{i}"), open);
+            }
+        }
+    }
+    let meta: Value = serde_json::from_str(&generated()).unwrap();
+    let mut open = Vec::new();
+    walk(&meta["config_schema"], "", &mut open);
+    // A JWKS is an open RFC 7517 document; everything else is ours and closed.
+    assert!(
+        open.iter().all(|p| p.ends_with("/jwks") || p.contains("/jwks/")),
+        "objects without additionalProperties: false: {open:?}"
+    );
+}
+
+#[test]
+fn a_non_draft4_keyword_is_refused() {
+    let schema = serde_json::json!({"type": "object", "if": {"type": "object"}});
+    let problems = schema_gen::to_draft4(schema).unwrap_err();
+    assert!(problems[0].contains("`if` is not draft-4"), "{problems:?}");
+}
+
+#[test]
+fn const_examples_and_numeric_exclusive_bounds_are_converted() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "a": {"description": "a", "const": "x", "examples": ["x"]},
+            "b": {"description": "b", "type": "integer", "exclusiveMinimum": 0, "format": "uint64",
+                  "default": 1}
+        },
+        "required": ["a"]
+    });
+    let out = schema_gen::to_draft4(schema).unwrap();
+    assert_eq!(out["properties"]["a"], serde_json::json!({"description": "a", "enum": ["x"]}));
+    assert_eq!(out["properties"]["b"]["minimum"], 0);
+    assert_eq!(out["properties"]["b"]["exclusiveMinimum"], true);
+    assert!(out["properties"]["b"].get("format").is_none());
+}
+
+#[test]
+fn a_field_without_doc_comment_is_refused() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"]
+    });
+    let problems = schema_gen::to_draft4(schema).unwrap_err();
+    assert!(problems[0].contains("a: no description"), "{problems:?}");
+}
