@@ -12,6 +12,7 @@ VENV_PY     := $(VENV)/bin/python
 VENV_STAMP  := $(VENV)/.installed
 TARGET      := wasm32-wasip1
 WASM        := target/$(TARGET)/release/identity_filter.wasm
+TESTS       ?= tests/
 PYTEST_ARGS ?=
 CLAIMS      ?=
 TTL         ?= 3600
@@ -39,8 +40,8 @@ wasm: toolchain ## build the module: target/wasm32-wasip1/release/identity_filte
 unit: ## native unit tests of the core (cargo test)
 	cargo test
 
-integration: venv wasm ## integration tests in real Envoy (PYTEST_ARGS='-k name' to pick)
-	$(VENV_PY) -m pytest tests/ $(PYTEST_ARGS)
+integration: venv wasm ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
+	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
 test: lint unit integration ## everything CI runs: lint, unit tests, wasm build, integration tests
 

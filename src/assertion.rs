@@ -30,7 +30,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("kid", &self.kid()).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("kid", &self.kid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,27 +66,43 @@ impl Signer {
         for (i, k) in config.keys.iter().enumerate() {
             let here = format!("{at}.keys[{i}]");
             let key = match (&k.secret, &k.private_jwk) {
-                (Some(secret), _) => SigningKey::Hs256(HS256Key::from_bytes(secret.as_bytes()).with_key_id(&k.kid)),
+                (Some(secret), _) => {
+                    SigningKey::Hs256(HS256Key::from_bytes(secret.as_bytes()).with_key_id(&k.kid))
+                }
                 (None, Some(jwk)) => {
                     let pair = Ed25519KeyPair::from_jwk(&jwk.to_string())
-                        .map_err(|e| ConfigError::new(format!("{here}.private_jwk"), format!("not an Ed25519 private JWK: {e}")))?
+                        .map_err(|e| {
+                            ConfigError::new(
+                                format!("{here}.private_jwk"),
+                                format!("not an Ed25519 private JWK: {e}"),
+                            )
+                        })?
                         .with_key_id(&k.kid);
                     let jwk: serde_json::Value = serde_json::from_str(&pair.public_key().to_jwk())
-                        .map_err(|e| ConfigError::new(format!("{here}.private_jwk"), e.to_string()))?;
+                        .map_err(|e| {
+                            ConfigError::new(format!("{here}.private_jwk"), e.to_string())
+                        })?;
                     public.push(jwk);
                     SigningKey::EdDsa(Box::new(pair))
                 }
-                (None, None) => return Err(ConfigError::new(here, "set exactly one of `secret`, `private_jwk`")),
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        here,
+                        "set exactly one of `secret`, `private_jwk`",
+                    ))
+                }
             };
             if i == 0 {
                 signing = Some(key);
             }
         }
-        let key = signing.ok_or_else(|| ConfigError::new(format!("{at}.keys"), "at least one key is required"))?;
-        let jwks = match &config.jwks_path {
-            Some(_) => Some(serde_json::json!({ "keys": public }).to_string()),
-            None => None,
-        };
+        let key = signing.ok_or_else(|| {
+            ConfigError::new(format!("{at}.keys"), "at least one key is required")
+        })?;
+        let jwks = config
+            .jwks_path
+            .as_ref()
+            .map(|_| serde_json::json!({ "keys": public }).to_string());
         Ok(Signer {
             config: config.clone(),
             key,
@@ -94,12 +112,22 @@ impl Signer {
 
     /// The signing key's id.
     pub fn kid(&self) -> &str {
-        self.config.keys.first().map(|k| k.kid.as_str()).unwrap_or_default()
+        self.config
+            .keys
+            .first()
+            .map(|k| k.kid.as_str())
+            .unwrap_or_default()
     }
 
     /// Mint an assertion for `who`, bound to the request, issued at `now` with id `jti`.
     /// `None` only if signing itself fails.
-    pub fn mint(&self, who: &Identity, binding: &Binding<'_>, jti: &str, now: u64) -> Option<String> {
+    pub fn mint(
+        &self,
+        who: &Identity,
+        binding: &Binding<'_>,
+        jti: &str,
+        now: u64,
+    ) -> Option<String> {
         let custom = Custom {
             v: CONTRACT_VERSION,
             idp: &who.issuer,
@@ -120,7 +148,9 @@ impl Signer {
         }
         // Time comes from the host, not from the library's clock.
         claims.issued_at = Some(UnixTimeStamp::from_secs(now));
-        claims.expires_at = Some(UnixTimeStamp::from_secs(now.saturating_add(self.config.lifetime_seconds)));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(
+            now.saturating_add(self.config.lifetime_seconds),
+        ));
         claims.invalid_before = None;
         match &self.key {
             SigningKey::Hs256(k) => k.authenticate(claims).ok(),
@@ -148,11 +178,14 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jwt_simple::prelude::{Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions};
+    use jwt_simple::prelude::{
+        Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions,
+    };
     use serde_json::json;
 
     fn config(keys: serde_json::Value, jwks_path: Option<&str>) -> AssertionConfig {
-        serde_json::from_value(json!({"audience": "svc", "keys": keys, "jwks_path": jwks_path})).unwrap()
+        serde_json::from_value(json!({"audience": "svc", "keys": keys, "jwks_path": jwks_path}))
+            .unwrap()
     }
 
     fn who() -> Identity {
@@ -171,7 +204,9 @@ mod tests {
     fn payload(token: &str) -> serde_json::Value {
         use base64::Engine;
         let part = token.split('.').nth(1).unwrap();
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
 
@@ -191,7 +226,8 @@ mod tests {
             artificial_time: Some(UnixTimeStamp::from_secs(1_700_000_010)),
             ..Default::default()
         };
-        key.verify_token::<NoCustomClaims>(&token, Some(opts)).unwrap();
+        key.verify_token::<NoCustomClaims>(&token, Some(opts))
+            .unwrap();
         let p = payload(&token);
         assert_eq!(p["iss"], "identity-filter");
         assert_eq!(p["aud"], "svc");
@@ -201,7 +237,10 @@ mod tests {
         assert_eq!(p["roles"], json!(["admin"]));
         assert_eq!(p["scopes"], json!(["runs:write"]));
         assert_eq!(p["tenant"], "acme");
-        assert_eq!(p["req"], json!({"method": "POST", "path": "/runs/hello/hello", "id": "req-1"}));
+        assert_eq!(
+            p["req"],
+            json!({"method": "POST", "path": "/runs/hello/hello", "id": "req-1"})
+        );
         assert_eq!(p["iat"], 1_700_000_000);
         assert_eq!(p["exp"], 1_700_000_060);
         assert_eq!(p["jti"], "jti-1");
@@ -213,27 +252,39 @@ mod tests {
     fn eddsa_assertion_verifies_with_published_jwks() {
         let pair = Ed25519KeyPair::generate().with_key_id("ed1");
         let jwk: serde_json::Value = serde_json::from_str(&pair.to_jwk()).unwrap();
-        let s = Signer::new(&config(json!([{"kid": "ed1", "private_jwk": jwk}]), Some("/jwks")), "a").unwrap();
+        let s = Signer::new(
+            &config(json!([{"kid": "ed1", "private_jwk": jwk}]), Some("/jwks")),
+            "a",
+        )
+        .unwrap();
         let token = s.mint(&who(), &BINDING, "j", 1_700_000_000).unwrap();
         let r = s.jwks_response("GET", "/jwks").unwrap();
         assert_eq!(r.status, 200);
         let jwks: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(jwks["keys"][0]["kid"], "ed1");
-        assert!(jwks["keys"][0].get("d").is_none(), "private part must never be published");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "private part must never be published"
+        );
         let public = Ed25519PublicKey::from_jwk(&jwks["keys"][0].to_string()).unwrap();
         let opts = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(1_700_000_001)),
             ..Default::default()
         };
-        public.verify_token::<NoCustomClaims>(&token, Some(opts)).unwrap();
+        public
+            .verify_token::<NoCustomClaims>(&token, Some(opts))
+            .unwrap();
         assert!(s.jwks_response("POST", "/jwks").is_none());
         assert!(s.jwks_response("GET", "/other").is_none());
     }
 
     #[test]
     fn bad_private_jwk_names_its_path() {
-        let e = Signer::new(&config(json!([{"kid": "x", "private_jwk": {"kty": "OKP"}}]), None), "headers.assertion")
-            .unwrap_err();
+        let e = Signer::new(
+            &config(json!([{"kid": "x", "private_jwk": {"kty": "OKP"}}]), None),
+            "headers.assertion",
+        )
+        .unwrap_err();
         assert_eq!(e.path, "headers.assertion.keys[0].private_jwk");
     }
 }

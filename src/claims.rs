@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(header_value(&json!(42)), Some("42".into()));
         assert_eq!(header_value(&json!(true)), Some("true".into()));
         assert_eq!(header_value(&json!(["a", "b", 3])), Some("a,b,3".into()));
-        assert_eq!(header_value(&json!({"k": [1, 2]})), Some("{\"k\":[1,2]}".into()));
+        assert_eq!(
+            header_value(&json!({"k": [1, 2]})),
+            Some("{\"k\":[1,2]}".into())
+        );
         assert_eq!(header_value(&json!([{"k": 1}])), Some("{\"k\":1}".into()));
         assert_eq!(header_value(&json!(null)), None);
         assert_eq!(header_value(&json!([])), Some(String::new()));

@@ -20,13 +20,16 @@ pub const DEFAULT_REASON_HEADER: &str = "x-identity-reason";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Token issuers the filter trusts. A token is matched to a provider by its `iss` claim.
+    #[schemars(length(min = 1))]
     pub providers: Vec<Provider>,
     /// Where to look for the token, in order. Default: `Authorization: Bearer <token>`.
     /// When several locations hold different tokens the request is refused (`token_ambiguous`).
     #[serde(default = "default_token_sources")]
+    #[schemars(length(min = 1))]
     pub token_sources: Vec<TokenSource>,
     /// Largest accepted token in bytes, checked before any parsing (`token_too_large`). Default 8192.
     #[serde(default = "default_max_token_bytes")]
+    #[schemars(range(min = 1))]
     pub max_token_bytes: usize,
     /// Route rules; the first whose `match` fits the request decides. Default: none.
     #[serde(default)]
@@ -293,7 +296,7 @@ impl Algorithm {
 }
 
 /// One place a token may be found. Exactly one of `header`, `query`, `cookie` is set.
-#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSource {
     /// A request header name (case-insensitive), e.g. `authorization`.
@@ -424,7 +427,7 @@ pub struct RouteMatch {
 }
 
 /// What happens to requests no rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DefaultAction {
     /// Refuse with 403 `forbidden` (rule `default`).
@@ -680,7 +683,10 @@ impl Provider {
         }
         if let Some(jwks) = &self.jwks {
             if !jwks.is_object() {
-                return Err(ConfigError::new(at("jwks"), "must be a JWKS object with a `keys` array"));
+                return Err(ConfigError::new(
+                    at("jwks"),
+                    "must be a JWKS object with a `keys` array",
+                ));
             }
             return Ok(());
         }
@@ -689,28 +695,53 @@ impl Provider {
         }
         if self.discovery {
             crate::fetch::Target::discovery(&self.issuer).map_err(|m| {
-                ConfigError::new(at("discovery"), format!("needs an http(s) URL as `issuer`: {m}"))
+                ConfigError::new(
+                    at("discovery"),
+                    format!("needs an http(s) URL as `issuer`: {m}"),
+                )
             })?;
         }
         match &self.upstream {
-            None => return Err(ConfigError::new(at("upstream"), "is required with `jwks_uri` or `discovery`")),
-            Some(u) if u.trim().is_empty() => return Err(ConfigError::new(at("upstream"), "must not be empty")),
+            None => {
+                return Err(ConfigError::new(
+                    at("upstream"),
+                    "is required with `jwks_uri` or `discovery`",
+                ))
+            }
+            Some(u) if u.trim().is_empty() => {
+                return Err(ConfigError::new(at("upstream"), "must not be empty"))
+            }
             Some(_) => {}
         }
         if self.fetch_timeout_ms == 0 || self.fetch_timeout_ms > 60_000 {
-            return Err(ConfigError::new(at("fetch_timeout_ms"), "must be between 1 and 60000"));
+            return Err(ConfigError::new(
+                at("fetch_timeout_ms"),
+                "must be between 1 and 60000",
+            ));
         }
         if self.min_refresh_seconds == 0 {
-            return Err(ConfigError::new(at("min_refresh_seconds"), "must be greater than 0"));
+            return Err(ConfigError::new(
+                at("min_refresh_seconds"),
+                "must be greater than 0",
+            ));
         }
         if self.max_refresh_seconds < self.min_refresh_seconds {
-            return Err(ConfigError::new(at("max_refresh_seconds"), "must not be less than `min_refresh_seconds`"));
+            return Err(ConfigError::new(
+                at("max_refresh_seconds"),
+                "must not be less than `min_refresh_seconds`",
+            ));
         }
         if self.cold_start_wait_ms > 60_000 {
-            return Err(ConfigError::new(at("cold_start_wait_ms"), "must be at most 60000"));
+            return Err(ConfigError::new(
+                at("cold_start_wait_ms"),
+                "must be at most 60000",
+            ));
         }
         if self.max_response_bytes < 64 || self.max_response_bytes > 16 << 20 {
-            return Err(ConfigError::new(at("max_response_bytes"), "must be between 64 and 16777216"));
+            return Err(ConfigError::new(
+                at("max_response_bytes"),
+                "must be between 64 and 16777216",
+            ));
         }
         Ok(())
     }
@@ -719,7 +750,10 @@ impl Provider {
 impl RemoteKeysConfig {
     fn check(&self) -> Result<(), ConfigError> {
         if !(10..=60_000).contains(&self.tick_ms) {
-            return Err(ConfigError::new("remote_keys.tick_ms", "must be between 10 and 60000"));
+            return Err(ConfigError::new(
+                "remote_keys.tick_ms",
+                "must be between 10 and 60000",
+            ));
         }
         Ok(())
     }
@@ -746,7 +780,11 @@ impl std::fmt::Display for ConfigError {
         if self.path.is_empty() || self.path == "." {
             write!(f, "invalid configuration: {}", self.message)
         } else {
-            write!(f, "invalid configuration at {}: {}", self.path, self.message)
+            write!(
+                f,
+                "invalid configuration at {}: {}",
+                self.path, self.message
+            )
         }
     }
 }
@@ -769,7 +807,10 @@ impl Config {
     /// Checks serde cannot express. Keys are checked when they are loaded (see `jwks`).
     fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
-            return Err(ConfigError::new("providers", "at least one provider is required"));
+            return Err(ConfigError::new(
+                "providers",
+                "at least one provider is required",
+            ));
         }
         for (i, p) in self.providers.iter().enumerate() {
             let at = |field: &str| format!("providers[{i}].{field}");
@@ -781,19 +822,29 @@ impl Config {
             }
             for (j, q) in self.providers.iter().enumerate().take(i) {
                 if q.name == p.name {
-                    return Err(ConfigError::new(at("name"), format!("duplicates providers[{j}].name")));
+                    return Err(ConfigError::new(
+                        at("name"),
+                        format!("duplicates providers[{j}].name"),
+                    ));
                 }
                 if q.issuer == p.issuer {
-                    return Err(ConfigError::new(at("issuer"), format!("duplicates providers[{j}].issuer")));
+                    return Err(ConfigError::new(
+                        at("issuer"),
+                        format!("duplicates providers[{j}].issuer"),
+                    ));
                 }
             }
             p.check_key_source(i)?;
             for (k, claim) in p.require_claims.iter().enumerate() {
-                check_claim_path(claim).map_err(|m| ConfigError::new(at(&format!("require_claims[{k}]")), m))?;
+                check_claim_path(claim)
+                    .map_err(|m| ConfigError::new(at(&format!("require_claims[{k}]")), m))?;
             }
         }
         if self.token_sources.is_empty() {
-            return Err(ConfigError::new("token_sources", "at least one token source is required"));
+            return Err(ConfigError::new(
+                "token_sources",
+                "at least one token source is required",
+            ));
         }
         for (i, s) in self.token_sources.iter().enumerate() {
             let at = format!("token_sources[{i}]");
@@ -802,10 +853,16 @@ impl Config {
                 .filter(|b| **b)
                 .count();
             if set != 1 {
-                return Err(ConfigError::new(at, "set exactly one of `header`, `query`, `cookie`"));
+                return Err(ConfigError::new(
+                    at,
+                    "set exactly one of `header`, `query`, `cookie`",
+                ));
             }
             if s.prefix.is_some() && s.header.is_none() {
-                return Err(ConfigError::new(format!("{at}.prefix"), "only allowed with `header`"));
+                return Err(ConfigError::new(
+                    format!("{at}.prefix"),
+                    "only allowed with `header`",
+                ));
             }
             if let Some(h) = &s.header {
                 check_header_name(h).map_err(|m| ConfigError::new(format!("{at}.header"), m))?;
@@ -813,13 +870,19 @@ impl Config {
             for (name, v) in [("query", &s.query), ("cookie", &s.cookie)] {
                 if let Some(v) = v {
                     if v.is_empty() {
-                        return Err(ConfigError::new(format!("{at}.{name}"), "must not be empty"));
+                        return Err(ConfigError::new(
+                            format!("{at}.{name}"),
+                            "must not be empty",
+                        ));
                     }
                 }
             }
         }
         if self.max_token_bytes == 0 {
-            return Err(ConfigError::new("max_token_bytes", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be greater than 0",
+            ));
         }
         for (i, r) in self.rules.iter().enumerate() {
             let at = |field: &str| format!("rules[{i}].{field}");
@@ -831,24 +894,38 @@ impl Config {
                 ));
             }
             let segments = match &r.route.path_template {
-                Some(t) => template_names(t).map_err(|m| ConfigError::new(at("match.path_template"), m))?,
+                Some(t) => {
+                    template_names(t).map_err(|m| ConfigError::new(at("match.path_template"), m))?
+                }
                 None => Vec::new(),
             };
             for (k, h) in r.route.hosts.iter().enumerate() {
                 if h.is_empty() || h.contains(['/', ' ', ':']) {
-                    return Err(ConfigError::new(at(&format!("match.hosts[{k}]")), "must be a host name without port"));
+                    return Err(ConfigError::new(
+                        at(&format!("match.hosts[{k}]")),
+                        "must be a host name without port",
+                    ));
                 }
             }
             if let Some(req) = &r.require {
                 if r.allow_anonymous {
-                    return Err(ConfigError::new(at("require"), "cannot be combined with `allow_anonymous`"));
+                    return Err(ConfigError::new(
+                        at("require"),
+                        "cannot be combined with `allow_anonymous`",
+                    ));
                 }
                 req.validate(&at("require"), &segments)?;
             }
-            for (field, v) in [("path", &r.route.path), ("path_prefix", &r.route.path_prefix)] {
+            for (field, v) in [
+                ("path", &r.route.path),
+                ("path_prefix", &r.route.path_prefix),
+            ] {
                 if let Some(v) = v {
                     if !v.starts_with('/') {
-                        return Err(ConfigError::new(at(&format!("match.{field}")), "must start with `/`"));
+                        return Err(ConfigError::new(
+                            at(&format!("match.{field}")),
+                            "must start with `/`",
+                        ));
                     }
                 }
             }
@@ -864,9 +941,16 @@ impl Config {
         for (i, c) in self.headers.claims.iter().enumerate() {
             let at = |field: &str| format!("headers.claims[{i}].{field}");
             match (&c.claim, &c.identity) {
-                (Some(claim), None) => check_claim_path(claim).map_err(|m| ConfigError::new(at("claim"), m))?,
+                (Some(claim), None) => {
+                    check_claim_path(claim).map_err(|m| ConfigError::new(at("claim"), m))?
+                }
                 (None, Some(_)) => {}
-                _ => return Err(ConfigError::new(format!("headers.claims[{i}]"), "set exactly one of `claim`, `identity`")),
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("headers.claims[{i}]"),
+                        "set exactly one of `claim`, `identity`",
+                    ))
+                }
             }
             check_header_name(&c.header).map_err(|m| ConfigError::new(at("header"), m))?;
         }
@@ -877,9 +961,14 @@ impl Config {
         }
         for (i, p) in self.providers.iter().enumerate() {
             let m = &p.identity;
-            let paths = std::iter::once(&m.subject).chain(&m.roles).chain(&m.groups).chain(&m.scopes).chain(&m.tenant);
+            let paths = std::iter::once(&m.subject)
+                .chain(&m.roles)
+                .chain(&m.groups)
+                .chain(&m.scopes)
+                .chain(&m.tenant);
             for path in paths {
-                check_claim_path(path).map_err(|e| ConfigError::new(format!("providers[{i}].identity"), e))?;
+                check_claim_path(path)
+                    .map_err(|e| ConfigError::new(format!("providers[{i}].identity"), e))?;
             }
         }
         for (i, h) in self.headers.strip.iter().enumerate() {
@@ -900,18 +989,28 @@ impl Requirement {
             if let Some(list) = list {
                 any = true;
                 if list.is_empty() {
-                    return Err(ConfigError::new(format!("{at}.{field}"), "must not be empty"));
+                    return Err(ConfigError::new(
+                        format!("{at}.{field}"),
+                        "must not be empty",
+                    ));
                 }
                 for (i, r) in list.iter().enumerate() {
                     r.validate(&format!("{at}.{field}[{i}]"), segments)?;
                 }
             }
         }
-        for (field, set) in [("roles", &self.roles), ("groups", &self.groups), ("scopes", &self.scopes)] {
+        for (field, set) in [
+            ("roles", &self.roles),
+            ("groups", &self.groups),
+            ("scopes", &self.scopes),
+        ] {
             if let Some(set) = set {
                 any = true;
                 if set.any_of.is_empty() && set.all_of.is_empty() {
-                    return Err(ConfigError::new(format!("{at}.{field}"), "set `any_of` or `all_of`"));
+                    return Err(ConfigError::new(
+                        format!("{at}.{field}"),
+                        "set `any_of` or `all_of`",
+                    ));
                 }
             }
         }
@@ -919,7 +1018,10 @@ impl Requirement {
             if let Some(list) = list {
                 any = true;
                 if list.is_empty() {
-                    return Err(ConfigError::new(format!("{at}.{field}"), "must not be empty"));
+                    return Err(ConfigError::new(
+                        format!("{at}.{field}"),
+                        "must not be empty",
+                    ));
                 }
             }
         }
@@ -927,7 +1029,10 @@ impl Requirement {
             if segments.contains(name) {
                 Ok(())
             } else {
-                Err(ConfigError::new(path, format!("`{name}` is not a segment of the rule's `path_template`")))
+                Err(ConfigError::new(
+                    path,
+                    format!("`{name}` is not a segment of the rule's `path_template`"),
+                ))
             }
         };
         if let Some(name) = &self.tenant_from_path {
@@ -938,16 +1043,26 @@ impl Requirement {
             any = true;
             let here = format!("{at}.claims[{i}]");
             check_claim_path(&c.claim).map_err(|m| ConfigError::new(format!("{here}.claim"), m))?;
-            let set = [c.equals.is_some(), c.one_of.is_some(), c.equals_segment.is_some()];
+            let set = [
+                c.equals.is_some(),
+                c.one_of.is_some(),
+                c.equals_segment.is_some(),
+            ];
             if set.iter().filter(|b| **b).count() != 1 {
-                return Err(ConfigError::new(here, "set exactly one of `equals`, `in`, `equals_segment`"));
+                return Err(ConfigError::new(
+                    here,
+                    "set exactly one of `equals`, `in`, `equals_segment`",
+                ));
             }
             if let Some(name) = &c.equals_segment {
                 segment_known(name, format!("{here}.equals_segment"))?;
             }
         }
         if !any {
-            return Err(ConfigError::new(at, "an empty requirement; remove it or add a condition"));
+            return Err(ConfigError::new(
+                at,
+                "an empty requirement; remove it or add a condition",
+            ));
         }
         Ok(())
     }
@@ -959,13 +1074,22 @@ impl AssertionConfig {
         check_header_name(&self.request_id_header)
             .map_err(|m| ConfigError::new(format!("{at}.request_id_header"), m))?;
         if self.audience.is_empty() {
-            return Err(ConfigError::new(format!("{at}.audience"), "must not be empty"));
+            return Err(ConfigError::new(
+                format!("{at}.audience"),
+                "must not be empty",
+            ));
         }
         if self.lifetime_seconds == 0 || self.lifetime_seconds > 3600 {
-            return Err(ConfigError::new(format!("{at}.lifetime_seconds"), "must be between 1 and 3600"));
+            return Err(ConfigError::new(
+                format!("{at}.lifetime_seconds"),
+                "must be between 1 and 3600",
+            ));
         }
         if self.keys.is_empty() {
-            return Err(ConfigError::new(format!("{at}.keys"), "at least one key is required"));
+            return Err(ConfigError::new(
+                format!("{at}.keys"),
+                "at least one key is required",
+            ));
         }
         for (i, k) in self.keys.iter().enumerate() {
             let here = format!("{at}.keys[{i}]");
@@ -974,18 +1098,32 @@ impl AssertionConfig {
             }
             match (&k.secret, &k.private_jwk) {
                 (Some(secret), None) if secret.len() < 32 => {
-                    return Err(ConfigError::new(format!("{here}.secret"), "must be at least 32 bytes"));
+                    return Err(ConfigError::new(
+                        format!("{here}.secret"),
+                        "must be at least 32 bytes",
+                    ));
                 }
                 (Some(_), None) | (None, Some(_)) => {}
-                _ => return Err(ConfigError::new(here, "set exactly one of `secret`, `private_jwk`")),
+                _ => {
+                    return Err(ConfigError::new(
+                        here,
+                        "set exactly one of `secret`, `private_jwk`",
+                    ))
+                }
             }
         }
         if let Some(path) = &self.jwks_path {
             if !path.starts_with('/') {
-                return Err(ConfigError::new(format!("{at}.jwks_path"), "must start with `/`"));
+                return Err(ConfigError::new(
+                    format!("{at}.jwks_path"),
+                    "must start with `/`",
+                ));
             }
             if self.keys.iter().all(|k| k.private_jwk.is_none()) {
-                return Err(ConfigError::new(format!("{at}.jwks_path"), "only EdDSA keys have a public JWKS"));
+                return Err(ConfigError::new(
+                    format!("{at}.jwks_path"),
+                    "only EdDSA keys have a public JWKS",
+                ));
             }
         }
         Ok(())
@@ -1003,14 +1141,18 @@ pub fn template_names(template: &str) -> Result<Vec<String>, String> {
         if let Some(inner) = segment.strip_prefix('{') {
             let name = inner
                 .strip_suffix('}')
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .filter(|n| {
+                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
                 .ok_or_else(|| format!("`{segment}` is not a segment name like `{{name}}`"))?;
             if names.iter().any(|n| n == name) {
                 return Err(format!("`{{{name}}}` appears twice"));
             }
             names.push(name.to_string());
         } else if segment.contains(['{', '}']) {
-            return Err(format!("`{segment}`: a named segment must be a whole segment"));
+            return Err(format!(
+                "`{segment}`: a named segment must be a whole segment"
+            ));
         }
     }
     Ok(names)
@@ -1045,7 +1187,9 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
 /// A dotted claim path with no empty segment.
 pub fn check_claim_path(path: &str) -> Result<(), String> {
     if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!("`{path}` is not a claim path (names separated by `.`)"));
+        return Err(format!(
+            "`{path}` is not a claim path (names separated by `.`)"
+        ));
     }
     Ok(())
 }
@@ -1085,7 +1229,11 @@ mod tests {
         v["providers"][0]["audience"] = "x".into();
         let e = parse(&v).unwrap_err();
         assert_eq!(e.path, "providers[0].audience");
-        assert!(e.message.contains("unknown field `audience`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown field `audience`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -1094,7 +1242,9 @@ mod tests {
         v["providers"][0]["clock_skew_seconds"] = "60".into();
         let e = parse(&v).unwrap_err();
         assert_eq!(e.path, "providers[0].clock_skew_seconds");
-        assert!(e.to_string().starts_with("invalid configuration at providers[0].clock_skew_seconds"));
+        assert!(e
+            .to_string()
+            .starts_with("invalid configuration at providers[0].clock_skew_seconds"));
     }
 
     #[test]

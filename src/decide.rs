@@ -108,7 +108,12 @@ impl Engine {
     /// Render a denial as this configuration says.
     pub fn render(&self, denial: &Denial) -> Response {
         let errors = &self.config.errors;
-        reason::render(denial, errors.detail, errors.realm.as_deref(), &errors.reason_header)
+        reason::render(
+            denial,
+            errors.detail,
+            errors.realm.as_deref(),
+            &errors.reason_header,
+        )
     }
 }
 
@@ -116,9 +121,15 @@ impl Engine {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Let it go on with these changes, in order.
-    Allow { ops: Vec<HeaderOp>, log: DecisionLog },
+    Allow {
+        ops: Vec<HeaderOp>,
+        log: DecisionLog,
+    },
     /// Answer it locally.
-    Deny { response: Response, log: DecisionLog },
+    Deny {
+        response: Response,
+        log: DecisionLog,
+    },
     /// Wait for the keys of provider `index`, then decide again.
     NeedKeys(usize),
     /// Answer with a local document that is not a denial (the assertion JWKS).
@@ -165,7 +176,11 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
     };
     let mut ops = headers::strip(&engine.managed);
 
-    if let Some(response) = engine.signer.as_ref().and_then(|s| s.jwks_response(&facts.method, path)) {
+    if let Some(response) = engine
+        .signer
+        .as_ref()
+        .and_then(|s| s.jwks_response(&facts.method, path))
+    {
         return Decision::Serve(response);
     }
     if config.cors_preflight && is_cors_preflight(facts) {
@@ -189,12 +204,19 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         Some(denial) => {
             log.report_only = true;
             log.reason = Some(denial.reason);
-            let value = format!("deny; reason={}; rule={}", denial.reason.code(), matched.name);
+            let value = format!(
+                "deny; reason={}; rule={}",
+                denial.reason.code(),
+                matched.name
+            );
             ops.push(HeaderOp::Set(report.clone(), value));
         }
         None if matched.report_only => {
             log.report_only = true;
-            ops.push(HeaderOp::Set(report.clone(), format!("allow; rule={}", matched.name)));
+            ops.push(HeaderOp::Set(
+                report.clone(),
+                format!("allow; rule={}", matched.name),
+            ));
         }
         None => {}
     }
@@ -241,7 +263,11 @@ fn judge(
 ) -> Result<Judgement, usize> {
     let config = &engine.config;
     if matched.access == Access::Deny {
-        return Ok(Judgement::denied(None, None, Denial::by_rule(Reason::Forbidden, &matched.name)));
+        return Ok(Judgement::denied(
+            None,
+            None,
+            Denial::by_rule(Reason::Forbidden, &matched.name),
+        ));
     }
     let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
         Ok(Some(found)) => found,
@@ -252,12 +278,20 @@ fn judge(
                 denial: None,
             })
         }
-        Ok(None) => return Ok(Judgement::denied(None, None, Denial::new(Reason::TokenMissing))),
+        Ok(None) => {
+            return Ok(Judgement::denied(
+                None,
+                None,
+                Denial::new(Reason::TokenMissing),
+            ))
+        }
         Err(reason) => return Ok(Judgement::denied(None, None, Denial::new(reason))),
     };
     let who = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
-        Err(Outcome::Deny(reason)) => return Ok(Judgement::denied(Some(found), None, Denial::new(reason))),
+        Err(Outcome::Deny(reason)) => {
+            return Ok(Judgement::denied(Some(found), None, Denial::new(reason)))
+        }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
     let denial = matched
@@ -279,13 +313,21 @@ fn judge(
 }
 
 /// The assertion header (and the request id header when the request had none).
-fn assert_identity(signer: &Signer, who: &Identity, facts: &RequestFacts, now: u64) -> Option<Vec<HeaderOp>> {
+fn assert_identity(
+    signer: &Signer,
+    who: &Identity,
+    facts: &RequestFacts,
+    now: u64,
+) -> Option<Vec<HeaderOp>> {
     let config = &signer.config;
     let mut ops = Vec::new();
     let id = match facts.header(&config.request_id_header) {
         Some(id) if !id.is_empty() => id,
         _ => {
-            ops.push(HeaderOp::Set(config.request_id_header.clone(), facts.unique.clone()));
+            ops.push(HeaderOp::Set(
+                config.request_id_header.clone(),
+                facts.unique.clone(),
+            ));
             facts.unique.as_str()
         }
     };
@@ -305,7 +347,12 @@ enum Outcome {
 }
 
 /// Parse, choose the provider by the unverified `iss`, then verify fully.
-fn authenticate(engine: &Engine, keys: &dyn KeySource, token: &str, now: u64) -> Result<Identity, Outcome> {
+fn authenticate(
+    engine: &Engine,
+    keys: &dyn KeySource,
+    token: &str,
+    now: u64,
+) -> Result<Identity, Outcome> {
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
     let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
     let index = *engine
@@ -325,7 +372,9 @@ fn authenticate(engine: &Engine, keys: &dyn KeySource, token: &str, now: u64) ->
     let claims = match verify::verify(&jws, provider, set, now) {
         Ok(claims) => claims,
         // Key rotation: a kid we do not know yet may be in a refetched set.
-        Err(Reason::KeyNotFound) if keys.may_refetch(index) => return Err(Outcome::NeedKeys(index)),
+        Err(Reason::KeyNotFound) if keys.may_refetch(index) => {
+            return Err(Outcome::NeedKeys(index))
+        }
         Err(reason) => return Err(Outcome::Deny(reason)),
     };
     Ok(Identity::from_claims(provider, claims))
@@ -385,7 +434,10 @@ mod tests {
             method: method.into(),
             path: path.into(),
             authority: "api.test".into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             unique: "u-1".into(),
         }
     }
@@ -400,7 +452,12 @@ mod tests {
     #[test]
     fn anonymous_route_strips_spoofed_identity() {
         let e = engine(json!({"default": "anonymous"}));
-        let d = decide(&e, &e, &facts("GET", "/", &[("x-identity-subject", "admin")]), 0);
+        let d = decide(
+            &e,
+            &e,
+            &facts("GET", "/", &[("x-identity-subject", "admin")]),
+            0,
+        );
         match d {
             Decision::Allow { ops, log } => {
                 assert_eq!(
@@ -440,7 +497,12 @@ mod tests {
     #[test]
     fn malformed_token_is_refused_even_on_anonymous_route() {
         let e = engine(json!({"default": "anonymous"}));
-        let d = decide(&e, &e, &facts("GET", "/x", &[("authorization", "Bearer not-a-jwt")]), 0);
+        let d = decide(
+            &e,
+            &e,
+            &facts("GET", "/x", &[("authorization", "Bearer not-a-jwt")]),
+            0,
+        );
         assert_eq!(reason_of(&d), Some(Reason::TokenMalformed));
     }
 
@@ -449,7 +511,10 @@ mod tests {
         let pre = facts(
             "OPTIONS",
             "/x",
-            &[("origin", "https://app.test"), ("access-control-request-method", "POST")],
+            &[
+                ("origin", "https://app.test"),
+                ("access-control-request-method", "POST"),
+            ],
         );
         let e = engine(json!({"cors_preflight": true}));
         assert!(matches!(decide(&e, &e, &pre, 0), Decision::Allow { .. }));
@@ -461,7 +526,9 @@ mod tests {
     fn decision_log_is_one_json_line() {
         let e = engine(json!({"default": "authenticated"}));
         let d = decide(&e, &e, &facts("GET", "/x?q=1", &[]), 0);
-        let Decision::Deny { log, .. } = d else { panic!("expected deny") };
+        let Decision::Deny { log, .. } = d else {
+            panic!("expected deny")
+        };
         let line = log.to_json();
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -469,5 +536,287 @@ mod tests {
         assert_eq!(v["reason"], "token_missing");
         assert_eq!(v["path"], "/x");
         assert_eq!(v["method"], "GET");
+    }
+
+    mod with_tokens {
+        use super::*;
+        use crate::jwks::test_keys;
+        use jwt_simple::prelude::{
+            Claims as JwtClaims, Duration, Ed25519KeyPair, EdDSAKeyPairLike, UnixTimeStamp,
+        };
+
+        const NOW: u64 = 1_800_000_000;
+        const SECRET: &str = "assertion-secret-assertion-secret";
+
+        fn sign(claims: serde_json::Value) -> String {
+            let pair = Ed25519KeyPair::from_pem(test_keys::ED25519).unwrap();
+            let custom = claims.as_object().unwrap().clone();
+            let mut c = JwtClaims::with_custom_claims(custom, Duration::from_secs(600))
+                .with_issuer("https://issuer.test")
+                .with_subject("alice");
+            c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+            c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+            c.invalid_before = None;
+            pair.sign(c).unwrap()
+        }
+
+        fn engine(extra: serde_json::Value) -> Engine {
+            let mut v = json!({
+                "providers": [{
+                    "name": "p", "issuer": "https://issuer.test",
+                    "jwks": {"keys": [test_keys::ed25519_jwk()]},
+                    "identity": {"tenant": ["tid"]}
+                }],
+                "default": "authenticated",
+                "headers": {
+                    "claims": [{"claim": "sub", "header": "x-identity-subject"}, {"identity": "scopes", "header": "x-identity-scopes"}],
+                    "assertion": {"audience": "svc", "keys": [{"kid": "a1", "secret": SECRET}]}
+                },
+            });
+            if let (Some(base), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+                for (k, val) in extra {
+                    base.insert(k.clone(), val.clone());
+                }
+            }
+            Engine::from_json(v.to_string().as_bytes()).unwrap()
+        }
+
+        fn request(method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> RequestFacts {
+            let bearer = format!("Bearer {token}");
+            let mut h: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+            h.extend_from_slice(extra);
+            facts(method, path, &h)
+        }
+
+        fn set<'a>(ops: &'a [HeaderOp], name: &str) -> Option<&'a str> {
+            ops.iter().find_map(|op| match op {
+                HeaderOp::Set(n, v) if n == name => Some(v.as_str()),
+                _ => None,
+            })
+        }
+
+        fn assertion_payload(token: &str) -> serde_json::Value {
+            use base64::Engine as _;
+            let part = token.split('.').nth(1).unwrap();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .unwrap(),
+            )
+            .unwrap()
+        }
+
+        #[test]
+        fn verified_caller_gets_identity_headers_and_a_bound_assertion() {
+            let e = engine(json!({}));
+            let token = sign(json!({"scope": "runs:read runs:write", "tid": "acme"}));
+            let d = decide(
+                &e,
+                &e,
+                &request("POST", "/runs/a?x=1", &token, &[("x-request-id", "rid-7")]),
+                NOW + 1,
+            );
+            let Decision::Allow { ops, log } = d else {
+                panic!("expected allow, got {d:?}")
+            };
+            assert_eq!(set(&ops, "x-identity-subject"), Some("alice"));
+            assert_eq!(set(&ops, "x-identity-scopes"), Some("runs:read,runs:write"));
+            assert!(ops.contains(&HeaderOp::Remove("authorization".into())));
+            assert_eq!(
+                set(&ops, "x-request-id"),
+                None,
+                "an existing request id is kept"
+            );
+            let p = assertion_payload(set(&ops, "x-identity-assertion").unwrap());
+            assert_eq!(
+                p["req"],
+                json!({"method": "POST", "path": "/runs/a", "id": "rid-7"})
+            );
+            assert_eq!(p["tenant"], "acme");
+            assert_eq!(p["aud"], "svc");
+            assert_eq!(p["jti"], "u-1");
+            assert_eq!(p["iat"], NOW + 1);
+            assert_eq!(log.sub.as_deref(), Some("alice"));
+            assert_eq!(log.provider.as_deref(), Some("p"));
+        }
+
+        #[test]
+        fn request_id_is_generated_when_missing() {
+            let e = engine(json!({}));
+            let token = sign(json!({}));
+            let Decision::Allow { ops, .. } =
+                decide(&e, &e, &request("GET", "/", &token, &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert_eq!(set(&ops, "x-request-id"), Some("u-1"));
+            assert_eq!(
+                assertion_payload(set(&ops, "x-identity-assertion").unwrap())["req"]["id"],
+                "u-1"
+            );
+        }
+
+        #[test]
+        fn forwarded_token_stays() {
+            let e = engine(json!({"headers": {"forward_token": true}}));
+            let token = sign(json!({}));
+            let Decision::Allow { ops, .. } =
+                decide(&e, &e, &request("GET", "/", &token, &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert!(!ops.contains(&HeaderOp::Remove("authorization".into())));
+        }
+
+        fn denial(d: &Decision) -> (u32, String, Option<String>) {
+            let Decision::Deny { response, .. } = d else {
+                panic!("expected deny, got {d:?}")
+            };
+            let find = |n: &str| {
+                response
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            (
+                response.status,
+                find("x-identity-reason").unwrap(),
+                find("www-authenticate"),
+            )
+        }
+
+        #[test]
+        fn missing_scope_is_insufficient_scope_naming_rule_and_scopes() {
+            let e = engine(
+                json!({"rules": [{"name": "write", "match": {"path_prefix": "/runs"}, "require": {"scopes": {"all_of": ["runs:write"]}}}]}),
+            );
+            let d = decide(
+                &e,
+                &e,
+                &request("POST", "/runs/x", &sign(json!({"scope": "runs:read"})), &[]),
+                NOW,
+            );
+            let (status, reason, challenge) = denial(&d);
+            assert_eq!(status, 403);
+            assert_eq!(reason, "insufficient_scope; rule=write");
+            assert_eq!(
+                challenge.unwrap(),
+                "Bearer error=\"insufficient_scope\", scope=\"runs:write\""
+            );
+        }
+
+        #[test]
+        fn missing_role_is_forbidden() {
+            let e = engine(
+                json!({"rules": [{"name": "admin", "match": {}, "require": {"roles": {"any_of": ["admin"]}}}]}),
+            );
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/", &sign(json!({"roles": ["dev"]})), &[]),
+                NOW,
+            );
+            assert_eq!(denial(&d).0, 403);
+            assert_eq!(denial(&d).1, "forbidden; rule=admin");
+        }
+
+        #[test]
+        fn tenant_in_path_must_be_the_callers() {
+            let e = engine(
+                json!({"rules": [{"name": "t", "match": {"path_template": "/t/{tenant}/runs"}, "require": {"tenant_from_path": "tenant"}}]}),
+            );
+            let token = sign(json!({"tid": "acme"}));
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/t/acme/runs", &token, &[]), NOW),
+                Decision::Allow { .. }
+            ));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=t");
+        }
+
+        #[test]
+        fn report_only_passes_with_the_would_be_decision() {
+            let e = engine(
+                json!({"rules": [{"name": "admin", "match": {}, "report_only": true, "require": {"roles": {"any_of": ["admin"]}}}]}),
+            );
+            let d = decide(&e, &e, &request("GET", "/", &sign(json!({})), &[]), NOW);
+            let Decision::Allow { ops, log } = d else {
+                panic!("expected allow")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=forbidden; rule=admin")
+            );
+            assert_eq!(
+                set(&ops, "x-identity-subject"),
+                Some("alice"),
+                "the verified identity still flows"
+            );
+            assert!(log.report_only);
+            assert_eq!(log.reason, Some(Reason::Forbidden));
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/", &sign(json!({"roles": ["admin"]})), &[]),
+                NOW,
+            );
+            let Decision::Allow { ops, .. } = d else {
+                panic!("expected allow")
+            };
+            assert_eq!(set(&ops, "x-identity-report"), Some("allow; rule=admin"));
+        }
+
+        #[test]
+        fn report_only_also_covers_token_failures() {
+            let e = engine(json!({"report_only": true}));
+            let d = decide(
+                &e,
+                &e,
+                &facts("GET", "/", &[("x-identity-subject", "spoof")]),
+                NOW,
+            );
+            let Decision::Allow { ops, .. } = d else {
+                panic!("expected allow")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=token_missing; rule=default")
+            );
+            assert_eq!(set(&ops, "x-identity-subject"), None);
+            assert!(ops.contains(&HeaderOp::Remove("x-identity-subject".into())));
+        }
+
+        #[test]
+        fn expired_token_is_refused() {
+            let e = engine(json!({}));
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/", &sign(json!({})), &[]),
+                NOW + 600 + 61,
+            );
+            assert_eq!(denial(&d).1, "token_expired");
+        }
+
+        #[test]
+        fn eddsa_assertion_keys_are_served_at_jwks_path() {
+            let pair = Ed25519KeyPair::generate();
+            let jwk: serde_json::Value = serde_json::from_str(&pair.to_jwk()).unwrap();
+            let e = engine(json!({"headers": {"assertion": {
+                "audience": "svc", "keys": [{"kid": "ed", "private_jwk": jwk}], "jwks_path": "/.well-known/identity/jwks.json"
+            }}}));
+            let d = decide(
+                &e,
+                &e,
+                &facts("GET", "/.well-known/identity/jwks.json", &[]),
+                NOW,
+            );
+            let Decision::Serve(r) = d else {
+                panic!("expected the jwks")
+            };
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(body["keys"][0]["kid"], "ed");
+        }
     }
 }

@@ -48,7 +48,10 @@ impl Target {
 
     /// The OIDC discovery document of an issuer: `<issuer>/.well-known/openid-configuration`.
     pub fn discovery(issuer: &str) -> Result<Target, String> {
-        Target::parse(&format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')))
+        Target::parse(&format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ))
     }
 
     /// The headers of the GET request for this target.
@@ -119,8 +122,13 @@ impl FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::Dispatch => write!(f, "the host refused to dispatch the call (check `upstream`)"),
-            FetchError::Network(why) if why.is_empty() => write!(f, "no answer (connection failure, reset or timeout)"),
+            FetchError::Dispatch => write!(
+                f,
+                "the host refused to dispatch the call (check `upstream`)"
+            ),
+            FetchError::Network(why) if why.is_empty() => {
+                write!(f, "no answer (connection failure, reset or timeout)")
+            }
             FetchError::Network(why) => write!(f, "no answer ({why})"),
             FetchError::Timeout => write!(f, "no answer within the fetch timeout"),
             FetchError::Status(s) => write!(f, "answered HTTP {s}"),
@@ -201,11 +209,19 @@ impl Answer {
     pub fn discovered_jwks(&self, max_bytes: usize, issuer: &str) -> Result<Target, FetchError> {
         self.check(max_bytes)?;
         let doc = self.json_object()?;
-        let named = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        let named = doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if named != issuer {
-            return Err(FetchError::IssuerMismatch(named.chars().take(200).collect()));
+            return Err(FetchError::IssuerMismatch(
+                named.chars().take(200).collect(),
+            ));
         }
-        let uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or(FetchError::NoJwksUri)?;
+        let uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or(FetchError::NoJwksUri)?;
         Target::parse(uri).map_err(|_| FetchError::NoJwksUri)
     }
 
@@ -227,11 +243,17 @@ impl Answer {
 /// without a usable key is an error.
 pub fn parse_remote_keys(doc: &Value) -> Result<KeySet, FetchError> {
     let set = KeySet::parse(doc, Origin::Remote).map_err(|e| {
-        let at = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path) };
+        let at = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.path)
+        };
         FetchError::NoUsableKeys(format!("{at}{}", e.message))
     })?;
     if set.is_empty() {
-        return Err(FetchError::NoUsableKeys("no key of a supported type".into()));
+        return Err(FetchError::NoUsableKeys(
+            "no key of a supported type".into(),
+        ));
     }
     Ok(set)
 }
@@ -283,7 +305,13 @@ mod tests {
 
     #[test]
     fn target_refuses_non_http_urls() {
-        for bad in ["idp.test/keys", "ftp://idp.test/", "https:///keys", "https://u:p@idp.test/", "https://idp.test/a b"] {
+        for bad in [
+            "idp.test/keys",
+            "ftp://idp.test/",
+            "https:///keys",
+            "https://u:p@idp.test/",
+            "https://idp.test/a b",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
@@ -323,7 +351,10 @@ mod tests {
 
     #[test]
     fn failed_calls_are_network_errors() {
-        assert_eq!(answer(None, "").check(10), Err(FetchError::Network(String::new())));
+        assert_eq!(
+            answer(None, "").check(10),
+            Err(FetchError::Network(String::new()))
+        );
         let headers = vec![(":dispatch_status".to_string(), b"timeout".to_vec())];
         let a = Answer::from_headers(&headers, 0);
         assert_eq!(a.check(10), Err(FetchError::Network("timeout".into())));
@@ -331,10 +362,22 @@ mod tests {
 
     #[test]
     fn non_200_too_large_and_not_json_are_refused() {
-        assert_eq!(answer(Some(500), "{}").check(10), Err(FetchError::Status(500)));
-        assert_eq!(answer(Some(200), "{\"keys\":[]}").check(4), Err(FetchError::TooLarge(11)));
-        assert_eq!(answer(Some(200), "<html>").key_set(100).err(), Some(FetchError::NotJson));
-        assert_eq!(answer(Some(200), "[1]").key_set(100).err(), Some(FetchError::NotJson));
+        assert_eq!(
+            answer(Some(500), "{}").check(10),
+            Err(FetchError::Status(500))
+        );
+        assert_eq!(
+            answer(Some(200), "{\"keys\":[]}").check(4),
+            Err(FetchError::TooLarge(11))
+        );
+        assert_eq!(
+            answer(Some(200), "<html>").key_set(100).err(),
+            Some(FetchError::NotJson)
+        );
+        assert_eq!(
+            answer(Some(200), "[1]").key_set(100).err(),
+            Some(FetchError::NotJson)
+        );
     }
 
     #[test]
@@ -353,16 +396,30 @@ mod tests {
     fn discovery_issuer_must_match() {
         let doc = r#"{"issuer":"https://evil.test","jwks_uri":"https://idp.test/keys"}"#;
         assert_eq!(
-            answer(Some(200), doc).discovered_jwks(1000, "https://idp.test").err(),
+            answer(Some(200), doc)
+                .discovered_jwks(1000, "https://idp.test")
+                .err(),
             Some(FetchError::IssuerMismatch("https://evil.test".into()))
         );
         let doc = r#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/keys"}"#;
-        let t = answer(Some(200), doc).discovered_jwks(1000, "https://idp.test").unwrap();
+        let t = answer(Some(200), doc)
+            .discovered_jwks(1000, "https://idp.test")
+            .unwrap();
         assert_eq!(t.path, "/keys");
         let doc = r#"{"issuer":"https://idp.test"}"#;
-        assert_eq!(answer(Some(200), doc).discovered_jwks(1000, "https://idp.test").err(), Some(FetchError::NoJwksUri));
+        assert_eq!(
+            answer(Some(200), doc)
+                .discovered_jwks(1000, "https://idp.test")
+                .err(),
+            Some(FetchError::NoJwksUri)
+        );
         let doc = r#"{"issuer":"https://idp.test","jwks_uri":"/relative"}"#;
-        assert_eq!(answer(Some(200), doc).discovered_jwks(1000, "https://idp.test").err(), Some(FetchError::NoJwksUri));
+        assert_eq!(
+            answer(Some(200), doc)
+                .discovered_jwks(1000, "https://idp.test")
+                .err(),
+            Some(FetchError::NoJwksUri)
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub enum HeaderOp {
 pub fn managed(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let claim_headers = config.headers.claims.iter().map(|c| c.header.as_str());
-    let own = [Some(config.headers.report_header.as_str()), config.headers.assertion.as_ref().map(|a| a.header.as_str())];
+    let own = [
+        Some(config.headers.report_header.as_str()),
+        config.headers.assertion.as_ref().map(|a| a.header.as_str()),
+    ];
     let all = claim_headers
         .chain(own.into_iter().flatten())
         .chain(config.headers.strip.iter().map(String::as_str));
@@ -33,7 +36,10 @@ pub fn managed(config: &Config) -> Vec<String> {
 
 /// Removal of every managed header: the start of every request's changes.
 pub fn strip(managed: &[String]) -> Vec<HeaderOp> {
-    managed.iter().map(|n| HeaderOp::Remove(n.clone())).collect()
+    managed
+        .iter()
+        .map(|n| HeaderOp::Remove(n.clone()))
+        .collect()
 }
 
 /// Claim headers for a verified caller. A claim that is absent, null, or would put a control
@@ -64,9 +70,9 @@ pub fn remove_token(found: &Found, facts: &RequestFacts) -> Vec<HeaderOp> {
             Location::Header(name) => ops.push(HeaderOp::Remove(name.clone())),
             Location::Query(name) => path = token::path_without_query_param(&path, name),
             Location::Cookie(name) => {
-                let current = cookie
-                    .take()
-                    .unwrap_or_else(|| facts.header_values("cookie").collect::<Vec<_>>().join("; "));
+                let current = cookie.take().unwrap_or_else(|| {
+                    facts.header_values("cookie").collect::<Vec<_>>().join("; ")
+                });
                 cookie = Some(token::cookie_without(&current, name).unwrap_or_default());
             }
         }
@@ -103,9 +109,17 @@ mod tests {
         }));
         assert_eq!(
             managed(&c),
-            vec!["x-identity-subject", "x-identity-email", "x-identity-report", "prefect-automation-id"]
+            vec![
+                "x-identity-subject",
+                "x-identity-email",
+                "x-identity-report",
+                "prefect-automation-id"
+            ]
         );
-        assert_eq!(strip(&managed(&c))[0], HeaderOp::Remove("x-identity-subject".into()));
+        assert_eq!(
+            strip(&managed(&c))[0],
+            HeaderOp::Remove("x-identity-subject".into())
+        );
     }
 
     #[test]
@@ -137,7 +151,10 @@ mod tests {
             method: "GET".into(),
             path: path.into(),
             authority: "a".into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             unique: "u-1".into(),
         }
     }
@@ -170,6 +187,9 @@ mod tests {
             token: "abc".into(),
             locations: vec![Location::Cookie("s".into())],
         };
-        assert_eq!(remove_token(&found, &f), vec![HeaderOp::Remove("cookie".into())]);
+        assert_eq!(
+            remove_token(&found, &f),
+            vec![HeaderOp::Remove("cookie".into())]
+        );
     }
 }

@@ -100,7 +100,9 @@ mod tests {
         let p = provider(json!({}));
         let id = Identity::from_claims(
             &p,
-            claims(json!({"sub": "alice", "roles": ["admin"], "groups": ["ops"], "scope": "read write", "scp": ["write", "x"]})),
+            claims(
+                json!({"sub": "alice", "roles": ["admin"], "groups": ["ops"], "scope": "read write", "scp": ["write", "x"]}),
+            ),
         );
         assert_eq!(id.subject.as_deref(), Some("alice"));
         assert_eq!(id.roles, vec!["admin"]);
@@ -136,7 +138,10 @@ mod tests {
     #[test]
     fn wrong_types_give_empty_values_not_errors() {
         let p = provider(json!({"tenant": ["tid"]}));
-        let id = Identity::from_claims(&p, claims(json!({"sub": ["x"], "roles": 5, "tid": {"a": 1}})));
+        let id = Identity::from_claims(
+            &p,
+            claims(json!({"sub": ["x"], "roles": 5, "tid": {"a": 1}})),
+        );
         assert_eq!(id.subject, None);
         assert!(id.roles.is_empty());
         assert_eq!(id.tenant, None);

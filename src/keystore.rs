@@ -211,7 +211,8 @@ impl<S> Remote<S> {
 
     /// A fetch is in flight, or will start within the cold-start wait.
     fn coming(&self, now: u64) -> bool {
-        self.fetch.is_some() || self.next_attempt_at <= now.saturating_add(self.settings.cold_start_wait_ms)
+        self.fetch.is_some()
+            || self.next_attempt_at <= now.saturating_add(self.settings.cold_start_wait_ms)
     }
 
     fn due(&self, now: u64) -> bool {
@@ -252,10 +253,12 @@ impl<S> KeyStore<S> {
                 let source = if let Some(uri) = &p.jwks_uri {
                     Target::parse(uri).ok().map(Source::Jwks)
                 } else if p.discovery {
-                    Target::discovery(&p.issuer).ok().map(|document| Source::Discovery {
-                        document,
-                        issuer: p.issuer.clone(),
-                    })
+                    Target::discovery(&p.issuer)
+                        .ok()
+                        .map(|document| Source::Discovery {
+                            document,
+                            issuer: p.issuer.clone(),
+                        })
                 } else {
                     return Slot::Inline;
                 };
@@ -310,7 +313,8 @@ impl<S> KeyStore<S> {
 
     /// Age of the key set in use, in milliseconds.
     pub fn age_ms(&self, provider: usize, now: u64) -> Option<u64> {
-        self.good(provider).map(|g| now.saturating_sub(g.fetched_at))
+        self.good(provider)
+            .map(|g| now.saturating_sub(g.fetched_at))
     }
 
     /// Whether a fetch is in flight.
@@ -324,7 +328,9 @@ impl<S> KeyStore<S> {
     }
 
     fn set_status(&mut self, provider: usize, to: Status, detail: String) {
-        let Some(r) = self.remote_mut(provider) else { return };
+        let Some(r) = self.remote_mut(provider) else {
+            return;
+        };
         let from = r.status;
         if from == to {
             return;
@@ -352,7 +358,9 @@ impl<S> KeyStore<S> {
                     timed_out.push(p);
                 }
             }
-            let Some(r) = self.remote_mut(p) else { continue };
+            let Some(r) = self.remote_mut(p) else {
+                continue;
+            };
             if r.good.is_some() && r.usable(now).is_none() {
                 r.good = None;
                 let max_stale = r.settings.max_stale_ms / 1000;
@@ -419,7 +427,10 @@ impl<S> KeyStore<S> {
         now: u64,
         rand: u32,
     ) -> Completion {
-        let current = self.remote(provider).and_then(|r| r.fetch.as_ref()).map(|f| (f.id, f.step));
+        let current = self
+            .remote(provider)
+            .and_then(|r| r.fetch.as_ref())
+            .map(|f| (f.id, f.step));
         let Some((current_id, step)) = current else {
             return Completion::Ignored;
         };
@@ -433,7 +444,9 @@ impl<S> KeyStore<S> {
             }
             (Step::Discovery, Ok(Fetched::Discovered(target))) => {
                 let next_id = self.next_id;
-                let Some(r) = self.remote_mut(provider) else { return Completion::Ignored };
+                let Some(r) = self.remote_mut(provider) else {
+                    return Completion::Ignored;
+                };
                 r.discovered = Some(target.clone());
                 r.fetch = Some(InFlight {
                     id: next_id,
@@ -462,7 +475,9 @@ impl<S> KeyStore<S> {
 
     /// Use `keys`, fetched at `fetched_at` (here or, through shared data, by another worker).
     fn install(&mut self, provider: usize, keys: S, fetched_at: u64, max_age_ms: Option<u64>) {
-        let Some(r) = self.remote_mut(provider) else { return };
+        let Some(r) = self.remote_mut(provider) else {
+            return;
+        };
         let s = r.settings;
         let interval = fetch::refresh_interval(max_age_ms, s.min_refresh_ms, s.max_refresh_ms);
         r.good = Some(Good {
@@ -482,8 +497,17 @@ impl<S> KeyStore<S> {
 
     /// Adopt a key set another worker fetched (shared data), if it is newer than ours. A fetch
     /// in flight here is left to finish (its result is then newer still). Returns whether adopted.
-    pub fn adopt(&mut self, provider: usize, keys: S, fetched_at: u64, refresh_at: u64, now: u64) -> bool {
-        let Some(r) = self.remote_mut(provider) else { return false };
+    pub fn adopt(
+        &mut self,
+        provider: usize,
+        keys: S,
+        fetched_at: u64,
+        refresh_at: u64,
+        now: u64,
+    ) -> bool {
+        let Some(r) = self.remote_mut(provider) else {
+            return false;
+        };
         if r.good.as_ref().is_some_and(|g| g.fetched_at >= fetched_at) {
             return false;
         }
@@ -497,12 +521,18 @@ impl<S> KeyStore<S> {
         });
         r.failures = 0;
         r.next_attempt_at = 0;
-        self.set_status(provider, Status::Fresh, "key set shared by another worker".into());
+        self.set_status(
+            provider,
+            Status::Fresh,
+            "key set shared by another worker".into(),
+        );
         true
     }
 
     fn fail(&mut self, provider: usize, id: u64, error: FetchError, now: u64, rand: u32) {
-        let Some(r) = self.remote_mut(provider) else { return };
+        let Some(r) = self.remote_mut(provider) else {
+            return;
+        };
         if r.fetch.as_ref().map(|f| f.id) != Some(id) {
             return;
         }
@@ -510,15 +540,25 @@ impl<S> KeyStore<S> {
         r.failures = r.failures.saturating_add(1);
         let delay = r.settings.backoff_ms(r.failures, rand);
         r.next_attempt_at = now.saturating_add(delay);
-        let to = if r.usable(now).is_some() { Status::Stale } else { Status::Unavailable };
-        let detail = format!("fetch failed: {} ({error}); retry in {:.1}s", error.code(), delay as f64 / 1000.0);
+        let to = if r.usable(now).is_some() {
+            Status::Stale
+        } else {
+            Status::Unavailable
+        };
+        let detail = format!(
+            "fetch failed: {} ({error}); retry in {:.1}s",
+            error.code(),
+            delay as f64 / 1000.0
+        );
         self.set_status(provider, to, detail);
     }
 
     /// A request needs `provider`'s keys (cold start) or a refetch (unknown `kid`): may it wait?
     /// Joining a refetch records it, so the rate limit counts it.
     pub fn wait(&mut self, provider: usize, now: u64) -> Wait {
-        let Some(r) = self.remote_mut(provider) else { return Wait::Refuse };
+        let Some(r) = self.remote_mut(provider) else {
+            return Wait::Refuse;
+        };
         if r.usable(now).is_none() {
             return if r.settings.cold_start_wait_ms > 0 && r.coming(now) {
                 Wait::Join
@@ -539,7 +579,9 @@ impl<S> KeyStore<S> {
 
     /// Keys of `provider` as the request path sees them.
     pub fn keys(&self, provider: usize, now: u64) -> KeyState<'_, S> {
-        let Some(r) = self.remote(provider) else { return KeyState::Unavailable };
+        let Some(r) = self.remote(provider) else {
+            return KeyState::Unavailable;
+        };
         match r.usable(now) {
             Some(g) => KeyState::Ready(&g.keys),
             None if r.settings.cold_start_wait_ms > 0 && r.coming(now) => KeyState::Pending,
@@ -550,7 +592,8 @@ impl<S> KeyStore<S> {
     /// Whether a token with an unknown `kid` may wait for a refetch now.
     pub fn may_refetch(&self, provider: usize, now: u64) -> bool {
         self.remote(provider).is_some_and(|r| {
-            r.usable(now).is_some() && (r.fetch.is_some() || r.refetch_wanted || refetch_allowed(r, now))
+            r.usable(now).is_some()
+                && (r.fetch.is_some() || r.refetch_wanted || refetch_allowed(r, now))
         })
     }
 }
@@ -647,7 +690,9 @@ impl Waiters {
 
     /// Remove and return the waiters of `provider`.
     pub fn take_provider(&mut self, provider: usize) -> Vec<Waiter> {
-        let (taken, kept) = std::mem::take(&mut self.list).into_iter().partition(|w| w.provider == provider);
+        let (taken, kept) = std::mem::take(&mut self.list)
+            .into_iter()
+            .partition(|w| w.provider == provider);
         self.list = kept;
         taken
     }
@@ -706,7 +751,11 @@ mod tests {
     }
 
     /// Start and complete one JWKS fetch at `now`.
-    fn fetch(s: &mut KeyStore<&'static str>, now: u64, result: Result<Fetched<&'static str>, FetchError>) -> Completion {
+    fn fetch(
+        s: &mut KeyStore<&'static str>,
+        now: u64,
+        result: Result<Fetched<&'static str>, FetchError>,
+    ) -> Completion {
         let f = s.start(0, now).expect("fetch starts");
         assert_eq!(f.step, Step::Jwks);
         s.complete(0, f.id, result, now, 0)
@@ -745,12 +794,18 @@ mod tests {
         assert!(s.fetching(0));
         assert_eq!(s.start(0, T0), None, "one fetch in flight at a time");
         assert_eq!(s.due(T0), Vec::<usize>::new());
-        assert_eq!(s.complete(0, f.id, keys("k1", None), T0 + 5, 0), Completion::Done);
+        assert_eq!(
+            s.complete(0, f.id, keys("k1", None), T0 + 5, 0),
+            Completion::Done
+        );
         assert_eq!(ready(&s, T0 + 5), Some("k1"));
         assert_eq!(s.status(0), Some(Status::Fresh));
         let events = s.take_events();
         assert_eq!(events.len(), 1);
-        assert_eq!((events[0].from, events[0].to), (Status::Empty, Status::Fresh));
+        assert_eq!(
+            (events[0].from, events[0].to),
+            (Status::Empty, Status::Fresh)
+        );
         assert!(s.take_events().is_empty(), "events are handed out once");
     }
 
@@ -762,11 +817,23 @@ mod tests {
         assert!(s.due(T0 + 49_999).is_empty());
         assert_eq!(s.due(T0 + 50_000), vec![0]);
         fetch(&mut s, T0, keys("k1", Some(1)));
-        assert_eq!(s.good(0).unwrap().refresh_at, T0 + 10_000, "raised to min_refresh");
+        assert_eq!(
+            s.good(0).unwrap().refresh_at,
+            T0 + 10_000,
+            "raised to min_refresh"
+        );
         fetch(&mut s, T0, keys("k1", Some(99_999)));
-        assert_eq!(s.good(0).unwrap().refresh_at, T0 + 100_000, "lowered to max_refresh");
+        assert_eq!(
+            s.good(0).unwrap().refresh_at,
+            T0 + 100_000,
+            "lowered to max_refresh"
+        );
         fetch(&mut s, T0, keys("k1", None));
-        assert_eq!(s.good(0).unwrap().refresh_at, T0 + 100_000, "max_refresh without max-age");
+        assert_eq!(
+            s.good(0).unwrap().refresh_at,
+            T0 + 100_000,
+            "max_refresh without max-age"
+        );
     }
 
     #[test]
@@ -782,7 +849,10 @@ mod tests {
     #[test]
     fn failed_first_fetch_is_unavailable_and_backs_off() {
         let mut s = store(json!({}));
-        assert_eq!(fetch(&mut s, T0, Err(FetchError::Status(500))), Completion::Done);
+        assert_eq!(
+            fetch(&mut s, T0, Err(FetchError::Status(500))),
+            Completion::Done
+        );
         assert_eq!(s.status(0), Some(Status::Unavailable));
         let e = s.take_events();
         assert_eq!((e[0].from, e[0].to), (Status::Empty, Status::Unavailable));
@@ -810,7 +880,10 @@ mod tests {
         assert_eq!(s.backoff_ms(3, 1023), 4000);
         assert_eq!(s.backoff_ms(30, 1023), BACKOFF_CAP_MS);
         assert_eq!(s.backoff_ms(30, 0), BACKOFF_CAP_MS / 2);
-        let short = Settings { max_refresh_ms: 5000, ..s };
+        let short = Settings {
+            max_refresh_ms: 5000,
+            ..s
+        };
         assert_eq!(short.backoff_ms(10, 1023), 5000, "capped by max_refresh");
     }
 
@@ -822,7 +895,9 @@ mod tests {
         for _ in 0..4 {
             let f = s.start(0, now).unwrap();
             s.complete(0, f.id, Err(FetchError::NotJson), now, 1023);
-            let next = (now..now + 100_000).find(|t| !s.due(*t).is_empty()).unwrap();
+            let next = (now..now + 100_000)
+                .find(|t| !s.due(*t).is_empty())
+                .unwrap();
             delays.push(next - now);
             now = next;
         }
@@ -860,7 +935,11 @@ mod tests {
         let due = T0 + 10_000;
         let f = s.start(0, due).unwrap();
         s.complete(0, f.id, Err(FetchError::Status(503)), due, 0);
-        assert_eq!(ready(&s, due + 1_000_000), Some("good"), "usable until refresh_at + max_stale");
+        assert_eq!(
+            ready(&s, due + 1_000_000),
+            Some("good"),
+            "usable until refresh_at + max_stale"
+        );
         assert!(s.tick(due + 1_000_000, 0).is_empty());
         assert_eq!(s.status(0), Some(Status::Stale));
         assert_eq!(ready(&s, due + 1_000_001), None);
@@ -881,17 +960,32 @@ mod tests {
         assert_eq!(s.status(0), Some(Status::Fresh));
         assert_eq!(s.failures_for_test(), 0);
         let e = s.take_events();
-        assert_eq!(e.last().map(|e| (e.from, e.to)), Some((Status::Unavailable, Status::Fresh)));
+        assert_eq!(
+            e.last().map(|e| (e.from, e.to)),
+            Some((Status::Unavailable, Status::Fresh))
+        );
     }
 
     #[test]
     fn late_or_unknown_results_are_ignored() {
         let mut s = store(json!({}));
         let f = s.start(0, T0).unwrap();
-        assert_eq!(s.complete(0, f.id + 1, keys("x", None), T0, 0), Completion::Ignored);
-        assert_eq!(s.complete(1, f.id, keys("x", None), T0, 0), Completion::Ignored);
-        assert_eq!(s.complete(0, f.id, keys("k", None), T0, 0), Completion::Done);
-        assert_eq!(s.complete(0, f.id, keys("late", None), T0, 0), Completion::Ignored);
+        assert_eq!(
+            s.complete(0, f.id + 1, keys("x", None), T0, 0),
+            Completion::Ignored
+        );
+        assert_eq!(
+            s.complete(1, f.id, keys("x", None), T0, 0),
+            Completion::Ignored
+        );
+        assert_eq!(
+            s.complete(0, f.id, keys("k", None), T0, 0),
+            Completion::Done
+        );
+        assert_eq!(
+            s.complete(0, f.id, keys("late", None), T0, 0),
+            Completion::Ignored
+        );
         assert_eq!(ready(&s, T0), Some("k"));
     }
 
@@ -902,7 +996,10 @@ mod tests {
         assert!(s.tick(T0 + 1000 + TIMEOUT_GRACE_MS, 0).is_empty());
         assert_eq!(s.tick(T0 + 1001 + TIMEOUT_GRACE_MS, 0), vec![0]);
         assert!(!s.fetching(0));
-        assert_eq!(s.complete(0, f.id, keys("late", None), T0 + 5000, 0), Completion::Ignored);
+        assert_eq!(
+            s.complete(0, f.id, keys("late", None), T0 + 5000, 0),
+            Completion::Ignored
+        );
         assert!(s.take_events()[0].detail.contains("timeout"));
     }
 
@@ -965,7 +1062,9 @@ mod tests {
         for _ in 0..3 {
             let f = s.start(0, now).unwrap();
             s.complete(0, f.id, Err(FetchError::Status(500)), now, 1023);
-            now = (now..now + 100_000).find(|t| !s.due(*t).is_empty()).unwrap();
+            now = (now..now + 100_000)
+                .find(|t| !s.due(*t).is_empty())
+                .unwrap();
         }
         // Last delay 4 s: a request arriving just after the failure does not wait.
         let after = now - 4000 + 1;
@@ -981,14 +1080,25 @@ mod tests {
         let f = s.start(0, T0).unwrap();
         assert_eq!(f.step, Step::Discovery);
         assert_eq!(f.target.path, "/.well-known/openid-configuration");
-        let next = match s.complete(0, f.id, Ok(Fetched::Discovered(Target::parse("https://keys.idp.test/jwks").unwrap())), T0, 0) {
+        let next = match s.complete(
+            0,
+            f.id,
+            Ok(Fetched::Discovered(
+                Target::parse("https://keys.idp.test/jwks").unwrap(),
+            )),
+            T0,
+            0,
+        ) {
             Completion::Next(n) => n,
             other => panic!("expected next step, got {other:?}"),
         };
         assert_eq!(next.step, Step::Jwks);
         assert_eq!(next.target.authority, "keys.idp.test");
         assert!(s.fetching(0));
-        assert_eq!(s.complete(0, next.id, keys("k", None), T0, 0), Completion::Done);
+        assert_eq!(
+            s.complete(0, next.id, keys("k", None), T0, 0),
+            Completion::Done
+        );
         // The jwks_uri is remembered: the next refresh goes straight to it.
         let again = s.start(0, T0 + 100_000).unwrap();
         assert_eq!(again.step, Step::Jwks);
@@ -998,7 +1108,13 @@ mod tests {
     fn discovery_mismatch_fails_and_rediscovers_next_time() {
         let mut s = store(json!({"jwks_uri": null, "discovery": true}));
         let f = s.start(0, T0).unwrap();
-        let c = s.complete(0, f.id, Err(FetchError::IssuerMismatch("https://evil.test".into())), T0, 0);
+        let c = s.complete(
+            0,
+            f.id,
+            Err(FetchError::IssuerMismatch("https://evil.test".into())),
+            T0,
+            0,
+        );
         assert_eq!(c, Completion::Done);
         assert_eq!(s.status(0), Some(Status::Unavailable));
         assert!(s.take_events()[0].detail.contains("issuer_mismatch"));
@@ -1019,10 +1135,29 @@ mod tests {
     #[test]
     fn waiters_leave_exactly_once() {
         let mut w = Waiters::default();
-        assert!(w.add(Waiter { id: 1, provider: 0, since: T0 }));
-        assert!(w.add(Waiter { id: 2, provider: 1, since: T0 }));
-        assert!(w.add(Waiter { id: 3, provider: 0, since: T0 + 900 }));
-        assert!(w.add(Waiter { id: 3, provider: 0, since: T0 + 900 }), "re-adding replaces");
+        assert!(w.add(Waiter {
+            id: 1,
+            provider: 0,
+            since: T0
+        }));
+        assert!(w.add(Waiter {
+            id: 2,
+            provider: 1,
+            since: T0
+        }));
+        assert!(w.add(Waiter {
+            id: 3,
+            provider: 0,
+            since: T0 + 900
+        }));
+        assert!(
+            w.add(Waiter {
+                id: 3,
+                provider: 0,
+                since: T0 + 900
+            }),
+            "re-adding replaces"
+        );
         assert_eq!(w.len(), 3);
         let expired = w.take_expired(T0 + 1000, |_| 1000);
         assert_eq!(expired.iter().map(|w| w.id).collect::<Vec<_>>(), vec![1, 2]);
@@ -1030,8 +1165,16 @@ mod tests {
         assert!(w.remove(3));
         assert!(!w.remove(3));
         assert!(w.is_empty());
-        w.add(Waiter { id: 4, provider: 0, since: T0 });
-        w.add(Waiter { id: 5, provider: 1, since: T0 });
+        w.add(Waiter {
+            id: 4,
+            provider: 0,
+            since: T0,
+        });
+        w.add(Waiter {
+            id: 5,
+            provider: 1,
+            since: T0,
+        });
         assert_eq!(w.take_provider(0).len(), 1);
         assert!(w.take_provider(0).is_empty());
         assert!(w.contains(5));
@@ -1041,9 +1184,17 @@ mod tests {
     fn waiters_are_bounded() {
         let mut w = Waiters::default();
         for id in 0..MAX_WAITERS as u32 {
-            assert!(w.add(Waiter { id, provider: 0, since: T0 }));
+            assert!(w.add(Waiter {
+                id,
+                provider: 0,
+                since: T0
+            }));
         }
-        assert!(!w.add(Waiter { id: u32::MAX, provider: 0, since: T0 }));
+        assert!(!w.add(Waiter {
+            id: u32::MAX,
+            provider: 0,
+            since: T0
+        }));
     }
 
     impl<S> KeyStore<S> {

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use crate::claims;
-use crate::config::{ClaimCondition, Config, DefaultAction, Requirement, RouteMatch, Rule, SetCondition};
+use crate::config::{
+    ClaimCondition, Config, DefaultAction, Requirement, RouteMatch, Rule, SetCondition,
+};
 use crate::identity::Identity;
 
 /// What the covering rule asks of the caller.
@@ -69,7 +71,12 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> M
 }
 
 /// When every condition of the match holds: the template's captures (empty without one).
-pub fn covers<'a>(route: &'a RouteMatch, method: &str, path: &str, host: &str) -> Option<Vec<(&'a str, String)>> {
+pub fn covers<'a>(
+    route: &'a RouteMatch,
+    method: &str,
+    path: &str,
+    host: &str,
+) -> Option<Vec<(&'a str, String)>> {
     if !route.methods.is_empty() && !route.methods.iter().any(|m| m == method) {
         return None;
     }
@@ -124,7 +131,9 @@ fn decode_segment(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        let hex = segment.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = segment
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (b, hex) {
             (b'%', Some(v)) => {
                 out.push(v);
@@ -249,12 +258,20 @@ pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> 
 }
 
 fn capture<'a>(captures: &'a [(&str, String)], name: &str) -> Option<&'a str> {
-    captures.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    captures
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// `None` when the set condition holds; otherwise the strings that would satisfy it.
 fn set_failure(set: &SetCondition, have: &[String]) -> Option<Vec<String>> {
-    let missing: Vec<String> = set.all_of.iter().filter(|w| !have.contains(w)).cloned().collect();
+    let missing: Vec<String> = set
+        .all_of
+        .iter()
+        .filter(|w| !have.contains(w))
+        .cloned()
+        .collect();
     let any_ok = set.any_of.is_empty() || set.any_of.iter().any(|w| have.contains(w));
     if missing.is_empty() && any_ok {
         return None;
@@ -343,7 +360,10 @@ mod tests {
         assert_eq!(select(&c, "GET", "/docs", "h").access, Access::Anonymous);
         assert_eq!(select(&c, "GET", "/docs", "h").name, "rules[0]");
         let m = select(&c, "POST", "/docs", "h");
-        assert_eq!((m.name.as_ref(), m.access), ("default", Access::Authenticated));
+        assert_eq!(
+            (m.name.as_ref(), m.access),
+            ("default", Access::Authenticated)
+        );
     }
 
     #[test]
@@ -369,12 +389,21 @@ mod tests {
         let t = "/api/t/{tenant}/deployments/{name}/runs";
         assert_eq!(
             template_captures(t, "/api/t/acme/deployments/etl%20x/runs"),
-            Some(vec![("tenant", "acme".to_string()), ("name", "etl x".to_string())])
+            Some(vec![
+                ("tenant", "acme".to_string()),
+                ("name", "etl x".to_string())
+            ])
         );
         assert_eq!(template_captures(t, "/api/t//deployments/x/runs"), None);
-        assert_eq!(template_captures(t, "/api/t/acme/deployments/x/runs/extra"), None);
+        assert_eq!(
+            template_captures(t, "/api/t/acme/deployments/x/runs/extra"),
+            None
+        );
         assert_eq!(template_captures(t, "/api/t/acme/deployments/x"), None);
-        assert_eq!(template_captures("/a/{x}", "/a/%ff"), Some(vec![("x", "%ff".to_string())]));
+        assert_eq!(
+            template_captures("/a/{x}", "/a/%ff"),
+            Some(vec![("x", "%ff".to_string())])
+        );
     }
 
     #[test]
@@ -408,10 +437,28 @@ mod tests {
     #[test]
     fn role_and_scope_sets() {
         let who = caller(serde_json::json!({}));
-        assert_eq!(check(&req(serde_json::json!({"roles": {"any_of": ["dev", "ops"]}})), &who, &[]), None);
-        assert_eq!(check(&req(serde_json::json!({"roles": {"all_of": ["dev", "ops"]}})), &who, &[]), Some(Failure::Other));
         assert_eq!(
-            check(&req(serde_json::json!({"scopes": {"all_of": ["runs:read", "runs:write"]}})), &who, &[]),
+            check(
+                &req(serde_json::json!({"roles": {"any_of": ["dev", "ops"]}})),
+                &who,
+                &[]
+            ),
+            None
+        );
+        assert_eq!(
+            check(
+                &req(serde_json::json!({"roles": {"all_of": ["dev", "ops"]}})),
+                &who,
+                &[]
+            ),
+            Some(Failure::Other)
+        );
+        assert_eq!(
+            check(
+                &req(serde_json::json!({"scopes": {"all_of": ["runs:read", "runs:write"]}})),
+                &who,
+                &[]
+            ),
             Some(Failure::Scopes(vec!["runs:write".into()]))
         );
     }
@@ -419,11 +466,20 @@ mod tests {
     #[test]
     fn any_of_all_of_trees() {
         let who = caller(serde_json::json!({}));
-        let r = req(serde_json::json!({"any_of": [{"roles": {"any_of": ["admin"]}}, {"scopes": {"any_of": ["runs:read"]}}]}));
+        let r = req(
+            serde_json::json!({"any_of": [{"roles": {"any_of": ["admin"]}}, {"scopes": {"any_of": ["runs:read"]}}]}),
+        );
         assert_eq!(check(&r, &who, &[]), None);
-        let r = req(serde_json::json!({"any_of": [{"scopes": {"any_of": ["a"]}}, {"scopes": {"any_of": ["b"]}}]}));
-        assert_eq!(check(&r, &who, &[]), Some(Failure::Scopes(vec!["a".into(), "b".into()])));
-        let r = req(serde_json::json!({"all_of": [{"scopes": {"any_of": ["runs:read"]}}, {"issuers": ["https://other"]}]}));
+        let r = req(
+            serde_json::json!({"any_of": [{"scopes": {"any_of": ["a"]}}, {"scopes": {"any_of": ["b"]}}]}),
+        );
+        assert_eq!(
+            check(&r, &who, &[]),
+            Some(Failure::Scopes(vec!["a".into(), "b".into()]))
+        );
+        let r = req(
+            serde_json::json!({"all_of": [{"scopes": {"any_of": ["runs:read"]}}, {"issuers": ["https://other"]}]}),
+        );
         assert_eq!(check(&r, &who, &[]), Some(Failure::Other));
     }
 
@@ -432,16 +488,35 @@ mod tests {
         let who = caller(serde_json::json!({}));
         let captures = [("tenant", "acme".to_string()), ("team", "b".to_string())];
         let ok = |v: serde_json::Value| check(&req(v), &who, &captures).is_none();
-        assert!(ok(serde_json::json!({"claims": [{"claim": "org.plan", "equals": "pro"}]})));
-        assert!(!ok(serde_json::json!({"claims": [{"claim": "org.plan", "equals": "free"}]})));
-        assert!(ok(serde_json::json!({"claims": [{"claim": "org.plan", "in": ["free", "pro"]}]})));
-        assert!(ok(serde_json::json!({"claims": [{"claim": "teams", "equals": "b"}]})));
-        assert!(ok(serde_json::json!({"claims": [{"claim": "teams", "equals_segment": "team"}]})));
-        assert!(!ok(serde_json::json!({"claims": [{"claim": "missing", "equals": "x"}]})));
+        assert!(ok(
+            serde_json::json!({"claims": [{"claim": "org.plan", "equals": "pro"}]})
+        ));
+        assert!(!ok(
+            serde_json::json!({"claims": [{"claim": "org.plan", "equals": "free"}]})
+        ));
+        assert!(ok(
+            serde_json::json!({"claims": [{"claim": "org.plan", "in": ["free", "pro"]}]})
+        ));
+        assert!(ok(
+            serde_json::json!({"claims": [{"claim": "teams", "equals": "b"}]})
+        ));
+        assert!(ok(
+            serde_json::json!({"claims": [{"claim": "teams", "equals_segment": "team"}]})
+        ));
+        assert!(!ok(
+            serde_json::json!({"claims": [{"claim": "missing", "equals": "x"}]})
+        ));
         assert!(ok(serde_json::json!({"tenant_from_path": "tenant"})));
-        assert!(ok(serde_json::json!({"tenants": ["acme"], "issuers": ["https://idp"]})));
+        assert!(ok(
+            serde_json::json!({"tenants": ["acme"], "issuers": ["https://idp"]})
+        ));
         let other = [("tenant", "globex".to_string())];
-        assert!(check(&req(serde_json::json!({"tenant_from_path": "tenant"})), &who, &other).is_some());
+        assert!(check(
+            &req(serde_json::json!({"tenant_from_path": "tenant"})),
+            &who,
+            &other
+        )
+        .is_some());
     }
 
     #[test]
@@ -453,6 +528,9 @@ mod tests {
         let m = select(&c, "GET", "/t/acme/runs", "api.test:443");
         assert!(m.report_only);
         assert_eq!(m.captures, vec![("tenant", "acme".to_string())]);
-        assert_eq!(select(&c, "GET", "/t/acme/runs", "other.test").name, "default");
+        assert_eq!(
+            select(&c, "GET", "/t/acme/runs", "other.test").name,
+            "default"
+        );
     }
 }

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 /// How much a denial tells the client (`errors.detail`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Detail {
     /// No body at all; the reason header is still sent.
@@ -179,7 +181,12 @@ pub struct Response {
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 /// Render a denial: status, `WWW-Authenticate`, reason header and (per `detail`) a JSON body.
-pub fn render(denial: &Denial, detail: Detail, realm: Option<&str>, reason_header: &str) -> Response {
+pub fn render(
+    denial: &Denial,
+    detail: Detail,
+    realm: Option<&str>,
+    reason_header: &str,
+) -> Response {
     let reason = denial.reason;
     let mut headers = Vec::new();
     let reason_value = match &denial.rule {
@@ -292,7 +299,12 @@ mod tests {
 
     #[test]
     fn missing_token_challenge_has_no_error_attribute() {
-        let r = render(&Denial::new(Reason::TokenMissing), Detail::Reason, Some("api"), "x-identity-reason");
+        let r = render(
+            &Denial::new(Reason::TokenMissing),
+            Detail::Reason,
+            Some("api"),
+            "x-identity-reason",
+        );
         assert_eq!(r.status, 401);
         assert_eq!(header(&r, "www-authenticate"), Some("Bearer realm=\"api\""));
         assert_eq!(header(&r, "x-identity-reason"), Some("token_missing"));
@@ -300,7 +312,12 @@ mod tests {
 
     #[test]
     fn expired_token_is_invalid_token() {
-        let r = render(&Denial::new(Reason::TokenExpired), Detail::Message, None, "x-identity-reason");
+        let r = render(
+            &Denial::new(Reason::TokenExpired),
+            Detail::Message,
+            None,
+            "x-identity-reason",
+        );
         assert_eq!(r.status, 401);
         assert_eq!(
             header(&r, "www-authenticate"),
@@ -321,12 +338,20 @@ mod tests {
             header(&r, "www-authenticate"),
             Some("Bearer error=\"insufficient_scope\", scope=\"runs:write\"")
         );
-        assert_eq!(header(&r, "x-identity-reason"), Some("insufficient_scope; rule=runs"));
+        assert_eq!(
+            header(&r, "x-identity-reason"),
+            Some("insufficient_scope; rule=runs")
+        );
     }
 
     #[test]
     fn keys_unavailable_is_503_with_retry_after_and_no_challenge() {
-        let r = render(&Denial::new(Reason::KeysUnavailable), Detail::None, None, "x-identity-reason");
+        let r = render(
+            &Denial::new(Reason::KeysUnavailable),
+            Detail::None,
+            None,
+            "x-identity-reason",
+        );
         assert_eq!(r.status, 503);
         assert_eq!(header(&r, "retry-after"), Some("5"));
         assert_eq!(header(&r, "www-authenticate"), None);
@@ -336,14 +361,24 @@ mod tests {
 
     #[test]
     fn config_invalid_is_500() {
-        let r = render(&Denial::new(Reason::ConfigInvalid), Detail::Reason, None, "x-identity-reason");
+        let r = render(
+            &Denial::new(Reason::ConfigInvalid),
+            Detail::Reason,
+            None,
+            "x-identity-reason",
+        );
         assert_eq!(r.status, 500);
         assert_eq!(header(&r, "content-type"), Some("application/json"));
     }
 
     #[test]
     fn realm_quotes_are_dropped() {
-        let r = render(&Denial::new(Reason::TokenMissing), Detail::None, Some("a\"b\\c\n"), "x-r");
+        let r = render(
+            &Denial::new(Reason::TokenMissing),
+            Detail::None,
+            Some("a\"b\\c\n"),
+            "x-r",
+        );
         assert_eq!(header(&r, "www-authenticate"), Some("Bearer realm=\"abc\""));
     }
 }

@@ -67,7 +67,11 @@ pub struct Found {
 
 /// Look for the token in every configured source. `Ok(None)` when there is none; an error
 /// when one is too large, empty after its prefix, or when different tokens were sent.
-pub fn find(sources: &[TokenSource], facts: &RequestFacts, max_bytes: usize) -> Result<Option<Found>, Reason> {
+pub fn find(
+    sources: &[TokenSource],
+    facts: &RequestFacts,
+    max_bytes: usize,
+) -> Result<Option<Found>, Reason> {
     let mut found: Option<Found> = None;
     for source in sources {
         for (raw, location) in candidates(source, facts) {
@@ -187,7 +191,9 @@ pub fn path_without_query_param(path: &str, name: &str) -> String {
         (p, Some(query)) => {
             let kept: Vec<&str> = query
                 .split('&')
-                .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+                .filter(|pair| {
+                    !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name
+                })
                 .collect();
             if kept.is_empty() {
                 p.to_string()
@@ -222,7 +228,10 @@ mod tests {
             method: "GET".into(),
             path: path.into(),
             authority: "api.test".into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             unique: "u-1".into(),
         }
     }
@@ -257,7 +266,9 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc  "] {
-            let f = find(&[bearer()], &facts("/", &[("Authorization", value)]), 100).unwrap().unwrap();
+            let f = find(&[bearer()], &facts("/", &[("Authorization", value)]), 100)
+                .unwrap()
+                .unwrap();
             assert_eq!(f.token, "abc");
             assert_eq!(f.locations, vec![Location::Header("authorization".into())]);
         }
@@ -265,15 +276,29 @@ mod tests {
 
     #[test]
     fn other_schemes_are_no_token() {
-        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", "Basic abc")]), 100), Ok(None));
-        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", "Bear")]), 100), Ok(None));
+        assert_eq!(
+            find(
+                &[bearer()],
+                &facts("/", &[("authorization", "Basic abc")]),
+                100
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            find(&[bearer()], &facts("/", &[("authorization", "Bear")]), 100),
+            Ok(None)
+        );
         assert_eq!(find(&[bearer()], &facts("/", &[]), 100), Ok(None));
     }
 
     #[test]
     fn empty_bearer_is_malformed() {
         assert_eq!(
-            find(&[bearer()], &facts("/", &[("authorization", "Bearer   ")]), 100),
+            find(
+                &[bearer()],
+                &facts("/", &[("authorization", "Bearer   ")]),
+                100
+            ),
             Err(Reason::TokenMalformed)
         );
     }
@@ -286,23 +311,37 @@ mod tests {
             Err(Reason::TokenTooLarge)
         );
         let q = format!("/?t={}", "%".repeat(101));
-        assert_eq!(find(&[query("t")], &facts(&q, &[]), 100), Err(Reason::TokenTooLarge));
+        assert_eq!(
+            find(&[query("t")], &facts(&q, &[]), 100),
+            Err(Reason::TokenTooLarge)
+        );
     }
 
     #[test]
     fn query_parameter_is_decoded() {
-        let f = find(&[query("access_token")], &facts("/x?a=1&access_token=ab%2Ec&b", &[]), 100)
-            .unwrap()
-            .unwrap();
+        let f = find(
+            &[query("access_token")],
+            &facts("/x?a=1&access_token=ab%2Ec&b", &[]),
+            100,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(f.token, "ab.c");
-        assert_eq!(find(&[query("t")], &facts("/x?t=%zz", &[]), 100), Err(Reason::TokenMalformed));
+        assert_eq!(
+            find(&[query("t")], &facts("/x?t=%zz", &[]), 100),
+            Err(Reason::TokenMalformed)
+        );
     }
 
     #[test]
     fn cookie_is_found() {
-        let f = find(&[cookie("session")], &facts("/", &[("cookie", "a=1; session=tok; b=2")]), 100)
-            .unwrap()
-            .unwrap();
+        let f = find(
+            &[cookie("session")],
+            &facts("/", &[("cookie", "a=1; session=tok; b=2")]),
+            100,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(f.token, "tok");
         assert_eq!(f.locations, vec![Location::Cookie("session".into())]);
     }
@@ -310,32 +349,58 @@ mod tests {
     #[test]
     fn same_token_in_two_places_is_fine_different_is_ambiguous() {
         let sources = [bearer(), query("t")];
-        let f = find(&sources, &facts("/?t=abc", &[("authorization", "Bearer abc")]), 100)
-            .unwrap()
-            .unwrap();
+        let f = find(
+            &sources,
+            &facts("/?t=abc", &[("authorization", "Bearer abc")]),
+            100,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(f.locations.len(), 2);
         assert_eq!(
-            find(&sources, &facts("/?t=xyz", &[("authorization", "Bearer abc")]), 100),
+            find(
+                &sources,
+                &facts("/?t=xyz", &[("authorization", "Bearer abc")]),
+                100
+            ),
             Err(Reason::TokenAmbiguous)
         );
-        let two_headers = facts("/", &[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        assert_eq!(find(&[bearer()], &two_headers, 100), Err(Reason::TokenAmbiguous));
+        let two_headers = facts(
+            "/",
+            &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+        );
+        assert_eq!(
+            find(&[bearer()], &two_headers, 100),
+            Err(Reason::TokenAmbiguous)
+        );
     }
 
     #[test]
     fn non_ascii_header_values_do_not_panic() {
         let v = "Beärer abc";
-        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", v)]), 100), Ok(None));
+        assert_eq!(
+            find(&[bearer()], &facts("/", &[("authorization", v)]), 100),
+            Ok(None)
+        );
         let v = "é";
-        assert_eq!(find(&[bearer()], &facts("/", &[("authorization", v)]), 100), Ok(None));
+        assert_eq!(
+            find(&[bearer()], &facts("/", &[("authorization", v)]), 100),
+            Ok(None)
+        );
     }
 
     #[test]
     fn token_is_removed_from_query_and_cookie() {
-        assert_eq!(path_without_query_param("/x?a=1&t=abc&b=2", "t"), "/x?a=1&b=2");
+        assert_eq!(
+            path_without_query_param("/x?a=1&t=abc&b=2", "t"),
+            "/x?a=1&b=2"
+        );
         assert_eq!(path_without_query_param("/x?t=abc", "t"), "/x");
         assert_eq!(path_without_query_param("/x", "t"), "/x");
-        assert_eq!(cookie_without("a=1; s=tok; b=2", "s"), Some("a=1; b=2".into()));
+        assert_eq!(
+            cookie_without("a=1; s=tok; b=2", "s"),
+            Some("a=1; b=2".into())
+        );
         assert_eq!(cookie_without("s=tok", "s"), None);
     }
 

@@ -4,7 +4,8 @@
 - ``echo``: one echo upstream for the session (tools/echo_upstream.py).
 - ``envoy_with(config, name)``: an Envoy running the module with that plugin configuration,
   started on first use and shared by every test asking for the same configuration; all are
-  stopped at the end of the session.
+  stopped at the end of the session. Their work directories (.work/envoy/<name>-*/,
+  with envoy.yaml and envoy.log) are removed after a session without failures, kept otherwise.
 - ``main``, ``sources``, ``forwarding``, ``verbose``, ``quiet``: the shared configurations.
 
 The module is ``$IDENTITY_WASM`` or target/wasm32-wasip1/release/identity_filter.wasm (``make
@@ -53,7 +54,7 @@ def echo() -> EchoServer:
 
 
 @pytest.fixture(scope="session")
-def envoy_with(wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
+def envoy_with(request: pytest.FixtureRequest, wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
     running: dict[str, Envoy] = {}
 
     def get(config: Any, name: str = "envoy") -> Envoy:
@@ -67,6 +68,9 @@ def envoy_with(wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
     yield get
     for envoy in running.values():
         envoy.stop()
+    if request.session.testsfailed == 0:  # keep the logs (under .work/envoy/) when a test failed
+        for envoy in running.values():
+            envoy.remove_workdir()
 
 
 @pytest.fixture(scope="session")

@@ -50,9 +50,9 @@ class Keys:
     ec256: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     ec384: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP384R1()))
     ed: Any = field(default_factory=ed25519.Ed25519PrivateKey.generate)
-    hmac: bytes = field(default_factory=lambda: os.urandom(32))
+    hmac: bytes = field(default_factory=lambda: os.urandom(64))
     partner: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    partner_hmac: bytes = field(default_factory=lambda: os.urandom(32))
+    partner_hmac: bytes = field(default_factory=lambda: os.urandom(64))
     stranger: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
     def primary_jwks(self) -> dict[str, Any]:

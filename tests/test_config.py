@@ -8,7 +8,7 @@ from support import assert_denied, assert_reason_body, bearer, token
 
 CASES = {
     # name: (change to the main configuration, text the log must contain)
-    "unknown-field": (["providers", 0, "audience"], "api://x", ["providers[0]", "audience"]),
+    "unknown-field": (["providers", 0, "audience"], "api://x", ["providers[0].audience"]),
     "wrong-type": (["providers", 0, "clock_skew_seconds"], "60", ["providers[0].clock_skew_seconds"]),
     "bad-rule": (["rules", 0, "match"], {"path_prefix": "no-slash"}, ["rules[0].match.path_prefix"]),
 }

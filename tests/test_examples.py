@@ -56,7 +56,7 @@ def test_example_validates_in_envoy(wasm, tmp_path):
 def test_make_run_serves_identity_end_to_end(wasm, tmp_path):
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "run_dev.py"), "--check", "--port", "0", "--admin-port", "0",
-         "--wasm", str(wasm), "--issuer-dir", str(tmp_path / "issuer")],
+         "--wasm", str(wasm), "--issuer-dir", str(tmp_path / "issuer"), "--workdir", str(tmp_path / "envoy")],
         capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
     assert "curl -s http://127.0.0.1:" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr

@@ -97,3 +97,30 @@ def test_config_invalid_answers_every_request_with_500(envoy_with, keys):
         assert_denied(reply, "config_invalid")
         assert reply.header("www-authenticate") is None
         assert_reason_body(reply, "config_invalid")
+
+
+# ----------------------------------------------------------------------------------------------
+# The list above stays complete.
+
+LATER = {"insufficient_scope", "keys_unavailable"}
+
+
+def filter_reason_codes():
+    """The codes src/reason.rs defines (`Reason::X => "code"` in `fn code`)."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / "src" / "reason.rs").read_text()
+    body = source[source.index("pub fn code"):]
+    body = body[:body.index("\n    }\n")]
+    return set(re.findall(r'=> "([a-z_]+)"', body))
+
+
+def test_every_reason_code_of_the_filter_has_a_status_here():
+    assert filter_reason_codes() == set(support.STATUS)
+
+
+def test_every_reason_code_has_its_own_test():
+    names = [n for n in globals() if n.startswith("test_")]
+    for code in set(support.STATUS) - LATER:
+        assert any(n.startswith(f"test_{code}") for n in names), f"no test_{code}*"

@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,8 +235,11 @@ class Reply:
 
     @property
     def upstream(self) -> dict[str, Any] | None:
-        """What the echo upstream received (method, path, headers), or None if it did not answer."""
-        return self.json() if self.from_upstream else None
+        """What the echo upstream received (method, path, headers), or None if it did not answer.
+        An answer without a body (to HEAD) gives {}."""
+        if not self.from_upstream:
+            return None
+        return self.json() if self.body else {}
 
     def __repr__(self) -> str:
         return f"Reply(status={self.status}, headers={self.headers!r}, body={self.body[:300]!r})"
@@ -427,6 +431,14 @@ class Envoy:
             self._log_file = None
         _RUNNING.discard(self)
         return code
+
+    def remove_workdir(self) -> None:
+        """Delete the work directory (config and log) if this runner created it. Call after
+        ``stop()``; the tests do so at the end of a session without failures."""
+        if self.running:
+            raise EnvoyError("stop Envoy first")
+        if self.workdir is not None and self._workdir_arg is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def running(self) -> bool:

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream-port", type=int, default=0, help="echo upstream port (0: any free)")
     parser.add_argument("--wasm", default=str(DEFAULT_WASM), help="the module to load")
     parser.add_argument("--issuer-dir", default=str(DEFAULT_DIR), help="dev issuer directory")
+    parser.add_argument("--workdir", default=str(REPO / ".work" / "dev"),
+                        help="where Envoy's bootstrap and log go (default .work/dev)")
     parser.add_argument("--check", action="store_true", help="self-check, then stop (exit 1 on failure)")
     args = parser.parse_args(argv)
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     echo = start_echo_upstream(args.upstream_port)
     envoy = Envoy(args.wasm, config, upstream_port=echo.port, listener_port=args.port,
-                  admin_port=args.admin_port, name="dev")
+                  admin_port=args.admin_port, name="dev", workdir=args.workdir)
     try:
         try:
             envoy.start()

@@ -287,6 +287,12 @@ fn main() {
     } else {
         "native"
     };
+    // --count N: run each selected case N times untimed (for instruction/fuel counting).
+    let count = args
+        .iter()
+        .position(|a| a == "--count")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse::<u64>().ok());
     let mut failures = 0;
     for mut case in cases() {
         if let Some(f) = &filter {
@@ -305,6 +311,14 @@ fn main() {
                 failures += 1;
                 continue;
             }
+        }
+        if let Some(n) = count {
+            let mut ok = 0u64;
+            for _ in 0..n {
+                ok += u64::from(std::hint::black_box((case.run)()));
+            }
+            println!("COUNT\t{target}\t{}\t{ok}", case.name);
+            continue;
         }
         let (median, min, n) = time_case(&mut case, budget_ms);
         println!("RESULT\t{target}\t{}\t{median:.2}\t{min:.2}\t{n}", case.name);

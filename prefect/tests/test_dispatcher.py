@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from identity_dispatcher.testing import DispatcherProcess, wait_for_run
-from local_http import FaultProxy
+from local_http import FaultProxy, ScriptedServer, json_answer
 from people import ADMIN, ALICE, BLOCKED, BOB, ERIN, FRANK, GINA, MALLORY
 
 HELLO = "/runs/hello/hello"
@@ -285,7 +285,7 @@ def dispatcher_via(chain_workdir, dispatcher_policy_file, dispatcher_env):
 
     def start(api_url: str, **env: str) -> DispatcherProcess:
         process = DispatcherProcess(chain_workdir, api_url, dispatcher_policy_file,
-                                    {**dispatcher_env, **env}, name=f"dispatcher-{len(started) + 1}")
+                                    {**dispatcher_env, **env}, name=f"dispatcher-{uuid.uuid4().hex[:8]}")
         started.append(process)
         return process
 
@@ -314,3 +314,42 @@ def test_prefect_down_is_503_prefect_unavailable(prefect_server, dispatcher_via,
         assert_refused(response, 503, "prefect_unavailable")
         assert response.headers["retry-after"] == "5"
         assert proxy.failed == 3
+
+
+# -- keys from a JWKS URL; a gateway that strips a path prefix --------------------------------
+
+
+def test_keys_fetched_from_a_jwks_url(prefect_server, dispatcher_via, assertion_minter):
+    run_path = f"/runs/{uuid.uuid4()}"
+    with ScriptedServer({"/.well-known/identity-jwks": json_answer(200, assertion_minter.public_jwks())}) as jwks:
+        process = dispatcher_via(prefect_server.api_url, DISPATCHER_HS256_SECRET="", DISPATCHER_JWKS_FILE="",
+                                 DISPATCHER_JWKS_URL=jwks.url + "/.well-known/identity-jwks")
+        token = assertion_minter.mint(ALICE, "GET", run_path)
+        # Authenticated: the run simply does not exist.
+        response = httpx.get(process.url + run_path, headers=with_assertion(token), timeout=30)
+        assert_refused(response, 404, "run_not_found")
+        hs_token = assertion_minter.mint(ALICE, "GET", run_path, algorithm="HS256")
+        response = httpx.get(process.url + run_path, headers=with_assertion(hs_token), timeout=30)
+        assert_refused(response, 401, "assertion_invalid")
+
+
+def test_unreachable_jwks_url_is_503_keys_unavailable(prefect_server, dispatcher_via, assertion_minter):
+    run_path = f"/runs/{uuid.uuid4()}"
+    with ScriptedServer({}) as jwks:  # answers 404 to everything
+        process = dispatcher_via(prefect_server.api_url, DISPATCHER_HS256_SECRET="", DISPATCHER_JWKS_FILE="",
+                                 DISPATCHER_JWKS_URL=jwks.url + "/jwks")
+        token = assertion_minter.mint(ALICE, "GET", run_path)
+        response = httpx.get(process.url + run_path, headers=with_assertion(token), timeout=30)
+        assert_refused(response, 503, "keys_unavailable")
+        assert response.headers["retry-after"] == "5"
+
+
+def test_binding_includes_the_prefix_the_gateway_strips(prefect_server, dispatcher_via, assertion_minter):
+    run_path = f"/runs/{uuid.uuid4()}"
+    process = dispatcher_via(prefect_server.api_url, DISPATCHER_PATH_PREFIX="/prefect")
+    as_seen_by_filter = assertion_minter.mint(ALICE, "GET", "/prefect" + run_path)
+    response = httpx.get(process.url + run_path, headers=with_assertion(as_seen_by_filter), timeout=30)
+    assert_refused(response, 404, "run_not_found")
+    unprefixed = assertion_minter.mint(ALICE, "GET", run_path)
+    response = httpx.get(process.url + run_path, headers=with_assertion(unprefixed), timeout=30)
+    assert_refused(response, 401, "assertion_binding")

@@ -60,8 +60,12 @@ impl EcPublicKey {
     /// A key from its SEC1 encoding (uncompressed `04 ‖ x ‖ y`, or compressed).
     pub fn from_sec1(curve: EcCurve, sec1: &[u8]) -> Result<Self, CryptoError> {
         match curve {
-            EcCurve::P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map(EcPublicKey::P256),
-            EcCurve::P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map(EcPublicKey::P384),
+            EcCurve::P256 => {
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map(EcPublicKey::P256)
+            }
+            EcCurve::P384 => {
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1).map(EcPublicKey::P384)
+            }
         }
         .map_err(|_| CryptoError::BadPoint)
     }

@@ -431,6 +431,7 @@ fn final_reduce(t: &mut [u32], n: &[u32]) {
 }
 
 /// `t[..limbs] = a·b·R⁻¹ mod n` (fused CIOS). `t` has limbs + 1 words; a, b < n.
+#[inline(never)]
 fn mont_mul(t: &mut [u32], a: &[u32], b: &[u32], n: &[u32], n0inv: u32) {
     t.fill(0);
     let Some((top, body)) = t.split_last_mut() else {
@@ -468,6 +469,7 @@ fn mont_mul(t: &mut [u32], a: &[u32], b: &[u32], n: &[u32], n0inv: u32) {
 
 /// `t[..limbs] = a²·R⁻¹ mod n`: the full square (each cross product computed once, then
 /// doubled) followed by a Montgomery reduction. `t` has limbs + 1 words; a < n.
+#[inline(never)]
 fn mont_sqr(t: &mut [u32], a: &[u32], n: &[u32], n0inv: u32) {
     let limbs = a.len();
     let mut w_buf = [0u32; 2 * MAX_LIMBS + 1];
@@ -569,7 +571,9 @@ mod tests {
     }
 
     fn to_u128(l: &[u32]) -> u128 {
-        l.iter().rev().fold(0u128, |a, &x| (a << 32) | u128::from(x))
+        l.iter()
+            .rev()
+            .fold(0u128, |a, &x| (a << 32) | u128::from(x))
     }
 
     fn mulmod(a: u128, b: u128, n: u128) -> u128 {

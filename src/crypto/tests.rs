@@ -196,10 +196,16 @@ fn rsa_key_checks() {
         CryptoError::KeyTooSmall
     );
     assert!(RsaPublicKey::with_min_bits(&n[1..], &exp, 1024).is_ok());
-    assert_eq!(RsaPublicKey::new(&[], &exp).unwrap_err(), CryptoError::KeyTooSmall);
+    assert_eq!(
+        RsaPublicKey::new(&[], &exp).unwrap_err(),
+        CryptoError::KeyTooSmall
+    );
     let mut even = n.clone();
     *even.last_mut().unwrap() &= 0xfe;
-    assert_eq!(RsaPublicKey::new(&even, &exp).unwrap_err(), CryptoError::EvenModulus);
+    assert_eq!(
+        RsaPublicKey::new(&even, &exp).unwrap_err(),
+        CryptoError::EvenModulus
+    );
     for bad_e in [&[][..], &[1], &[2], &[0x01, 0x00, 0x00], &[1, 0, 0, 0, 1]] {
         assert_eq!(
             RsaPublicKey::new(&n, bad_e).unwrap_err(),
@@ -210,7 +216,10 @@ fn rsa_key_checks() {
     assert!(RsaPublicKey::new(&n, &[3]).is_ok());
     assert!(RsaPublicKey::new(&n, &[0xff, 0xff, 0xff, 0xff]).is_ok());
     let too_big = vec![0xffu8; 1025];
-    assert_eq!(RsaPublicKey::new(&too_big, &exp).unwrap_err(), CryptoError::KeyTooLarge);
+    assert_eq!(
+        RsaPublicKey::new(&too_big, &exp).unwrap_err(),
+        CryptoError::KeyTooLarge
+    );
     let biggest = vec![0xffu8; 1024];
     assert!(RsaPublicKey::new(&biggest, &exp).is_ok());
     // A valid signature does not verify under a different exponent.

@@ -39,7 +39,12 @@ impl Metrics {
             denied: counter("identity_filter.denied"),
             by_reason: Reason::ALL
                 .iter()
-                .filter_map(|r| Some((*r, counter(&format!("identity_filter.denied.{}", r.code()))?)))
+                .filter_map(|r| {
+                    Some((
+                        *r,
+                        counter(&format!("identity_filter.denied.{}", r.code()))?,
+                    ))
+                })
                 .collect(),
             would_deny: counter("identity_filter.report_only.would_deny"),
         }
@@ -56,6 +61,11 @@ impl Metrics {
 
     pub fn denied(&self, reason: Reason) {
         increment(self.denied);
-        increment(self.by_reason.iter().find(|(r, _)| *r == reason).map(|(_, id)| *id));
+        increment(
+            self.by_reason
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map(|(_, id)| *id),
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! defined only when enabled; header values are read as bytes (the SDK's string getters panic
 //! on non-UTF-8 values); local responses always set `content-type` when they have a body.
 
+mod keys;
 mod metrics;
 
 use std::rc::Rc;
@@ -13,26 +14,33 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use crate::decide::{self, Decision, Engine, RequestFacts};
 use crate::headers::HeaderOp;
-use crate::reason::Response;
+use crate::reason::{Denial, Reason, Response};
 
 use metrics::Metrics;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(Root { id, state: None, ticking: false })
+    });
 }}
 
 /// What a configured root context hands to its requests.
 struct State {
     engine: Option<Engine>,
     metrics: Metrics,
+    /// Remote keys (`jwks_uri`, `discovery`): fetches, key state, waiting requests.
+    keys: Option<keys::RemoteKeys>,
 }
 
 struct Root {
+    id: u32,
     state: Option<Rc<State>>,
+    /// The tick period is set once per root context (Kong traps on a second call).
+    ticking: bool,
 }
 
 fn log(level: LogLevel, message: &str) {
@@ -40,7 +48,21 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(state) = self.state.clone() {
+            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
+                k.on_response(&state, e, token_id, num_headers, body_size);
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -65,15 +87,40 @@ impl RootContext for Root {
                 (None, false)
             }
         };
+        if let Some(old) = self.state.take() {
+            if let (Some(k), Some(e)) = (&old.keys, &old.engine) {
+                k.abandon(&old, e);
+            }
+        }
+        let keys = engine
+            .as_ref()
+            .map(|e| keys::RemoteKeys::new(&e.config, self.id, metrics_enabled));
+        // Fetches start on the first tick, never here.
+        if let Some(period) = keys.as_ref().and_then(|k| k.tick_period()) {
+            if !self.ticking {
+                self.set_tick_period(period);
+                self.ticking = true;
+            }
+        }
         self.state = Some(Rc::new(State {
             engine,
             metrics: Metrics::define(metrics_enabled),
+            keys,
         }));
         true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        if let Some(state) = self.state.clone() {
+            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
+                k.on_tick(&state, e);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
+            id: context_id,
             state: self.state.clone(),
         }))
     }
@@ -84,10 +131,25 @@ impl RootContext for Root {
 }
 
 struct Request {
+    id: u32,
     state: Option<Rc<State>>,
 }
 
-impl Context for Request {}
+impl Context for Request {
+    fn on_done(&mut self) -> bool {
+        self.forget();
+        true
+    }
+}
+
+impl Request {
+    /// The stream ended: a request waiting for keys must not be woken any more.
+    fn forget(&self) {
+        if let Some(k) = self.state.as_ref().and_then(|s| s.keys.as_ref()) {
+            k.forget(self.id);
+        }
+    }
+}
 
 impl Request {
     fn facts(&self) -> RequestFacts {
@@ -129,69 +191,105 @@ impl Request {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     }
+}
 
-    fn respond(&self, response: &Response) -> Action {
-        let headers: Vec<(&str, &str)> = response
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let body = if response.body.is_empty() {
-            None
-        } else {
-            Some(response.body.as_slice())
-        };
-        self.send_http_response(response.status, headers, body);
-        Action::Pause
-    }
+/// Answer the current (effective) HTTP context locally.
+fn respond(response: &Response) -> Action {
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = if response.body.is_empty() {
+        None
+    } else {
+        Some(response.body.as_slice())
+    };
+    let _ = hostcalls::send_http_response(response.status, headers, body);
+    Action::Pause
+}
 
-    fn apply(&self, ops: &[HeaderOp]) {
-        for op in ops {
-            match op {
-                HeaderOp::Remove(name) => self.set_http_request_header(name, None),
-                HeaderOp::Set(name, value) => self.set_http_request_header(name, Some(value)),
+/// Change the current (effective) HTTP context's request headers.
+fn apply(ops: &[HeaderOp]) {
+    for op in ops {
+        let _ = match op {
+            HeaderOp::Remove(name) => {
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
             }
-        }
+            HeaderOp::Set(name, value) => {
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+            }
+        };
     }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(state) = self.state.clone() else {
-            return self.respond(&decide::config_invalid_response());
+            return respond(&decide::config_invalid_response());
         };
         let Some(engine) = &state.engine else {
-            return self.respond(&decide::config_invalid_response());
+            return respond(&decide::config_invalid_response());
         };
         let facts = self.facts();
-        let decision = decide::decide(engine, engine, &facts, self.now());
-        match decision {
-            Decision::Allow { ops, log: entry } => {
-                self.apply(&ops);
-                state.metrics.allowed();
-                if entry.report_only && entry.reason.is_some() {
-                    state.metrics.would_deny();
+        let decision = match &state.keys {
+            Some(keys) => {
+                let now = keys::now_ms();
+                match keys.decide(engine, &facts, now) {
+                    Decision::NeedKeys(provider) => {
+                        return match keys.wait(self.id, provider, facts, now) {
+                            Ok(()) => Action::Pause,
+                            Err(reason) => refuse(&state, engine, reason),
+                        };
+                    }
+                    decision => decision,
                 }
-                if engine.config.log.decisions {
-                    log(LogLevel::Info, &entry.to_json());
-                }
-                Action::Continue
             }
-            Decision::Deny { response, log: entry } => {
-                if let Some(reason) = entry.reason {
-                    state.metrics.denied(reason);
-                }
-                if engine.config.log.decisions {
-                    log(LogLevel::Info, &entry.to_json());
-                }
-                self.respond(&response)
-            }
-            Decision::Serve(response) => self.respond(&response),
-            Decision::NeedKeys(_) => {
-                let denial = crate::reason::Denial::new(crate::reason::Reason::KeysUnavailable);
-                state.metrics.denied(denial.reason);
-                self.respond(&engine.render(&denial))
-            }
-        }
+            None => decide::decide(engine, engine, &facts, self.now()),
+        };
+        conclude(&state, engine, decision)
     }
+
+    fn on_log(&mut self) {
+        self.forget();
+    }
+}
+
+/// Apply a decision to the current (effective) HTTP context. `Continue`: let the request go on
+/// (a paused request must then be resumed); `Pause`: it was answered.
+fn conclude(state: &State, engine: &Engine, decision: Decision) -> Action {
+    match decision {
+        Decision::Allow { ops, log: entry } => {
+            apply(&ops);
+            state.metrics.allowed();
+            if entry.report_only && entry.reason.is_some() {
+                state.metrics.would_deny();
+            }
+            if engine.config.log.decisions {
+                log(LogLevel::Info, &entry.to_json());
+            }
+            Action::Continue
+        }
+        Decision::Deny {
+            response,
+            log: entry,
+        } => {
+            if let Some(reason) = entry.reason {
+                state.metrics.denied(reason);
+            }
+            if engine.config.log.decisions {
+                log(LogLevel::Info, &entry.to_json());
+            }
+            respond(&response)
+        }
+        Decision::Serve(response) => respond(&response),
+        Decision::NeedKeys(_) => refuse(state, engine, Reason::KeysUnavailable),
+    }
+}
+
+/// Refuse the current (effective) HTTP context with `reason` (a request that cannot get keys).
+fn refuse(state: &State, engine: &Engine, reason: Reason) -> Action {
+    let denial = Denial::new(reason);
+    state.metrics.denied(reason);
+    respond(&engine.render(&denial))
 }

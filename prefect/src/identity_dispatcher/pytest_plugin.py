@@ -20,6 +20,9 @@ Override these fixtures to adapt the chain:
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -36,8 +39,18 @@ from .testing import (
 
 
 @pytest.fixture(scope="session")
-def chain_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chain")
+def chain_workdir() -> Iterator[Path]:
+    """Logs and the Prefect home of the session. Its own temporary directory (not pytest's
+    rotating basetemp, which a concurrent pytest run may prune); removed at the end unless
+    ``IDENTITY_CHAIN_KEEP=1``, in which case its path is printed."""
+    workdir = Path(tempfile.mkdtemp(prefix="identity-chain-"))
+    try:
+        yield workdir
+    finally:
+        if os.environ.get("IDENTITY_CHAIN_KEEP") == "1":
+            print(f"\nidentity chain logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,13 @@ REASONS: dict[str, tuple[int, str]] = {
     "prefect_error": (502, "the Prefect API answered unexpectedly"),
 }
 
+#: Codes whose detail may be shown to the caller: it only echoes what the caller sent. Others
+#: (why a signature failed, whose run it is, internal URLs) stay in the decision log.
+PUBLIC_DETAIL = frozenset({
+    "parameter_forbidden", "parameter_template_refused", "parameters_invalid", "body_invalid",
+    "body_too_large", "idempotency_conflict", "deployment_not_found",
+})
+
 #: Seconds suggested in ``Retry-After`` for 503 answers.
 RETRY_AFTER_SECONDS = 5
 
@@ -71,8 +78,7 @@ class Refusal(Exception):
         body: dict[str, Any] = {"error": self.code, "status": self.status, "message": self.message}
         if self.rule:
             body["rule"] = self.rule
-        if self.detail and self.status not in (401,):
-            # 401 details (why a signature failed, ...) stay in the log only.
+        if self.detail and self.code in PUBLIC_DETAIL:
             body["detail"] = self.detail
         return body
 

@@ -82,6 +82,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     @property
@@ -115,6 +116,18 @@ class Process:
                 pass
         finally:
             self._log.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the child if the process that started it dies without stopping it
+    (e.g. a test runner killed with SIGKILL), so no server outlives its test session."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -25,43 +25,89 @@ pub fn verify_defaults(schema: &Value, seed: &Value) -> Vec<String> {
         problems.push(format!("seed.json is not a valid configuration: {e}"));
         return problems;
     }
-    walk(schema, seed, &mut Vec::new(), &mut problems);
+    let mut walker = Walker {
+        root: schema,
+        seed,
+        following: Vec::new(),
+        problems: &mut problems,
+    };
+    walker.walk(schema, &mut Vec::new());
     problems
 }
 
-fn walk(schema: &Value, seed: &Value, at: &mut Vec<Step>, problems: &mut Vec<String>) {
-    let Some(obj) = schema.as_object() else { return };
-    if let Some(Value::Object(props)) = obj.get("properties") {
-        for (name, sub) in props {
-            at.push(Step::Key(name.clone()));
-            if let Some(default) = sub.get("default") {
-                check_one(seed, at, default, problems);
+struct Walker<'a> {
+    root: &'a Value,
+    seed: &'a Value,
+    /// `$ref`s being followed on the current path: a recursive type is checked once.
+    following: Vec<String>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, schema: &Value, at: &mut Vec<Step>) {
+        let Some(obj) = schema.as_object() else {
+            return;
+        };
+        if let Some(Value::String(r)) = obj.get("$ref") {
+            let target = r
+                .strip_prefix("#/definitions/")
+                .and_then(|name| self.root.get("definitions")?.get(name));
+            match target {
+                Some(def) if !self.following.contains(r) => {
+                    self.following.push(r.clone());
+                    self.walk(def, at);
+                    self.following.pop();
+                }
+                Some(_) => {}
+                None => self
+                    .problems
+                    .push(format!("{}: unresolved $ref {r}", show(at))),
             }
-            walk(sub, seed, at, problems);
+        }
+        if let Some(Value::Object(props)) = obj.get("properties") {
+            for (name, sub) in props {
+                at.push(Step::Key(name.clone()));
+                if let Some(default) = sub.get("default") {
+                    // Under a `$ref` (a recursive type: schemars inlines its first occurrence,
+                    // where it is checked), only what the seed reaches is checked.
+                    let report_unreachable = self.following.is_empty();
+                    check_one(self.seed, at, default, report_unreachable, self.problems);
+                }
+                self.walk(sub, at);
+                at.pop();
+            }
+        }
+        if let Some(items) = obj.get("items").filter(|i| i.is_object()) {
+            at.push(Step::First);
+            self.walk(items, at);
             at.pop();
         }
-    }
-    if let Some(items) = obj.get("items").filter(|i| i.is_object()) {
-        at.push(Step::First);
-        walk(items, seed, at, problems);
-        at.pop();
-    }
-    // `Option<Struct>` is `anyOf: [{struct}, {type: null}]`: look into the struct.
-    for key in ["anyOf", "oneOf", "allOf"] {
-        if let Some(Value::Array(subs)) = obj.get(key) {
-            for sub in subs {
-                walk(sub, seed, at, problems);
+        // `Option<Struct>` is `anyOf: [{struct}, {type: null}]`: look into the struct.
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(Value::Array(subs)) = obj.get(key) {
+                for sub in subs {
+                    self.walk(sub, at);
+                }
             }
         }
     }
 }
 
-fn check_one(seed: &Value, at: &[Step], default: &Value, problems: &mut Vec<String>) {
+fn check_one(
+    seed: &Value,
+    at: &[Step],
+    default: &Value,
+    report_unreachable: bool,
+    problems: &mut Vec<String>,
+) {
     let Some((Step::Key(name), parent_path)) = at.split_last() else {
         return;
     };
     let mut without = seed.clone();
     let Some(parent) = reach(&mut without, parent_path) else {
+        if !report_unreachable {
+            return;
+        }
         problems.push(format!(
             "{}: seed.json has no {} to check this default in; add one",
             show(at),
@@ -97,7 +143,9 @@ fn reach<'a>(doc: &'a mut Value, path: &[Step]) -> Option<&'a mut Map<String, Va
         node = match step {
             Step::Key(k) => {
                 let obj = node.as_object_mut()?;
-                let child = obj.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let child = obj
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if child.is_null() {
                     *child = Value::Object(Map::new());
                 }

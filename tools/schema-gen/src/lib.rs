@@ -75,7 +75,14 @@ const DRAFT4_KEYWORDS: &[&str] = &[
 ];
 
 /// Annotations of later drafts that carry no validation and are dropped.
-const DROPPED_ANNOTATIONS: &[&str] = &["examples", "example", "deprecated", "readOnly", "writeOnly", "$comment"];
+const DROPPED_ANNOTATIONS: &[&str] = &[
+    "examples",
+    "example",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$comment",
+];
 
 /// The `format` values draft-4 defines; others (schemars' `uint64`, `int32`, ...) are dropped.
 const DRAFT4_FORMATS: &[&str] = &["date-time", "email", "hostname", "ipv4", "ipv6", "uri"];
@@ -163,7 +170,10 @@ fn convert(schema: &mut Value, at: &str, problems: &mut Vec<String>) {
     if let Some(c) = obj.remove("const") {
         obj.entry("enum").or_insert_with(|| Value::Array(vec![c]));
     }
-    for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+    for (exclusive, bound) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
         if let Some(n) = obj.get(exclusive).filter(|v| v.is_number()).cloned() {
             obj.insert(bound.into(), n);
             obj.insert(exclusive.into(), Value::Bool(true));
@@ -174,7 +184,11 @@ fn convert(schema: &mut Value, at: &str, problems: &mut Vec<String>) {
             obj.remove("format");
         }
     }
-    if obj.get("required").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+    if obj
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
         obj.remove("required");
     }
     if let Some(Value::String(r)) = obj.get_mut("$ref") {
@@ -194,7 +208,12 @@ fn convert(schema: &mut Value, at: &str, problems: &mut Vec<String>) {
     let required: Vec<String> = obj
         .get("required")
         .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
         for (name, sub) in props.iter_mut() {
@@ -253,7 +272,9 @@ fn check_field(sub: &mut Value, at: &str, required: bool, problems: &mut Vec<Str
         .and_then(Value::as_str)
         .is_some_and(|d| !d.trim().is_empty());
     if !described {
-        problems.push(format!("{at}: no description (add a doc comment to the field)"));
+        problems.push(format!(
+            "{at}: no description (add a doc comment to the field)"
+        ));
     }
     if let Some(default) = obj.get_mut("default") {
         drop_null_members(default);
@@ -333,7 +354,9 @@ fn collapse_string_one_of(obj: &mut Map<String, Value>) {
         if !only_known || v.get("type").is_some_and(|t| t != "string") {
             return;
         }
-        if let (Some(name), Some(doc)) = (value.as_str(), v.get("description").and_then(Value::as_str)) {
+        if let (Some(name), Some(doc)) =
+            (value.as_str(), v.get("description").and_then(Value::as_str))
+        {
             docs.push(format!("`{name}`: {doc}"));
         }
         values.push(value);
@@ -342,7 +365,12 @@ fn collapse_string_one_of(obj: &mut Map<String, Value>) {
     obj.insert("type".into(), Value::String("string".into()));
     obj.insert("enum".into(), Value::Array(values));
     if !docs.is_empty() {
-        let base = obj.get("description").and_then(Value::as_str).unwrap_or("").trim_end().to_string();
+        let base = obj
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_end()
+            .to_string();
         let text = if base.is_empty() {
             docs.join(" ")
         } else {
@@ -356,7 +384,12 @@ fn collapse_string_one_of(obj: &mut Map<String, Value>) {
 /// paragraph (`GET /schemas/filters/identity_filter`, admin GUIs).
 fn unwrap_lines(text: &str) -> String {
     text.split("\n\n")
-        .map(|para| para.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+        .map(|para| {
+            para.split('\n')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join("\n\n")
 }

@@ -79,7 +79,11 @@ fn check_files(files: &[String]) -> Result<ExitCode, String> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Batch mode for tests: a verdict per input line, `{"ok": true}` or

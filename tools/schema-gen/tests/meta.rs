@@ -1,4 +1,5 @@
 //! The committed Kong meta.json is exactly what the config types generate, and it is draft-4.
+#![allow(clippy::panic, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
@@ -38,20 +39,46 @@ fn meta_json_has_only_config_schema_at_the_top() {
 }
 
 #[test]
-fn no_definitions_or_refs_for_tree_shaped_config() {
-    // Kong's validator resolves local $refs, but a fully inlined schema is the safest input.
-    let text = generated();
-    assert!(!text.contains("\"$ref\""), "unexpected $ref");
-    assert!(!text.contains("\"$defs\""), "unexpected $defs");
+fn refs_are_local_draft4_definitions_that_resolve() {
+    // Subschemas are inlined; only a recursive type (rules[].require nests requirements) keeps
+    // a `$ref`, in draft-4 form. Kong's validator resolves local refs (its own draft-4
+    // metaschema, which Kong validates every meta.json against, is built on them).
+    fn walk(v: &Value, refs: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    refs.push(r.clone());
+                    assert_eq!(m.len(), 1, "$ref with siblings: {m:?}");
+                }
+                m.values().for_each(|x| walk(x, refs));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, refs)),
+            _ => {}
+        }
+    }
+    let meta: Value = serde_json::from_str(&generated()).unwrap();
+    let schema = &meta["config_schema"];
+    assert!(schema.get("$defs").is_none());
+    let mut refs = Vec::new();
+    walk(schema, &mut refs);
+    for r in refs {
+        let name = r
+            .strip_prefix("#/definitions/")
+            .unwrap_or_else(|| panic!("non-local {r}"));
+        assert!(schema["definitions"].get(name).is_some(), "unresolved {r}");
+    }
 }
 
 #[test]
-fn every_object_denies_unknown_fields_except_the_jwks() {
+fn every_object_denies_unknown_fields_except_jose_keys() {
     fn walk(v: &Value, at: &str, open: &mut Vec<String>) {
         if let Value::Object(m) = v {
-            if m.get("type") == Some(&Value::String("object".into()))
-                && m.get("additionalProperties") != Some(&Value::Bool(false))
-            {
+            let object = match m.get("type") {
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+                _ => false,
+            };
+            if object && m.get("additionalProperties") != Some(&Value::Bool(false)) {
                 open.push(at.to_string());
             }
             for (k, sub) in m {
@@ -66,9 +93,10 @@ fn every_object_denies_unknown_fields_except_the_jwks() {
     let meta: Value = serde_json::from_str(&generated()).unwrap();
     let mut open = Vec::new();
     walk(&meta["config_schema"], "", &mut open);
-    // A JWKS is an open RFC 7517 document; everything else is ours and closed.
+    // A JWKS or JWK is an open RFC 7517 document; everything else is ours and closed.
+    let jose = |p: &str| p.contains("/jwks") || p.contains("/private_jwk");
     assert!(
-        open.iter().all(|p| p.ends_with("/jwks") || p.contains("/jwks/")),
+        open.iter().all(|p| jose(p)),
         "objects without additionalProperties: false: {open:?}"
     );
 }
@@ -92,7 +120,10 @@ fn const_examples_and_numeric_exclusive_bounds_are_converted() {
         "required": ["a"]
     });
     let out = schema_gen::to_draft4(schema).unwrap();
-    assert_eq!(out["properties"]["a"], serde_json::json!({"description": "a", "enum": ["x"]}));
+    assert_eq!(
+        out["properties"]["a"],
+        serde_json::json!({"description": "a", "enum": ["x"]})
+    );
     assert_eq!(out["properties"]["b"]["minimum"], 0);
     assert_eq!(out["properties"]["b"]["exclusiveMinimum"], true);
     assert!(out["properties"]["b"].get("format").is_none());
