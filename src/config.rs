@@ -57,6 +57,9 @@ pub struct Config {
     /// One structured log line per decision.
     #[serde(default)]
     pub log: LogConfig,
+    /// The verified-token cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// How remote keys (`jwks_uri`, `discovery`) are fetched and waited for, for all providers.
     #[serde(default)]
     pub remote_keys: RemoteKeysConfig,
@@ -575,6 +578,35 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig { enabled: true }
     }
+}
+
+/// The verified-token cache: a repeated token skips the signature check (time claims and the
+/// route's policy are still checked on every request).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most tokens kept (least recently used go first); 0 turns the cache off. Default 1024.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Longest an entry is kept, in seconds; never past the token's `exp` plus skew. Default 300.
+    #[serde(default = "default_cache_ttl")]
+    pub max_ttl_seconds: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: default_cache_entries(),
+            max_ttl_seconds: default_cache_ttl(),
+        }
+    }
+}
+
+fn default_cache_entries() -> usize {
+    1024
+}
+fn default_cache_ttl() -> u64 {
+    300
 }
 
 /// Decision logs.

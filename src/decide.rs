@@ -1,11 +1,14 @@
 //! The request path as one pure function: facts in, decision out. The host glue gathers the
 //! facts, calls [`decide`], and applies the decision; Kong and Envoy differ only in that glue.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use crate::assertion::{Binding, Signer};
+use crate::cache::TokenCache;
 use crate::config::{Config, ConfigError};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
@@ -28,6 +31,8 @@ pub struct Engine {
     managed: Vec<String>,
     /// Mints the signed assertion, when configured.
     signer: Option<Signer>,
+    /// Verified tokens (per filter instance; the request path is single-threaded).
+    cache: RefCell<TokenCache>,
 }
 
 /// Whether a provider's keys can be used now.
@@ -82,6 +87,7 @@ impl Engine {
             by_issuer.insert(p.issuer.clone(), i);
         }
         let managed = headers::managed(&config);
+        let cache = config.cache.clone();
         let signer = match &config.headers.assertion {
             Some(a) => Some(Signer::new(a, "headers.assertion")?),
             None => None,
@@ -92,12 +98,24 @@ impl Engine {
             by_issuer,
             managed,
             signer,
+            cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
         })
     }
 
     /// Parse, validate and prepare a configuration document.
     pub fn from_json(bytes: &[u8]) -> Result<Engine, ConfigError> {
         Engine::new(Config::from_json(bytes)?)
+    }
+
+    fn cache_enabled(&self) -> bool {
+        self.config.cache.max_entries > 0
+    }
+
+    /// Verified-token cache (entries, hits, misses), for metrics and tests.
+    pub fn cache_stats(&self) -> (usize, u64, u64) {
+        let cache = self.cache.borrow();
+        let (hits, misses) = cache.stats();
+        (cache.len(), hits, misses)
     }
 
     /// Headers removed from every request.
@@ -239,12 +257,12 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
 /// set: a verified caller the policy refuses.
 struct Judgement {
     found: Option<Found>,
-    caller: Option<Identity>,
+    caller: Option<Rc<Identity>>,
     denial: Option<Denial>,
 }
 
 impl Judgement {
-    fn denied(found: Option<Found>, caller: Option<Identity>, denial: Denial) -> Self {
+    fn denied(found: Option<Found>, caller: Option<Rc<Identity>>, denial: Denial) -> Self {
         Judgement {
             found,
             caller,
@@ -352,7 +370,25 @@ fn authenticate(
     keys: &dyn KeySource,
     token: &str,
     now: u64,
-) -> Result<Identity, Outcome> {
+) -> Result<Rc<Identity>, Outcome> {
+    let fingerprint = |i: usize| match keys.keys(i) {
+        Keys::Ready(set) => Some(set.fingerprint()),
+        _ => None,
+    };
+    let cache_key = engine.cache_enabled().then(|| TokenCache::key(token));
+    if let Some(key) = &cache_key {
+        let hit = engine.cache.borrow_mut().get(key, now, fingerprint);
+        if let Some(hit) = hit {
+            // A hit skips the signature only: the time and registered claims are checked again.
+            let provider = engine
+                .config
+                .providers
+                .get(hit.provider)
+                .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+            verify::check_claims(&hit.identity.claims, provider, now).map_err(Outcome::Deny)?;
+            return Ok(hit.identity);
+        }
+    }
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
     let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
     let index = *engine
@@ -377,7 +413,13 @@ fn authenticate(
         }
         Err(reason) => return Err(Outcome::Deny(reason)),
     };
-    Ok(Identity::from_claims(provider, claims))
+    let expires = claims.get("exp").and_then(serde_json::Value::as_f64).map(|e| e.max(0.0) as u64);
+    let identity = Rc::new(Identity::from_claims(provider, claims));
+    if let Some(key) = cache_key {
+        let skew = provider.clock_skew_seconds;
+        engine.cache.borrow_mut().put(key, index, set.fingerprint(), identity.clone(), expires, skew, now);
+    }
+    Ok(identity)
 }
 
 fn allow(ops: Vec<HeaderOp>, mut log: DecisionLog) -> Decision {
@@ -817,6 +859,44 @@ mod tests {
             };
             let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(body["keys"][0]["kid"], "ed");
+        }
+
+        #[test]
+        fn a_cached_token_still_meets_time_and_policy_checks() {
+            let e = engine(json!({"rules": [
+                {"name": "admin", "match": {"path_prefix": "/admin"}, "require": {"roles": {"any_of": ["admin"]}}},
+                {"name": "any", "match": {}}
+            ]}));
+            let token = sign(json!({"roles": ["dev"]}));
+            assert!(matches!(decide(&e, &e, &request("GET", "/x", &token, &[]), NOW), Decision::Allow { .. }));
+            assert!(matches!(decide(&e, &e, &request("GET", "/x", &token, &[]), NOW), Decision::Allow { .. }));
+            assert_eq!(e.cache_stats(), (1, 1, 1));
+            let d = decide(&e, &e, &request("GET", "/admin", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=admin", "policy applies on a hit");
+            assert_eq!(e.cache_stats().1, 2);
+            let d = decide(&e, &e, &request("GET", "/x", &token, &[]), NOW + 600 + 61);
+            assert_eq!(denial(&d).1, "token_expired", "time is checked on a hit");
+        }
+
+        #[test]
+        fn a_tampered_token_never_hits_the_cache() {
+            let e = engine(json!({}));
+            let token = sign(json!({}));
+            assert!(matches!(decide(&e, &e, &request("GET", "/", &token, &[]), NOW), Decision::Allow { .. }));
+            let mut forged = token.clone();
+            forged.push('A');
+            let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
+            assert!(matches!(d, Decision::Deny { .. }));
+        }
+
+        #[test]
+        fn cache_can_be_turned_off() {
+            let e = engine(json!({"cache": {"max_entries": 0}}));
+            let token = sign(json!({}));
+            for _ in 0..2 {
+                assert!(matches!(decide(&e, &e, &request("GET", "/", &token, &[]), NOW), Decision::Allow { .. }));
+            }
+            assert_eq!(e.cache_stats(), (0, 0, 0));
         }
     }
 }

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod assertion;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod crypto;

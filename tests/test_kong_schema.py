@@ -262,6 +262,28 @@ SEMANTIC_ONLY = [
      "rules[0].match.methods[0]"),
     ("jwks that is not a key set", changed(["providers", 0, "jwks"], {"keys": "none"}),
      "providers[0].jwks"),
+    ("no key source", removed(["providers", 0, "jwks"]), "providers[0]"),
+    ("two key sources", changed(["providers", 0, "jwks_uri"], "https://issuer.test/keys"), "providers[0]"),
+    ("jwks_uri without upstream",
+     changed(["providers", 0, "jwks_uri"], "https://issuer.test/keys", removed(["providers", 0, "jwks"])),
+     "providers[0].upstream"),
+    ("tick out of range", changed(["remote_keys", "tick_ms"], 5), "remote_keys.tick_ms"),
+    ("claim and identity together",
+     changed(["headers", "claims"], [{"claim": "sub", "identity": "subject", "header": "x-a"}]),
+     "headers.claims[0]"),
+    ("assertion without keys", changed(["headers", "assertion"], {"audience": "d", "keys": []}),
+     "headers.assertion.keys"),
+    ("assertion secret too short",
+     changed(["headers", "assertion"], {"audience": "d", "keys": [{"kid": "a", "secret": "short"}]}),
+     "headers.assertion.keys[0].secret"),
+    ("empty requirement", changed(["rules"], [{"require": {}}]), "rules[0].require"),
+    ("requirement on an anonymous rule",
+     changed(["rules"], [{"require": {"roles": {"any_of": ["a"]}}, "allow_anonymous": True}]),
+     "rules[0].require"),
+    ("claim condition with two tests",
+     changed(["rules"], [{"require": {"claims": [{"claim": "a", "equals": 1, "in": [1]}]}}]),
+     "rules[0].require.claims[0]"),
+    ("host with a port", changed(["rules"], [{"match": {"hosts": ["a:80"]}}]), "rules[0].match.hosts[0]"),
 ]
 
 
@@ -347,5 +369,6 @@ def semantic(verdict) -> bool:
     token source left with no location, or a rule whose `require` loses its only condition)."""
     messages = ("set exactly one of", "must not be empty", "only allowed with", "set at most one",
                 "must start with", "an empty requirement", "set `any_of` or `all_of`",
-                "is required with", "at least one key")
+                "is required with", "at least one", "must be between", "cannot be combined",
+                "without port")
     return not verdict.ok and any(m in verdict.message for m in messages)

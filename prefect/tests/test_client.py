@@ -212,7 +212,7 @@ def task_retries(prefect_server, tmp_path_factory):
         done = subprocess.run([sys.executable, "-c", TASK_SCRIPT, server.url], env=env,
                               capture_output=True, text=True, timeout=90,
                               cwd=tmp_path_factory.mktemp("task"))
-        lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         assert lines, done.stdout[-2000:] + done.stderr[-3000:]
         return json.loads(lines[-1][len("RESULT "):]), dict(server.hits)
 

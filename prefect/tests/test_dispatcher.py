@@ -36,7 +36,7 @@ def assert_refused(response: httpx.Response, status: int, header: str) -> dict:
 
 
 @pytest.fixture
-def direct(dispatcher, assertion_minter):
+def direct(dispatcher):
     """Sends hand-made assertions straight to the dispatcher."""
     with httpx.Client(base_url=dispatcher.url, timeout=30.0) as http:
         yield http

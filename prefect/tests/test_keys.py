@@ -142,3 +142,19 @@ def test_failed_refresh_keeps_the_last_good_keys():
 
         run(scenario())
         assert server.hits["/jwks"] == 2
+
+
+def test_static_keys_still_work_while_the_jwks_url_is_down():
+    minter = AssertionMinter()
+    static = keys_from_jwks(minter.public_jwks())
+    with ScriptedServer({}) as server:
+        clock = Clock()
+
+        async def scenario():
+            async with httpx.AsyncClient() as http:
+                store = KeyStore(static, jwks_url=server.url + "/jwks", http=http, clock=clock)
+                assert await store.find("ed-1", "EdDSA") is not None
+                with pytest.raises(KeysUnavailable):  # maybe a key of the URL: retry later
+                    await store.find("ed-9", "EdDSA")
+
+        run(scenario())

@@ -179,7 +179,7 @@ class Dispatcher:
                 if not same_owner(identity, run.get("labels") or {}) or run.get("parameters") != expected:
                     raise Refusal(
                         "idempotency_conflict",
-                        detail=f"request id {identity.request_id!r} already started run {run['id']}",
+                        detail=f"request id {identity.request_id!r} was used with other parameters",
                     )
         except Refusal as refusal:
             return self.refuse(request, refusal, identity, deployment=name)
@@ -325,11 +325,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/runs/{flow}/{deployment}")
     async def start_run(request: Request, flow: str, deployment: str) -> JSONResponse:
-        return await dispatcher.start_run(request, flow, deployment)
+        try:
+            return await dispatcher.start_run(request, flow, deployment)
+        except Exception as error:  # a bug must still answer with a code and leave a log line
+            return dispatcher.refuse(request, Refusal("internal_error", detail=repr(error)), None,
+                                     deployment=f"{flow}/{deployment}")
 
     @app.get("/runs/{flow_run_id}")
     async def read_run(request: Request, flow_run_id: str) -> JSONResponse:
-        return await dispatcher.read_run(request, flow_run_id)
+        try:
+            return await dispatcher.read_run(request, flow_run_id)
+        except Exception as error:
+            return dispatcher.refuse(request, Refusal("internal_error", detail=repr(error)), None,
+                                     flow_run_id=flow_run_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -103,8 +103,8 @@ class KeyStore:
 
     Fetched keys are refreshed after ``cache_seconds``; an unknown ``kid`` triggers a refetch at
     most once per ``min_refetch_seconds`` (key rotation). When a refresh fails, the keys already
-    fetched are kept (last known good). Only when no key at all can be had is
-    :class:`KeysUnavailable` raised.
+    fetched are kept (last known good). When no static key matches and the URL has never been
+    fetched successfully, :class:`KeysUnavailable` is raised (a 503: retry later).
     """
 
     def __init__(
@@ -138,7 +138,8 @@ class KeyStore:
         if key is None:  # maybe a rotated key: refetch (rate-limited)
             await self._refresh()
             key = choose(self._static + (self._fetched or []), kid, algorithm)
-        if key is None and self._fetched is None and not self._static:
+        if key is None and self._fetched is None:
+            # The key may well be in the JWKS we cannot get: "retry later", not "invalid".
             raise KeysUnavailable(self.last_error or "the JWKS URL could not be fetched")
         return key
 

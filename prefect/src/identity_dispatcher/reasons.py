@@ -38,6 +38,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "keys_unavailable": (503, "the assertion's verification keys are unavailable; retry later"),
     "prefect_unavailable": (503, "the Prefect API is unavailable; retry later"),
     "prefect_error": (502, "the Prefect API answered unexpectedly"),
+    "internal_error": (500, "the dispatcher failed unexpectedly"),
 }
 
 #: Codes whose detail may be shown to the caller: it only echoes what the caller sent. Others

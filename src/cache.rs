@@ -1,0 +1,203 @@
+//! The verified-token cache: a bounded LRU map from SHA-256(token) to the identity it verified
+//! to. A hit skips parsing and the signature check only: the caller re-checks the time claims
+//! (and every other registered claim) and applies the route's policy as for any request.
+//! Entries die with the token's `exp` (plus skew) or `max_ttl_seconds`, whichever comes first,
+//! and are ignored once the issuer's key set changes (its fingerprint differs).
+
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
+
+/// One verified token.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Index of the provider that verified it.
+    pub provider: usize,
+    /// Fingerprint of that provider's key set at verification time.
+    pub keys: u64,
+    pub identity: Rc<Identity>,
+    /// Unix seconds after which the entry is dropped.
+    pub until: u64,
+}
+
+/// A bounded cache of verified tokens.
+pub struct TokenCache {
+    entries: Option<LruCache<[u8; 32], Entry>>,
+    max_ttl: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("len", &self.len())
+            .field("hits", &self.hits)
+            .field("misses", &self.misses)
+            .finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache of at most `max_entries` tokens (0 disables it), each kept at most `max_ttl`
+    /// seconds.
+    pub fn new(max_entries: usize, max_ttl: u64) -> TokenCache {
+        TokenCache {
+            entries: NonZeroUsize::new(max_entries).map(LruCache::new),
+            max_ttl,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// The cache key: SHA-256 of the token.
+    pub fn key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The entry for a token at `now`, if one is still alive. `keys_now` gives the current
+    /// key-set fingerprint of a provider; an entry verified under other keys is dropped.
+    pub fn get(&mut self, key: &[u8; 32], now: u64, keys_now: impl Fn(usize) -> Option<u64>) -> Option<Entry> {
+        let entries = self.entries.as_mut()?;
+        let alive = match entries.get(key) {
+            Some(e) => now <= e.until && keys_now(e.provider) == Some(e.keys),
+            None => {
+                self.misses += 1;
+                return None;
+            }
+        };
+        if !alive {
+            entries.pop(key);
+            self.misses += 1;
+            return None;
+        }
+        self.hits += 1;
+        entries.get(key).cloned()
+    }
+
+    /// Remember a verified token until `min(expires + skew, now + max_ttl)`.
+    pub fn put(&mut self, key: [u8; 32], provider: usize, keys: u64, identity: Rc<Identity>, expires: Option<u64>, skew: u64, now: u64) {
+        let Some(entries) = self.entries.as_mut() else {
+            return;
+        };
+        let cap = now.saturating_add(self.max_ttl);
+        let until = expires.map_or(cap, |exp| exp.saturating_add(skew).min(cap));
+        if until > now {
+            entries.put(
+                key,
+                Entry {
+                    provider,
+                    keys,
+                    identity,
+                    until,
+                },
+            );
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, LruCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (hits, misses) since start.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(sub: &str) -> Rc<Identity> {
+        Rc::new(Identity {
+            subject: Some(sub.into()),
+            issuer: "i".into(),
+            provider: "p".into(),
+            roles: vec![],
+            groups: vec![],
+            scopes: vec![],
+            tenant: None,
+            claims: Default::default(),
+        })
+    }
+
+    fn same_keys(_: usize) -> Option<u64> {
+        Some(7)
+    }
+
+    #[test]
+    fn a_put_token_is_found_until_it_expires() {
+        let mut c = TokenCache::new(10, 300);
+        let k = TokenCache::key("tok");
+        c.put(k, 0, 7, identity("a"), Some(1_000), 60, 900);
+        assert_eq!(c.get(&k, 1_000, same_keys).unwrap().identity.subject.as_deref(), Some("a"));
+        assert!(c.get(&k, 1_060, same_keys).is_some(), "skew extends the entry like verification");
+        assert!(c.get(&k, 1_061, same_keys).is_none());
+        assert!(c.is_empty(), "a dead entry is dropped");
+    }
+
+    #[test]
+    fn max_ttl_caps_long_lived_tokens() {
+        let mut c = TokenCache::new(10, 300);
+        let k = TokenCache::key("tok");
+        c.put(k, 0, 7, identity("a"), Some(100_000), 60, 1_000);
+        assert!(c.get(&k, 1_300, same_keys).is_some());
+        assert!(c.get(&k, 1_301, same_keys).is_none());
+        let k2 = TokenCache::key("no-exp");
+        c.put(k2, 0, 7, identity("b"), None, 60, 1_000);
+        assert!(c.get(&k2, 1_301, same_keys).is_none());
+    }
+
+    #[test]
+    fn a_key_set_change_invalidates() {
+        let mut c = TokenCache::new(10, 300);
+        let k = TokenCache::key("tok");
+        c.put(k, 0, 7, identity("a"), Some(2_000), 0, 1_000);
+        assert!(c.get(&k, 1_001, |_| Some(8)).is_none());
+        assert!(c.get(&k, 1_001, same_keys).is_none(), "dropped, not just skipped");
+        c.put(k, 0, 7, identity("a"), Some(2_000), 0, 1_000);
+        assert!(c.get(&k, 1_001, |_| None).is_none(), "keys no longer available");
+    }
+
+    #[test]
+    fn size_is_bounded_least_recently_used_goes_first() {
+        let mut c = TokenCache::new(3, 300);
+        for i in 0..3 {
+            c.put(TokenCache::key(&format!("t{i}")), 0, 7, identity("x"), None, 0, 0);
+        }
+        assert!(c.get(&TokenCache::key("t0"), 1, same_keys).is_some());
+        c.put(TokenCache::key("t3"), 0, 7, identity("x"), None, 0, 0);
+        assert_eq!(c.len(), 3);
+        assert!(c.get(&TokenCache::key("t1"), 1, same_keys).is_none(), "t1 was least recently used");
+        assert!(c.get(&TokenCache::key("t0"), 1, same_keys).is_some());
+        for i in 0..10_000 {
+            c.put(TokenCache::key(&format!("n{i}")), 0, 7, identity("x"), None, 0, 0);
+        }
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn zero_entries_disables() {
+        let mut c = TokenCache::new(0, 300);
+        let k = TokenCache::key("t");
+        c.put(k, 0, 7, identity("a"), None, 0, 0);
+        assert!(c.get(&k, 0, same_keys).is_none());
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn already_expired_tokens_are_not_stored() {
+        let mut c = TokenCache::new(5, 300);
+        c.put(TokenCache::key("t"), 0, 7, identity("a"), Some(10), 0, 20);
+        assert!(c.is_empty());
+    }
+}
