@@ -61,7 +61,12 @@ impl TokenCache {
 
     /// The entry for a token at `now`, if one is still alive. `keys_now` gives the current
     /// key-set fingerprint of a provider; an entry verified under other keys is dropped.
-    pub fn get(&mut self, key: &[u8; 32], now: u64, keys_now: impl Fn(usize) -> Option<u64>) -> Option<Entry> {
+    pub fn get(
+        &mut self,
+        key: &[u8; 32],
+        now: u64,
+        keys_now: impl Fn(usize) -> Option<u64>,
+    ) -> Option<Entry> {
         let entries = self.entries.as_mut()?;
         let alive = match entries.get(key) {
             Some(e) => now <= e.until && keys_now(e.provider) == Some(e.keys),
@@ -79,13 +84,22 @@ impl TokenCache {
         entries.get(key).cloned()
     }
 
-    /// Remember a verified token until `min(expires + skew, now + max_ttl)`.
-    pub fn put(&mut self, key: [u8; 32], provider: usize, keys: u64, identity: Rc<Identity>, expires: Option<u64>, skew: u64, now: u64) {
+    /// Remember a verified token until `min(valid_until, now + max_ttl)`; `valid_until` is the
+    /// token's `exp` plus the allowed skew.
+    pub fn put(
+        &mut self,
+        key: [u8; 32],
+        provider: usize,
+        keys: u64,
+        identity: Rc<Identity>,
+        valid_until: Option<u64>,
+        now: u64,
+    ) {
         let Some(entries) = self.entries.as_mut() else {
             return;
         };
         let cap = now.saturating_add(self.max_ttl);
-        let until = expires.map_or(cap, |exp| exp.saturating_add(skew).min(cap));
+        let until = valid_until.map_or(cap, |v| v.min(cap));
         if until > now {
             entries.put(
                 key,
@@ -138,9 +152,19 @@ mod tests {
     fn a_put_token_is_found_until_it_expires() {
         let mut c = TokenCache::new(10, 300);
         let k = TokenCache::key("tok");
-        c.put(k, 0, 7, identity("a"), Some(1_000), 60, 900);
-        assert_eq!(c.get(&k, 1_000, same_keys).unwrap().identity.subject.as_deref(), Some("a"));
-        assert!(c.get(&k, 1_060, same_keys).is_some(), "skew extends the entry like verification");
+        c.put(k, 0, 7, identity("a"), Some(1_000 + 60), 900);
+        assert_eq!(
+            c.get(&k, 1_000, same_keys)
+                .unwrap()
+                .identity
+                .subject
+                .as_deref(),
+            Some("a")
+        );
+        assert!(
+            c.get(&k, 1_060, same_keys).is_some(),
+            "skew extends the entry like verification"
+        );
         assert!(c.get(&k, 1_061, same_keys).is_none());
         assert!(c.is_empty(), "a dead entry is dropped");
     }
@@ -149,11 +173,11 @@ mod tests {
     fn max_ttl_caps_long_lived_tokens() {
         let mut c = TokenCache::new(10, 300);
         let k = TokenCache::key("tok");
-        c.put(k, 0, 7, identity("a"), Some(100_000), 60, 1_000);
+        c.put(k, 0, 7, identity("a"), Some(100_000 + 60), 1_000);
         assert!(c.get(&k, 1_300, same_keys).is_some());
         assert!(c.get(&k, 1_301, same_keys).is_none());
         let k2 = TokenCache::key("no-exp");
-        c.put(k2, 0, 7, identity("b"), None, 60, 1_000);
+        c.put(k2, 0, 7, identity("b"), None, 1_000);
         assert!(c.get(&k2, 1_301, same_keys).is_none());
     }
 
@@ -161,26 +185,49 @@ mod tests {
     fn a_key_set_change_invalidates() {
         let mut c = TokenCache::new(10, 300);
         let k = TokenCache::key("tok");
-        c.put(k, 0, 7, identity("a"), Some(2_000), 0, 1_000);
+        c.put(k, 0, 7, identity("a"), Some(2_000), 1_000);
         assert!(c.get(&k, 1_001, |_| Some(8)).is_none());
-        assert!(c.get(&k, 1_001, same_keys).is_none(), "dropped, not just skipped");
-        c.put(k, 0, 7, identity("a"), Some(2_000), 0, 1_000);
-        assert!(c.get(&k, 1_001, |_| None).is_none(), "keys no longer available");
+        assert!(
+            c.get(&k, 1_001, same_keys).is_none(),
+            "dropped, not just skipped"
+        );
+        c.put(k, 0, 7, identity("a"), Some(2_000), 1_000);
+        assert!(
+            c.get(&k, 1_001, |_| None).is_none(),
+            "keys no longer available"
+        );
     }
 
     #[test]
     fn size_is_bounded_least_recently_used_goes_first() {
         let mut c = TokenCache::new(3, 300);
         for i in 0..3 {
-            c.put(TokenCache::key(&format!("t{i}")), 0, 7, identity("x"), None, 0, 0);
+            c.put(
+                TokenCache::key(&format!("t{i}")),
+                0,
+                7,
+                identity("x"),
+                None,
+                0,
+            );
         }
         assert!(c.get(&TokenCache::key("t0"), 1, same_keys).is_some());
-        c.put(TokenCache::key("t3"), 0, 7, identity("x"), None, 0, 0);
+        c.put(TokenCache::key("t3"), 0, 7, identity("x"), None, 0);
         assert_eq!(c.len(), 3);
-        assert!(c.get(&TokenCache::key("t1"), 1, same_keys).is_none(), "t1 was least recently used");
+        assert!(
+            c.get(&TokenCache::key("t1"), 1, same_keys).is_none(),
+            "t1 was least recently used"
+        );
         assert!(c.get(&TokenCache::key("t0"), 1, same_keys).is_some());
         for i in 0..10_000 {
-            c.put(TokenCache::key(&format!("n{i}")), 0, 7, identity("x"), None, 0, 0);
+            c.put(
+                TokenCache::key(&format!("n{i}")),
+                0,
+                7,
+                identity("x"),
+                None,
+                0,
+            );
         }
         assert_eq!(c.len(), 3);
     }
@@ -189,7 +236,7 @@ mod tests {
     fn zero_entries_disables() {
         let mut c = TokenCache::new(0, 300);
         let k = TokenCache::key("t");
-        c.put(k, 0, 7, identity("a"), None, 0, 0);
+        c.put(k, 0, 7, identity("a"), None, 0);
         assert!(c.get(&k, 0, same_keys).is_none());
         assert_eq!(c.len(), 0);
     }
@@ -197,7 +244,7 @@ mod tests {
     #[test]
     fn already_expired_tokens_are_not_stored() {
         let mut c = TokenCache::new(5, 300);
-        c.put(TokenCache::key("t"), 0, 7, identity("a"), Some(10), 0, 20);
+        c.put(TokenCache::key("t"), 0, 7, identity("a"), Some(10), 20);
         assert!(c.is_empty());
     }
 }

@@ -413,11 +413,17 @@ fn authenticate(
         }
         Err(reason) => return Err(Outcome::Deny(reason)),
     };
-    let expires = claims.get("exp").and_then(serde_json::Value::as_f64).map(|e| e.max(0.0) as u64);
+    let expires = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_f64)
+        .map(|e| e.max(0.0) as u64);
     let identity = Rc::new(Identity::from_claims(provider, claims));
     if let Some(key) = cache_key {
-        let skew = provider.clock_skew_seconds;
-        engine.cache.borrow_mut().put(key, index, set.fingerprint(), identity.clone(), expires, skew, now);
+        let until = expires.map(|exp| exp.saturating_add(provider.clock_skew_seconds));
+        engine
+            .cache
+            .borrow_mut()
+            .put(key, index, set.fingerprint(), identity.clone(), until, now);
     }
     Ok(identity)
 }
@@ -868,11 +874,21 @@ mod tests {
                 {"name": "any", "match": {}}
             ]}));
             let token = sign(json!({"roles": ["dev"]}));
-            assert!(matches!(decide(&e, &e, &request("GET", "/x", &token, &[]), NOW), Decision::Allow { .. }));
-            assert!(matches!(decide(&e, &e, &request("GET", "/x", &token, &[]), NOW), Decision::Allow { .. }));
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/x", &token, &[]), NOW),
+                Decision::Allow { .. }
+            ));
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/x", &token, &[]), NOW),
+                Decision::Allow { .. }
+            ));
             assert_eq!(e.cache_stats(), (1, 1, 1));
             let d = decide(&e, &e, &request("GET", "/admin", &token, &[]), NOW);
-            assert_eq!(denial(&d).1, "forbidden; rule=admin", "policy applies on a hit");
+            assert_eq!(
+                denial(&d).1,
+                "forbidden; rule=admin",
+                "policy applies on a hit"
+            );
             assert_eq!(e.cache_stats().1, 2);
             let d = decide(&e, &e, &request("GET", "/x", &token, &[]), NOW + 600 + 61);
             assert_eq!(denial(&d).1, "token_expired", "time is checked on a hit");
@@ -882,7 +898,10 @@ mod tests {
         fn a_tampered_token_never_hits_the_cache() {
             let e = engine(json!({}));
             let token = sign(json!({}));
-            assert!(matches!(decide(&e, &e, &request("GET", "/", &token, &[]), NOW), Decision::Allow { .. }));
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/", &token, &[]), NOW),
+                Decision::Allow { .. }
+            ));
             let mut forged = token.clone();
             forged.push('A');
             let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
@@ -894,7 +913,10 @@ mod tests {
             let e = engine(json!({"cache": {"max_entries": 0}}));
             let token = sign(json!({}));
             for _ in 0..2 {
-                assert!(matches!(decide(&e, &e, &request("GET", "/", &token, &[]), NOW), Decision::Allow { .. }));
+                assert!(matches!(
+                    decide(&e, &e, &request("GET", "/", &token, &[]), NOW),
+                    Decision::Allow { .. }
+                ));
             }
             assert_eq!(e.cache_stats(), (0, 0, 0));
         }

@@ -416,7 +416,9 @@ mod tests {
     #[test]
     fn pow_matches_reference_on_small_and_odd_sizes() {
         let mut g = Lcg(42);
-        for bits in [2usize, 3, 8, 9, 27, 28, 29, 55, 56, 57, 64, 100, 127, 200, 255] {
+        for bits in [
+            2usize, 3, 8, 9, 27, 28, 29, 55, 56, 57, 64, 100, 127, 200, 255,
+        ] {
             for _ in 0..4 {
                 let n = random_modulus(&mut g, bits);
                 if n == [1] || n == [0, 1] {

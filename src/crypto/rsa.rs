@@ -304,4 +304,3 @@ fn strip_leading_zeros(b: &[u8]) -> &[u8] {
     let zeros = b.iter().take_while(|&&x| x == 0).count();
     b.get(zeros..).unwrap_or_default()
 }
-
