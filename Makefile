@@ -16,8 +16,14 @@ TESTS       ?= tests/
 PYTEST_ARGS ?=
 CLAIMS      ?=
 TTL         ?= 3600
+# Native tools (tools/schema-gen, tools/oci-image): own crates and lock files, own target dir.
+TOOLS_CARGO := --manifest-path tools/schema-gen/Cargo.toml --target-dir target/tools
+OCI_CARGO   := --manifest-path tools/oci-image/Cargo.toml --target-dir target/tools
+OCI_TAG     ?= 0.1.0
+OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
+.PHONY: schema schema-check oci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +49,16 @@ unit: ## native unit tests of the core (cargo test)
 integration: venv wasm ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
 	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
-test: lint unit integration ## everything CI runs: lint, unit tests, wasm build, integration tests
+test: lint unit schema-check integration ## everything CI runs: lint, unit tests, wasm build, integration tests
+
+schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
+	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
+
+schema-check: ## the committed Kong meta.json is fresh; native Kong-safety tests (tools/schema-gen)
+	cargo test --quiet $(TOOLS_CARGO)
+
+oci: wasm ## OCI image archive of the module for Istio (oci://), digests printed: target/oci/
+	cargo run --quiet $(OCI_CARGO) -- $(WASM) $(OCI_OUT) $(OCI_TAG)
 
 run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev issuer; Ctrl-C stops
 	$(VENV_PY) tools/run_dev.py
@@ -61,6 +76,10 @@ lint: toolchain ## rustfmt check and clippy (native and wasm32) with warnings as
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(TARGET) -- -D warnings
+	cargo fmt --check --manifest-path tools/schema-gen/Cargo.toml
+	cargo fmt --check --manifest-path tools/oci-image/Cargo.toml
+	cargo clippy --all-targets $(TOOLS_CARGO) -- -D warnings
+	cargo clippy --all-targets $(OCI_CARGO) -- -D warnings
 
 clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issuer)
 	cargo clean

@@ -75,14 +75,17 @@ pub struct RemoteKeysConfig {
     /// trap. Default `false`: every worker fetches on its own.
     #[serde(default)]
     pub shared_data: bool,
-    /// Let requests wait (paused) for keys: on a cold start (up to each provider's
-    /// `cold_start_wait_ms`) and for the refetch an unknown `kid` triggers. Waiting requests are
-    /// resumed from the root context through `proxy_set_effective_context`, which Kong's
-    /// ngx_wasm_module does not implement: set `false` on Kong, where a request that would
-    /// wait is answered at once (503 `keys_unavailable`, or 401 `key_not_found` while the
-    /// refetch runs in the background). Default `true`.
-    #[serde(default = "default_true")]
-    pub pause_requests: bool,
+    /// How a request that needs keys not yet fetched waits for them (on a cold start, up to the
+    /// provider's `cold_start_wait_ms`; for the refetch an unknown `kid` triggers):
+    /// `resume` (Envoy, Istio): it pauses, one fetch per provider runs from the root context,
+    /// and every waiter is resumed through `proxy_set_effective_context`, which Kong's
+    /// ngx_wasm_module accepts but ignores; `own_fetch` (Kong): the request pauses on a fetch of
+    /// its own (at most 4 per provider at once, and per unknown-`kid` episode), so the host
+    /// resumes it when the answer comes; `none`: it is answered at once (503
+    /// `keys_unavailable`, or 401 `key_not_found` while a refetch runs in the background).
+    /// Default `resume`.
+    #[serde(default)]
+    pub waiting: WaitMode,
     /// Period of the timer that starts fetches (refresh, retries, refetches) and answers
     /// requests that waited too long, in milliseconds (10–60000). A refetch for an unknown
     /// `kid` starts on the next tick. Default 100.
@@ -94,10 +97,23 @@ impl Default for RemoteKeysConfig {
     fn default() -> Self {
         RemoteKeysConfig {
             shared_data: false,
-            pause_requests: true,
+            waiting: WaitMode::default(),
             tick_ms: default_tick_ms(),
         }
     }
+}
+
+/// How requests wait for keys (`remote_keys.waiting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitMode {
+    /// Pause; the root context's fetch resumes every waiter (Envoy, Istio).
+    #[default]
+    Resume,
+    /// Pause on a fetch the request makes itself (Kong).
+    OwnFetch,
+    /// Never wait.
+    None,
 }
 
 /// A trusted token issuer and how its tokens are checked.
@@ -1349,6 +1365,84 @@ mod tests {
         assert_eq!(parse(&v).unwrap_err().path, "rules[0].match.methods[0]");
         v["rules"] = serde_json::json!([{"match": {"paths": "/"}}]);
         assert_eq!(parse(&v).unwrap_err().path, "rules[0].match.paths");
+    }
+
+    fn remote(extra: serde_json::Value) -> serde_json::Value {
+        let mut p = serde_json::json!({
+            "name": "idp", "issuer": "https://idp.test",
+            "jwks_uri": "https://idp.test/keys", "upstream": "idp"
+        });
+        if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    p.remove(k);
+                } else {
+                    p.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        serde_json::json!({"providers": [p]})
+    }
+
+    #[test]
+    fn remote_key_fields_get_documented_defaults() {
+        let c = parse(&remote(serde_json::json!({}))).unwrap();
+        let p = &c.providers[0];
+        assert!(p.is_remote());
+        assert_eq!(p.jwks, None);
+        assert!(!p.discovery);
+        assert_eq!(p.fetch_timeout_ms, 5000);
+        assert_eq!(p.min_refresh_seconds, 60);
+        assert_eq!(p.max_refresh_seconds, 600);
+        assert_eq!(p.refetch_min_interval_seconds, 30);
+        assert_eq!(p.max_stale_seconds, 86400);
+        assert_eq!(p.cold_start_wait_ms, 3000);
+        assert_eq!(p.max_response_bytes, 262_144);
+        assert!(!c.remote_keys.shared_data);
+        assert_eq!(c.remote_keys.waiting, WaitMode::Resume);
+        assert_eq!(c.remote_keys.tick_ms, 100);
+    }
+
+    #[test]
+    fn exactly_one_key_source() {
+        let both = remote(serde_json::json!({"jwks": {"keys": []}}));
+        assert_eq!(parse(&both).unwrap_err().path, "providers[0]");
+        let uri_and_discovery = remote(serde_json::json!({"discovery": true}));
+        assert_eq!(parse(&uri_and_discovery).unwrap_err().path, "providers[0]");
+        let none = remote(serde_json::json!({"jwks_uri": null}));
+        assert_eq!(parse(&none).unwrap_err().path, "providers[0]");
+        let discovery = remote(serde_json::json!({"jwks_uri": null, "discovery": true}));
+        assert!(parse(&discovery).is_ok());
+    }
+
+    #[test]
+    fn remote_keys_need_an_upstream_and_urls() {
+        let e = parse(&remote(serde_json::json!({"upstream": null}))).unwrap_err();
+        assert_eq!(e.path, "providers[0].upstream");
+        let e = parse(&remote(serde_json::json!({"jwks_uri": "idp.test/keys"}))).unwrap_err();
+        assert_eq!(e.path, "providers[0].jwks_uri");
+        let e = parse(&remote(serde_json::json!({"jwks_uri": null, "discovery": true, "issuer": "idp"}))).unwrap_err();
+        assert_eq!(e.path, "providers[0].discovery");
+    }
+
+    #[test]
+    fn remote_key_numbers_are_checked() {
+        for (field, value) in [
+            ("fetch_timeout_ms", 0),
+            ("min_refresh_seconds", 0),
+            ("cold_start_wait_ms", 60_001),
+            ("max_response_bytes", 10),
+        ] {
+            let e = parse(&remote(serde_json::json!({ field: value }))).unwrap_err();
+            assert_eq!(e.path, format!("providers[0].{field}"));
+        }
+        let e = parse(&remote(serde_json::json!({"min_refresh_seconds": 100, "max_refresh_seconds": 10}))).unwrap_err();
+        assert_eq!(e.path, "providers[0].max_refresh_seconds");
+        let mut v = remote(serde_json::json!({}));
+        v["remote_keys"] = serde_json::json!({"tick_ms": 5});
+        assert_eq!(parse(&v).unwrap_err().path, "remote_keys.tick_ms");
+        v["remote_keys"] = serde_json::json!({"waiting": "sometimes"});
+        assert_eq!(parse(&v).unwrap_err().path, "remote_keys.waiting");
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //!
 //! The store is generic over the key set type so the state machine is tested without keys.
 
-use crate::config::{Config, Provider};
+use crate::config::{Config, Provider, WaitMode};
 use crate::decide::{Engine, KeySource, Keys};
 use crate::fetch::{self, FetchError, Target};
 use crate::jwks::KeySet;
@@ -34,6 +34,9 @@ pub const BACKOFF_CAP_MS: u64 = 60_000;
 pub const TIMEOUT_GRACE_MS: u64 = 2_000;
 /// Most requests waiting for keys at once (per worker and filter configuration).
 pub const MAX_WAITERS: usize = 4_096;
+/// `own_fetch` waiting: most request-owned fetches per provider in flight at once, and per
+/// unknown-`kid` refetch episode.
+pub const MAX_OWN_FETCHES: u32 = 4;
 
 /// The numbers of one provider's remote key source, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +184,10 @@ pub struct Remote<S> {
     failures: u32,
     refetch_wanted: bool,
     last_refetch_at: Option<u64>,
+    /// `own_fetch` waiting: request-owned fetches in flight, and fetches of the current
+    /// unknown-`kid` episode (the refetch that `last_refetch_at` records).
+    own_fetches: u32,
+    episode_fetches: u32,
 }
 
 impl<S> Remote<S> {
@@ -196,7 +203,34 @@ impl<S> Remote<S> {
             failures: 0,
             refetch_wanted: false,
             last_refetch_at: None,
+            own_fetches: 0,
+            episode_fetches: 0,
         }
+    }
+
+    /// `own_fetch`: a request without a usable key set may fetch itself now.
+    fn own_cold_allowed(&self, now: u64) -> bool {
+        self.settings.cold_start_wait_ms > 0
+            && (self.fetch.is_some() || !self.in_backoff(now))
+            && self.own_fetches < MAX_OWN_FETCHES
+    }
+
+    /// `own_fetch`: a token with an unknown `kid` may fetch now: a new refetch episode, or one
+    /// more fetch in the current episode (which lasts one fetch timeout).
+    fn own_refetch_allowed(&self, now: u64) -> bool {
+        if self.own_fetches >= MAX_OWN_FETCHES {
+            return false;
+        }
+        if refetch_allowed(self, now) {
+            return true;
+        }
+        let episode = self
+            .settings
+            .fetch_timeout_ms
+            .saturating_add(TIMEOUT_GRACE_MS);
+        self.last_refetch_at
+            .is_some_and(|at| now.saturating_sub(at) <= episode)
+            && self.episode_fetches < MAX_OWN_FETCHES
     }
 
     fn usable(&self, now: u64) -> Option<&Good<S>> {
@@ -240,6 +274,8 @@ pub struct KeyStore<S = KeySet> {
     slots: Vec<Slot<S>>,
     events: Vec<Event>,
     next_id: u64,
+    /// `remote_keys.waiting: own_fetch`: waiting requests fetch for themselves.
+    own: bool,
 }
 
 impl<S> KeyStore<S> {
@@ -272,6 +308,7 @@ impl<S> KeyStore<S> {
             slots,
             events: Vec::new(),
             next_id: 1,
+            own: config.remote_keys.waiting == WaitMode::OwnFetch,
         }
     }
 
@@ -462,6 +499,9 @@ impl<S> KeyStore<S> {
                 })
             }
             (Step::Jwks, Ok(Fetched::Keys { keys, max_age })) => {
+                if let Some(r) = self.remote_mut(provider) {
+                    r.fetch = None;
+                }
                 self.install(provider, keys, now, max_age.map(|s| s.saturating_mul(1000)));
                 Completion::Done
             }
@@ -485,7 +525,6 @@ impl<S> KeyStore<S> {
             fetched_at,
             refresh_at: fetched_at.saturating_add(interval),
         });
-        r.fetch = None;
         r.failures = 0;
         r.next_attempt_at = 0;
         self.set_status(
@@ -537,6 +576,14 @@ impl<S> KeyStore<S> {
             return;
         }
         r.fetch = None;
+        self.note_failure(provider, error, now, rand);
+    }
+
+    /// Count a failed fetch: back off, and become stale or unavailable.
+    fn note_failure(&mut self, provider: usize, error: FetchError, now: u64, rand: u32) {
+        let Some(r) = self.remote_mut(provider) else {
+            return;
+        };
         r.failures = r.failures.saturating_add(1);
         let delay = r.settings.backoff_ms(r.failures, rand);
         r.next_attempt_at = now.saturating_add(delay);
@@ -560,12 +607,41 @@ impl<S> KeyStore<S> {
             return Wait::Refuse;
         };
         if r.usable(now).is_none() {
+            let own = self.own;
+            let Some(r) = self.remote_mut(provider) else {
+                return Wait::Refuse;
+            };
+            if own {
+                if !r.own_cold_allowed(now) {
+                    return Wait::Refuse;
+                }
+                r.own_fetches += 1;
+                return Wait::Join;
+            }
             return if r.settings.cold_start_wait_ms > 0 && r.coming(now) {
                 Wait::Join
             } else {
                 Wait::Refuse
             };
         }
+        if self.own {
+            let Some(r) = self.remote_mut(provider) else {
+                return Wait::Refuse;
+            };
+            if !r.own_refetch_allowed(now) {
+                return Wait::Refuse;
+            }
+            if refetch_allowed(r, now) {
+                r.last_refetch_at = Some(now);
+                r.episode_fetches = 0;
+            }
+            r.episode_fetches += 1;
+            r.own_fetches += 1;
+            return Wait::Join;
+        }
+        let Some(r) = self.remote_mut(provider) else {
+            return Wait::Refuse;
+        };
         if r.fetch.is_some() || r.refetch_wanted {
             return Wait::Join;
         }
@@ -582,19 +658,77 @@ impl<S> KeyStore<S> {
         let Some(r) = self.remote(provider) else {
             return KeyState::Unavailable;
         };
+        let joinable = if self.own {
+            r.own_cold_allowed(now)
+        } else {
+            r.settings.cold_start_wait_ms > 0 && r.coming(now)
+        };
         match r.usable(now) {
             Some(g) => KeyState::Ready(&g.keys),
-            None if r.settings.cold_start_wait_ms > 0 && r.coming(now) => KeyState::Pending,
+            None if joinable => KeyState::Pending,
             None => KeyState::Unavailable,
         }
     }
 
     /// Whether a token with an unknown `kid` may wait for a refetch now.
     pub fn may_refetch(&self, provider: usize, now: u64) -> bool {
+        let own = self.own;
         self.remote(provider).is_some_and(|r| {
             r.usable(now).is_some()
-                && (r.fetch.is_some() || r.refetch_wanted || refetch_allowed(r, now))
+                && if own {
+                    r.own_refetch_allowed(now)
+                } else {
+                    r.fetch.is_some() || r.refetch_wanted || refetch_allowed(r, now)
+                }
         })
+    }
+
+    /// `own_fetch`: what the request that joined (its [`KeyStore::wait`] was `Join`) fetches.
+    pub fn own_target(&self, provider: usize) -> Option<(Step, Target)> {
+        let r = self.remote(provider)?;
+        Some(match (&r.source, &r.discovered) {
+            (Source::Jwks(t), _) => (Step::Jwks, t.clone()),
+            (Source::Discovery { .. }, Some(t)) => (Step::Jwks, t.clone()),
+            (Source::Discovery { document, .. }, None) => (Step::Discovery, document.clone()),
+        })
+    }
+
+    /// `own_fetch`: a request-owned fetch step ended. `Some(target)`: discovery succeeded,
+    /// fetch this JWKS next (the slot is kept). A key set is used when it is newer than ours;
+    /// a failure counts (backoff, state) but never replaces a good key set.
+    pub fn own_done(
+        &mut self,
+        provider: usize,
+        result: Result<Fetched<S>, FetchError>,
+        now: u64,
+        rand: u32,
+    ) -> Option<Target> {
+        let r = self.remote_mut(provider)?;
+        if let Ok(Fetched::Discovered(t)) = &result {
+            r.discovered = Some(t.clone());
+            return Some(t.clone());
+        }
+        r.own_fetches = r.own_fetches.saturating_sub(1);
+        match result {
+            Ok(Fetched::Keys { keys, max_age }) => {
+                self.install(provider, keys, now, max_age.map(|s| s.saturating_mul(1000)))
+            }
+            Ok(Fetched::Discovered(_)) => {}
+            Err(e) => {
+                if matches!(e, FetchError::IssuerMismatch(_) | FetchError::NoJwksUri) {
+                    r.discovered = None;
+                }
+                self.note_failure(provider, e, now, rand)
+            }
+        }
+        None
+    }
+
+    /// `own_fetch`: the request that owned a fetch is gone before its answer.
+    pub fn own_cancel(&mut self, provider: usize) {
+        if let Some(r) = self.remote_mut(provider) {
+            r.own_fetches = r.own_fetches.saturating_sub(1);
+        }
     }
 }
 
@@ -1195,6 +1329,108 @@ mod tests {
             provider: 0,
             since: T0
         }));
+    }
+
+    fn own_store(extra: serde_json::Value) -> KeyStore<&'static str> {
+        let mut c = config(extra);
+        c.remote_keys.waiting = WaitMode::OwnFetch;
+        KeyStore::new(&c)
+    }
+
+    #[test]
+    fn own_fetch_cold_start_allows_a_bounded_number_of_fetches() {
+        let mut s = own_store(json!({}));
+        assert!(matches!(s.keys(0, T0), KeyState::Pending));
+        for _ in 0..MAX_OWN_FETCHES {
+            assert_eq!(s.wait(0, T0), Wait::Join);
+        }
+        assert_eq!(
+            s.wait(0, T0),
+            Wait::Refuse,
+            "at most MAX_OWN_FETCHES at once"
+        );
+        assert!(matches!(s.keys(0, T0), KeyState::Unavailable));
+        s.own_cancel(0);
+        assert_eq!(
+            s.wait(0, T0),
+            Wait::Join,
+            "a cancelled fetch frees its slot"
+        );
+        assert_eq!(
+            s.own_target(0).map(|(step, t)| (step, t.path)),
+            Some((Step::Jwks, "/keys".to_string()))
+        );
+        assert_eq!(s.own_done(0, keys("k", None), T0 + 5, 0), None);
+        assert_eq!(ready(&s, T0 + 5), Some("k"));
+        assert_eq!(s.status(0), Some(Status::Fresh));
+    }
+
+    #[test]
+    fn own_fetch_failure_backs_off_and_keeps_good_keys() {
+        let mut s = own_store(json!({}));
+        assert_eq!(s.wait(0, T0), Wait::Join);
+        s.own_done(0, Err(FetchError::Status(500)), T0, 1023);
+        assert_eq!(s.status(0), Some(Status::Unavailable));
+        assert_eq!(s.wait(0, T0 + 10), Wait::Refuse, "no fetch during backoff");
+        assert_eq!(s.wait(0, T0 + 1000), Wait::Join);
+        s.own_done(0, keys("good", Some(10)), T0 + 1000, 0);
+        let due = T0 + 11_000;
+        assert_eq!(
+            s.wait(0, due),
+            Wait::Join,
+            "unknown kid: a refetch episode starts"
+        );
+        s.own_done(0, Err(FetchError::NotJson), due, 0);
+        assert_eq!(ready(&s, due), Some("good"));
+        assert_eq!(s.status(0), Some(Status::Stale));
+    }
+
+    #[test]
+    fn own_fetch_unknown_kid_episodes_are_rate_limited() {
+        let mut s = own_store(json!({"fetch_timeout_ms": 1000}));
+        assert_eq!(s.wait(0, T0), Wait::Join);
+        s.own_done(0, keys("k1", None), T0, 0);
+        let now = T0 + 1;
+        let mut joined = 0;
+        for i in 0..20 {
+            if s.may_refetch(0, now + i) && s.wait(0, now + i) == Wait::Join {
+                joined += 1;
+                s.own_done(0, keys("k1", None), now + i, 0);
+            }
+        }
+        assert_eq!(
+            joined, MAX_OWN_FETCHES,
+            "one episode: at most MAX_OWN_FETCHES fetches"
+        );
+        let later = now + 1000 + TIMEOUT_GRACE_MS + 1;
+        assert!(!s.may_refetch(0, later), "episode over, interval not yet");
+        assert_eq!(s.wait(0, later), Wait::Refuse);
+        assert!(s.may_refetch(0, now + 30_000));
+        assert!(
+            s.due(now + 30_000).is_empty(),
+            "own_fetch refetches never go through the root"
+        );
+    }
+
+    #[test]
+    fn own_fetch_discovery_keeps_the_slot_for_the_jwks_step() {
+        let mut s = own_store(json!({"jwks_uri": null, "discovery": true}));
+        assert_eq!(s.wait(0, T0), Wait::Join);
+        assert_eq!(s.own_target(0).map(|(step, _)| step), Some(Step::Discovery));
+        let jwks = Target::parse("https://idp.test/jwks").unwrap();
+        assert_eq!(
+            s.own_done(0, Ok(Fetched::Discovered(jwks.clone())), T0, 0),
+            Some(jwks)
+        );
+        for _ in 1..MAX_OWN_FETCHES {
+            assert_eq!(s.wait(0, T0), Wait::Join);
+        }
+        assert_eq!(
+            s.wait(0, T0),
+            Wait::Refuse,
+            "the discovering request still holds its slot"
+        );
+        assert_eq!(s.own_target(0).map(|(step, _)| step), Some(Step::Jwks));
     }
 
     impl<S> KeyStore<S> {

@@ -20,6 +20,9 @@ import pytest
 from config_check import (META, REPO, SCHEMA_GEN_DIR, SCHEMA_GEN_TARGET, kong_examples, meta,
                           parser_verdict, parser_verdicts, schema_errors, schema_gen)
 
+# The first test builds the native tool (tools/*, a few minutes on a fresh machine).
+pytestmark = pytest.mark.timeout(900)
+
 DRAFT4_ID = "http://json-schema.org/draft-04/schema#"
 
 # Everything a draft-4 schema object may hold. Kong's validator (lua-resty-ljsonschema) is
@@ -177,6 +180,16 @@ def test_kong_examples_use_host_port_upstreams(example):
         upstream = provider.get("upstream")
         if upstream is not None:
             assert "|" not in upstream and ":" in upstream, f"{example.file}: upstream {upstream!r}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.file}:{e.form}")
+def test_kong_examples_never_wait_through_set_effective_context(example):
+    """Kong accepts `proxy_set_effective_context` but ignores it: a request paused for keys
+    would never be resumed by the root context's fetch (`waiting: resume`, the default)."""
+    remote = any("jwks_uri" in p or p.get("discovery") for p in example.config["providers"])
+    if remote:
+        waiting = example.config.get("remote_keys", {}).get("waiting", "resume")
+        assert waiting in ("own_fetch", "none"), f"{example.file}: waiting {waiting!r}"
 
 
 # ---------------------------------------------------------------------------------------------

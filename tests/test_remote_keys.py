@@ -13,6 +13,8 @@ with a mismatched issuer, and two issuers at once.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
+import yaml
 
+import envoy_runner
 import jwk
 from envoy_runner import Envoy
 from jwks_server import JwksServer
@@ -141,9 +145,9 @@ def test_cold_start_wait_runs_out_with_503_keys_unavailable(wasm, echo, idp, key
         wait_until(lambda: get(envoy, good(keys)).status == 200, timeout=10)
 
 
-def test_cold_start_without_waiting_answers_at_once(wasm, echo, idp, keys):
+def test_cold_start_with_waiting_none_answers_at_once(wasm, echo, idp, keys):
     idp.serve_json(KEYS_PATH, jwks_of((keys.rsa, "rsa-1")), delay=2.0)
-    with filter_with(wasm, echo, idp, provider(), remote_keys={"tick_ms": 50, "pause_requests": False}) as envoy:
+    with filter_with(wasm, echo, idp, provider(), remote_keys={"tick_ms": 50, "waiting": "none"}) as envoy:
         started = time.monotonic()
         assert_denied(get(envoy, good(keys)), "keys_unavailable")
         assert time.monotonic() - started < 1.0
@@ -329,3 +333,99 @@ def test_shared_data_lets_one_root_context_fetch_for_all(wasm, echo, idp, keys):
         time.sleep(0.5)
         assert idp.count(KEYS_PATH) == 1, "the others adopt the shared key set"
         assert_allowed(get(envoy, good(keys)))
+
+
+# -------------------------------------------------------------------------------------------
+# `waiting: own_fetch` (the Kong mode: each waiting request fetches for itself)
+# -------------------------------------------------------------------------------------------
+
+OWN = {"tick_ms": 50, "waiting": "own_fetch"}
+MAX_OWN_FETCHES = 4
+
+
+def test_own_fetch_cold_start_requests_wait_on_their_own_fetch(wasm, echo, idp, keys):
+    idp.serve_json(KEYS_PATH, jwks_of((keys.rsa, "rsa-1")), delay=1.0)
+    with filter_with(wasm, echo, idp, provider(fetch_timeout_ms=5000), remote_keys=OWN) as envoy:
+        replies = parallel(envoy, [good(keys) for _ in range(3)])
+        for reply in replies:
+            assert_allowed(reply)
+        # The root contexts' fetches (one per VM) plus at most one per waiting request.
+        assert idp.count(KEYS_PATH) <= VMS + 3
+
+
+def test_own_fetch_rotation_without_a_failed_request(wasm, echo, idp, keys):
+    idp.serve_json(KEYS_PATH, jwks_of((keys.rsa, "rsa-1")), max_age=3600)
+    p = provider(min_refresh_seconds=60, max_refresh_seconds=3600)
+    with filter_with(wasm, echo, idp, p, remote_keys=OWN) as envoy:
+        assert_allowed(get(envoy, good(keys)))
+        idp.wait_for_count(KEYS_PATH, VMS)
+        before = idp.count(KEYS_PATH)
+        idp.serve_json(KEYS_PATH, jwks_of((keys.rsa, "rsa-1"), (keys.rsa2, "rsa-2")), max_age=3600)
+        for reply in parallel(envoy, [good(keys, "rsa-2", keys.rsa2) for _ in range(3)]):
+            assert_allowed(reply)
+        for _ in range(5):
+            assert_allowed(get(envoy, good(keys, "rsa-2", keys.rsa2)))
+        assert 1 <= idp.count(KEYS_PATH) - before <= 3
+
+
+def test_own_fetch_junk_kid_flood_is_bounded_per_interval(wasm, echo, idp, keys):
+    idp.serve_json(KEYS_PATH, jwks_of((keys.rsa, "rsa-1")), max_age=3600)
+    p = provider(refetch_min_interval_seconds=2, min_refresh_seconds=60, max_refresh_seconds=3600)
+    with filter_with(wasm, echo, idp, p, remote_keys=OWN) as envoy:
+        assert_allowed(get(envoy, good(keys)))
+        idp.wait_for_count(KEYS_PATH, VMS)
+        before = idp.count(KEYS_PATH)
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            junk = bearer(token(keys, claims(), kid=f"junk-{uuid.uuid4().hex}", key=keys.stranger))
+            for reply in parallel(envoy, [junk] * 4):
+                assert_denied(reply, "key_not_found")
+        elapsed = time.monotonic() - started
+        fetches = idp.count(KEYS_PATH) - before
+        assert 1 <= fetches <= (int(elapsed // 2) + 1) * MAX_OWN_FETCHES, (fetches, elapsed)
+
+
+def test_own_fetch_discovery_mismatch_is_refused(wasm, echo, idp, keys):
+    idp.serve_discovery(ISSUER, jwks_uri=f"http://{IDP_AUTHORITY}/discovered/keys", claimed_issuer="https://evil.test")
+    idp.serve_json("/discovered/keys", jwks_of((keys.rsa, "rsa-1")))
+    p = provider(jwks_uri=None, discovery=True, cold_start_wait_ms=300)
+    with filter_with(wasm, echo, idp, p, remote_keys=OWN) as envoy:
+        assert_denied(get(envoy, good(keys)), "keys_unavailable")
+        assert idp.count("/discovered/keys") == 0
+
+
+# -------------------------------------------------------------------------------------------
+# The shipped example (envoy/remote-keys.yaml)
+# -------------------------------------------------------------------------------------------
+
+EXAMPLE = envoy_runner.REPO / "envoy" / "remote-keys.yaml"
+
+
+def example_plugin_config() -> dict[str, Any]:
+    bootstrap = yaml.safe_load(EXAMPLE.read_text())
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return json.loads(hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"])
+
+
+def test_remote_keys_example_validates_in_envoy(wasm, tmp_path):
+    bootstrap = tmp_path / "envoy.yaml"
+    bootstrap.write_text(EXAMPLE.read_text().replace("IDENTITY_FILTER_WASM", str(wasm)))
+    done = subprocess.run([envoy_runner.find_envoy(), "--mode", "validate", "-c", str(bootstrap),
+                           "--disable-hot-restart", "--log-level", "warn"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_remote_keys_example_configuration_works_against_an_idp(wasm, echo, idp, keys):
+    config = example_plugin_config()
+    corp, partner = config["providers"]
+    idp.serve_json("/.well-known/jwks.json", jwks_of((keys.rsa, "rsa-1")))
+    idp.serve_discovery(partner["issuer"], jwks_uri="https://issuer.example.com/realms/partner/keys")
+    idp.serve_json("/realms/partner/keys", jwks_of((keys.partner, "partner-1")))
+    envoy = Envoy(wasm, config, upstream_port=echo.port, extra_clusters=[{"name": "idp", "port": idp.port}],
+                  name="remote-keys-example")
+    with envoy:
+        for issuer, key, kid in [(corp["issuer"], keys.rsa, "rsa-1"), (partner["issuer"], keys.partner, "partner-1")]:
+            tok = token(keys, claims(iss=issuer, aud="prefect"), kid=kid, key=key)
+            assert_allowed(envoy.get("/api/x", headers=bearer(tok)))
+        assert_allowed(envoy.get("/health"))

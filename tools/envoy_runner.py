@@ -17,8 +17,8 @@ router to the cluster ``upstream``) as YAML into a fresh work directory, starts
 kernel picks free ports: no races), waits until admin ``/ready`` answers ``LIVE``, and reads the
 real listener port from admin ``/listeners``. Envoy's stdout and stderr go to ``envoy.log`` in the
 work directory (kept after stop, for post-mortems; ``make clean`` removes ``.work/``).
-Every wait has a timeout. On Linux Envoy is killed if the Python process that started it dies,
-and an ``atexit`` hook stops any Envoy still running.
+Every wait has a timeout. On Linux Envoy is killed if the Python process that started it dies
+(when started from the main thread), and an ``atexit`` hook stops any Envoy still running.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
@@ -295,9 +296,14 @@ except OSError:
 
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: ask Linux to SIGTERM Envoy when the thread that
-    started it dies (so a killed test run leaks no Envoy). Start Envoy from a long-lived thread."""
+    started it dies (so a killed test run leaks no Envoy). Used only when Envoy is started from
+    the main thread: Linux ties this to the forking thread, not the process."""
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 class Envoy:
@@ -374,7 +380,8 @@ class Envoy:
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent, cwd=self.workdir)
+                                     preexec_fn=_die_with_parent if _main_thread() else None,
+                                     cwd=self.workdir)
         _RUNNING.add(self)
         try:
             self._wait_ready(admin_address_path)

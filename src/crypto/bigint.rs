@@ -16,27 +16,44 @@
 
 /// Largest modulus, in bits.
 pub(crate) const MAX_BITS: usize = 8192;
-/// Limbs for the largest modulus at the smallest limb width (27 bits), with R > 4n.
-const MAX_LIMBS: usize = (MAX_BITS + 2).div_ceil(27);
-/// Largest limb count for which 28-bit limbs cannot overflow a u64 column: 2L·2^56 + carry.
-const MAX_LIMBS_W28: usize = 127;
+/// Zero limbs kept before and after each operand, so that the four-row loops below can read
+/// b[j − 3 .. j] for any j without bounds arithmetic.
+const PAD: usize = 3;
+/// Limbs for the largest modulus at the smallest limb width (27 bits), with R > 4n, rounded up
+/// to a multiple of 4.
+const MAX_LIMBS: usize = (MAX_BITS + 2).div_ceil(27).next_multiple_of(4);
+/// Largest limb count for which 28-bit limbs cannot overflow a u64 column (2L·2^56 + carry),
+/// as a multiple of 4.
+const MAX_LIMBS_W28: usize = 124;
+/// Length of a padded operand buffer.
+const BUF: usize = MAX_LIMBS + 2 * PAD;
 
 /// An odd modulus n ≥ 3 with its Montgomery constants.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Modulus {
-    /// n in little-endian w-bit limbs.
+    /// n in little-endian w-bit limbs, padded: PAD zeros, L limbs, PAD zeros.
     n: Vec<u32>,
-    /// R² mod n, R = 2^(w·L).
+    /// R² mod n, R = 2^(w·L), padded like `n`.
     r2: Vec<u32>,
     /// −n⁻¹ mod 2^w.
     n0inv: u32,
     /// Limb width in bits.
     w: u32,
+    /// Number of limbs L (a multiple of 4).
+    l: usize,
 }
 
-/// Scratch space for one exponentiation.
+/// Column sums of one product, 2L words.
 struct Scratch {
     t: [u64; 2 * MAX_LIMBS],
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            t: [0u64; 2 * MAX_LIMBS],
+        }
+    }
 }
 
 impl Modulus {
@@ -46,59 +63,62 @@ impl Modulus {
         if !(2..=MAX_BITS).contains(&bits) || n_be.last().is_none_or(|b| b & 1 == 0) {
             return None;
         }
-        let w: u32 = if (bits + 2).div_ceil(28) <= MAX_LIMBS_W28 {
-            28
-        } else {
-            27
+        // R = 2^(wL) > 4n: wL ≥ bits + 2.
+        let (w, l) = match (bits + 2).div_ceil(28).next_multiple_of(4) {
+            l if l <= MAX_LIMBS_W28 => (28u32, l),
+            _ => (27u32, (bits + 2).div_ceil(27).next_multiple_of(4)),
         };
-        let limbs = (bits + 2).div_ceil(w as usize);
-        let mut n = vec![0u32; limbs];
-        from_be_bytes(n_be, w, &mut n);
+        let mut n = vec![0u32; l + 2 * PAD];
+        from_be_bytes(n_be, w, n.get_mut(PAD..PAD + l)?);
         let mask = (1u32 << w) - 1;
-        let n0 = n.first().copied().unwrap_or(1);
+        let n0 = n.get(PAD).copied()?;
         let n0inv = inverse_mod_2_32(n0).wrapping_neg() & mask;
         let mut m = Modulus {
             n,
             r2: Vec::new(),
             n0inv,
             w,
+            l,
         };
         m.r2 = m.compute_r2(bits)?;
         Some(m)
-    }
-
-    fn limbs(&self) -> usize {
-        self.n.len()
     }
 
     fn mask(&self) -> u64 {
         (1u64 << self.w) - 1
     }
 
+    /// The L value limbs of a padded operand.
+    fn value<'a>(&self, x: &'a [u32]) -> Option<&'a [u32]> {
+        x.get(PAD..PAD + self.l)
+    }
+
+    fn value_mut<'a>(&self, x: &'a mut [u32]) -> Option<&'a mut [u32]> {
+        x.get_mut(PAD..PAD + self.l)
+    }
+
     /// `out` = s^e mod n as big-endian bytes (`out.len()` of them), for s (big-endian bytes) < n
     /// and odd e ≥ 3. `None` if a length is out of range.
     pub(crate) fn pow_be(&self, s_be: &[u8], e: u64, out: &mut [u8]) -> Option<()> {
-        let l = self.limbs();
         if e < 3 || e & 1 == 0 {
             return None;
         }
-        let mut scratch = Scratch {
-            t: [0u64; 2 * MAX_LIMBS],
-        };
-        let mut s_buf = [0u32; MAX_LIMBS];
-        let mut sm_buf = [0u32; MAX_LIMBS];
-        let mut x_buf = [0u32; MAX_LIMBS];
-        let s = s_buf.get_mut(..l)?;
-        from_be_bytes(s_be, self.w, s);
+        let len = self.l + 2 * PAD;
+        let mut scratch = Scratch::new();
+        let mut s_buf = [0u32; BUF];
+        let mut sm_buf = [0u32; BUF];
+        let mut x_buf = [0u32; BUF];
+        let mut y_buf = [0u32; BUF];
+        let s = s_buf.get_mut(..len)?;
+        from_be_bytes(s_be, self.w, self.value_mut(s)?);
         let s = &*s;
-        let sm = sm_buf.get_mut(..l)?;
+        let sm = sm_buf.get_mut(..len)?;
         // s·R mod n (in [0, 2n))
         self.mul(sm, s, &self.r2, &mut scratch)?;
         let sm = &*sm;
-        let x = x_buf.get_mut(..l)?;
+        let x = x_buf.get_mut(..len)?;
+        let y = y_buf.get_mut(..len)?;
         x.copy_from_slice(sm);
-        let mut y_buf = [0u32; MAX_LIMBS];
-        let y = y_buf.get_mut(..l)?;
         // Left to right over the bits of e below the top one, except the lowest (e is odd):
         // x = s^(prefix of e) · R.
         let e_bits = 64 - e.leading_zeros();
@@ -114,56 +134,118 @@ impl Modulus {
         // s^(e−1)·R · s · R⁻¹ = s^e (mod n).
         self.sqr(y, x, &mut scratch)?;
         self.mul(x, y, s, &mut scratch)?;
-        self.reduce_once(x);
+        let x = self.value_mut(x)?;
+        self.reduce_once(x)?;
         to_be_bytes(x, self.w, out);
         Some(())
     }
 
-    /// `out = a·b·R⁻¹ mod n` in [0, 2n), for a, b in [0, 2n).
+    /// `out = a·b·R⁻¹ mod n` in [0, 2n), for a, b in [0, 2n) (padded operands).
+    ///
+    /// Rows go four at a time: t[k] += a_i·b_(k−i) + a_(i+1)·b_(k−i−1) + a_(i+2)·b_(k−i−2)
+    /// + a_(i+3)·b_(k−i−3), with the three b limbs of the previous step kept in registers, so
+    /// each step loads one limb and one column word for four products.
     fn mul(&self, out: &mut [u32], a: &[u32], b: &[u32], s: &mut Scratch) -> Option<()> {
-        let l = self.limbs();
+        let l = self.l;
         let t = s.t.get_mut(..2 * l)?;
         t.fill(0);
-        for (i, &ai) in a.iter().enumerate() {
-            let row = t.get_mut(i..i + l)?;
-            axpy(row, u64::from(ai), b);
+        // b_0 … b_(L−1) followed by PAD zeros.
+        let b_tail = b.get(PAD..l + 2 * PAD)?;
+        for (i, a4) in (0..).step_by(4).zip(self.value(a)?.chunks_exact(4)) {
+            let &[a0, a1, a2, a3] = a4 else {
+                return None;
+            };
+            let (a0, a1, a2, a3) = (a0 as u64, a1 as u64, a2 as u64, a3 as u64);
+            let (mut p1, mut p2, mut p3) = (0u64, 0u64, 0u64);
+            for (tk, &bk) in t.get_mut(i..i + l + PAD)?.iter_mut().zip(b_tail) {
+                let bk = bk as u64;
+                *tk += a0 * bk + a1 * p1 + a2 * p2 + a3 * p3;
+                (p3, p2, p1) = (p2, p1, bk);
+            }
         }
         self.reduce(t, out)
     }
 
-    /// `out = a²·R⁻¹ mod n` in [0, 2n), for a in [0, 2n): each cross product once, doubled.
+    /// `out = a²·R⁻¹ mod n` in [0, 2n), for a in [0, 2n): the cross products a_i·a_j (i < j)
+    /// once each with 2·a_i as the multiplier, four rows at a time, then the squares.
     fn sqr(&self, out: &mut [u32], a: &[u32], s: &mut Scratch) -> Option<()> {
-        let l = self.limbs();
+        let l = self.l;
         let t = s.t.get_mut(..2 * l)?;
         t.fill(0);
-        for (i, &ai) in a.iter().enumerate() {
-            let ai = u64::from(ai);
-            let (sq, rest) = t.get_mut(2 * i..i + l)?.split_first_mut()?;
-            *sq += ai * ai;
-            axpy(rest, 2 * ai, a.get(i + 1..)?);
+        let av = self.value(a)?;
+        for (i, a4) in (0..).step_by(4).zip(av.chunks_exact(4)) {
+            let &[a0, a1, a2, a3] = a4 else {
+                return None;
+            };
+            let d = [2 * a0 as u64, 2 * a1 as u64, 2 * a2 as u64, 2 * a3 as u64];
+            // Head: row i + r starts at column 2(i + r) + 1; columns up to 2i + 6 one by one.
+            for (r, &dr) in d.iter().enumerate() {
+                for k in 2 * (i + r) + 1..=2 * i + 6 {
+                    // partner limb j = k − i − r, read from the padded buffer (0 past L − 1)
+                    let aj = a.get(k - i - r + PAD).copied()? as u64;
+                    *t.get_mut(k)? += dr * aj;
+                }
+            }
+            // Body: from column 2i + 7 all four rows contribute.
+            let [d0, d1, d2, d3] = d;
+            let mut p1 = a.get(i + 6 + PAD).copied()? as u64;
+            let mut p2 = a.get(i + 5 + PAD).copied()? as u64;
+            let mut p3 = a.get(i + 4 + PAD).copied()? as u64;
+            let t_body = t.get_mut(2 * i + 7..i + l + PAD)?;
+            let a_body = a.get(i + 7 + PAD..l + 2 * PAD)?;
+            for (tk, &x) in t_body.iter_mut().zip(a_body) {
+                let x = x as u64;
+                *tk += d0 * x + d1 * p1 + d2 * p2 + d3 * p3;
+                (p3, p2, p1) = (p2, p1, x);
+            }
+        }
+        for (pair, &ai) in t.chunks_exact_mut(2).zip(av) {
+            if let Some(even) = pair.first_mut() {
+                *even += ai as u64 * ai as u64;
+            }
         }
         self.reduce(t, out)
     }
 
-    /// Montgomery reduction of the column sums `t` (2L words): `out` = t·R⁻¹ mod n in [0, 2n).
+    /// Montgomery reduction of the column sums `t` (2L words) into the padded `out`:
+    /// t·R⁻¹ mod n in [0, 2n). Four rows at a time: their multipliers m_i … m_(i+3) are found
+    /// one after another (each needs the previous rows' contributions to its column), then the
+    /// rest of the four rows is added in one pass, as in [`Modulus::mul`].
     fn reduce(&self, t: &mut [u64], out: &mut [u32]) -> Option<()> {
-        let l = self.limbs();
+        let l = self.l;
         let w = self.w;
         let mask = self.mask();
-        let (&n0, n_rest) = self.n.split_first()?;
-        let n0 = u64::from(n0);
+        let nv = self.value(&self.n)?;
+        let &[n0, n1, n2, n3] = nv.get(..4)? else {
+            return None;
+        };
+        let n_low = [n0 as u64, n1 as u64, n2 as u64, n3 as u64];
+        // n_4 … n_(L−1) followed by PAD zeros.
+        let n_tail = self.n.get(PAD + 4..l + 2 * PAD)?;
         let mut carry = 0u64;
-        for i in 0..l {
-            let row = t.get_mut(i..i + l)?;
-            let (ti, rest) = row.split_first_mut()?;
-            let v = *ti + carry;
-            let m = u64::from((v as u32).wrapping_mul(self.n0inv)) & mask;
-            // v + m·n0 ≡ 0 (mod 2^w); split to stay within u64.
-            carry = (v >> w) + (((v & mask) + m * n0) >> w);
-            axpy(rest, m, n_rest);
+        for i in (0..l).step_by(4) {
+            let mut m = [0u64; 4];
+            let head = t.get_mut(i..i + 4)?;
+            for r in 0..4 {
+                let v = head.get(r).copied()? + carry;
+                let mr = ((v as u32).wrapping_mul(self.n0inv) as u64) & mask;
+                // v + m·n0 ≡ 0 (mod 2^w); split to stay within u64.
+                carry = (v >> w) + (((v & mask) + mr * n_low[0]) >> w);
+                for (tk, &ns) in head.iter_mut().skip(r + 1).zip(n_low.iter().skip(1)) {
+                    *tk += mr * ns;
+                }
+                *m.get_mut(r)? = mr;
+            }
+            let [m0, m1, m2, m3] = m;
+            let (mut p1, mut p2, mut p3) = (n_low[3], n_low[2], n_low[1]);
+            for (tk, &x) in t.get_mut(i + 4..i + l + PAD)?.iter_mut().zip(n_tail) {
+                let x = x as u64;
+                *tk += m0 * x + m1 * p1 + m2 * p2 + m3 * p3;
+                (p3, p2, p1) = (p2, p1, x);
+            }
         }
         let high = t.get(l..2 * l)?;
-        for (o, &tk) in out.iter_mut().zip(high) {
+        for (o, &tk) in self.value_mut(out)?.iter_mut().zip(high) {
             let v = tk + carry;
             *o = (v & mask) as u32;
             carry = v >> w;
@@ -171,45 +253,45 @@ impl Modulus {
         Some(())
     }
 
-    /// x ← x − n if x ≥ n (x < 2n).
-    fn reduce_once(&self, x: &mut [u32]) {
-        if !less_than(x, &self.n) {
-            sub_in_place(x, &self.n, self.w);
+    /// x ← x − n if x ≥ n (x < 2n), on the value limbs.
+    fn reduce_once(&self, x: &mut [u32]) -> Option<()> {
+        let n = self.value(&self.n)?;
+        if !less_than(x, n) {
+            sub_in_place(x, n, self.w);
         }
+        Some(())
     }
 
     /// R² mod n: R mod n by doubling, then a left-to-right binary powering of 2 in the
     /// Montgomery domain (squarings plus doublings) up to 2^(w·L)·R = R² (mod n).
     fn compute_r2(&self, bits: usize) -> Option<Vec<u32>> {
-        let l = self.limbs();
+        let l = self.l;
         let w = self.w as usize;
+        let mut x = vec![0u32; l + 2 * PAD];
+        let mut y = vec![0u32; l + 2 * PAD];
         // x = 2^(bits−1) < n, doubled up to 2^(wL) = R mod n.
-        let mut x = vec![0u32; l];
-        *x.get_mut((bits - 1) / w)? = 1 << ((bits - 1) % w);
+        *self.value_mut(&mut x)?.get_mut((bits - 1) / w)? = 1 << ((bits - 1) % w);
         for _ in bits - 1..w * l {
-            self.double(&mut x);
+            self.double(self.value_mut(&mut x)?)?;
         }
-        // x = Mont(1) = R mod n. Now compute Mont(2^E) = 2^E·R with E = w·L, from its top bit.
+        // x = Mont(1) = R mod n. Now Mont(2^E) = 2^E·R with E = w·L, from its top bit.
         let e = w * l;
         let e_bits = usize::BITS - e.leading_zeros();
-        self.double(&mut x); // Mont(2)
-        let mut scratch = Scratch {
-            t: [0u64; 2 * MAX_LIMBS],
-        };
-        let mut y = vec![0u32; l];
+        self.double(self.value_mut(&mut x)?)?; // Mont(2)
+        let mut scratch = Scratch::new();
         for bit in (0..e_bits - 1).rev() {
             self.sqr(&mut y, &x, &mut scratch)?;
-            self.reduce_once(&mut y);
+            self.reduce_once(self.value_mut(&mut y)?)?;
             std::mem::swap(&mut x, &mut y);
             if (e >> bit) & 1 == 1 {
-                self.double(&mut x);
+                self.double(self.value_mut(&mut x)?)?;
             }
         }
         Some(x)
     }
 
-    /// x ← 2x mod n, for x < n.
-    fn double(&self, x: &mut [u32]) {
+    /// x ← 2x mod n, for x < n (value limbs).
+    fn double(&self, x: &mut [u32]) -> Option<()> {
         let mask = self.mask() as u32;
         let mut carry = 0u32;
         for limb in x.iter_mut() {
@@ -218,15 +300,7 @@ impl Modulus {
             *limb = v & mask;
         }
         // 2x < 2n < R: no carry out of the top limb.
-        self.reduce_once(x);
-    }
-}
-
-/// `t[j] += a · y[j]` for each j (the lengths must agree; extra elements are ignored).
-#[inline(always)]
-fn axpy(t: &mut [u64], a: u64, y: &[u32]) {
-    for (tj, &yj) in t.iter_mut().zip(y) {
-        *tj += a * u64::from(yj);
+        self.reduce_once(x)
     }
 }
 
@@ -438,11 +512,11 @@ mod tests {
     #[test]
     fn pow_matches_reference_on_rsa_sizes() {
         let mut g = Lcg(7);
-        // 3554 bits is the largest with 28-bit limbs; 3555 switches to 27-bit limbs.
-        for bits in [1024usize, 2048, 3554, 3555, 4096] {
+        // 3470 bits is the largest with 28-bit limbs; 3471 switches to 27-bit limbs.
+        for bits in [1024usize, 2048, 3072, 3470, 3471, 4096] {
             let n = random_modulus(&mut g, bits);
             let m = Modulus::new(&n, bits).unwrap();
-            assert_eq!(m.w, if bits <= 3554 { 28 } else { 27 });
+            assert_eq!(m.w, if bits <= 3470 { 28 } else { 27 });
             // Extreme operands too: 0, 1, n − 1.
             let mut n_minus_1 = n.clone();
             *n_minus_1.last_mut().unwrap() -= 1;
@@ -459,6 +533,31 @@ mod tests {
                 let mut out = vec![0u8; n.len()];
                 m.pow_be(&s, e, &mut out).unwrap();
                 assert_eq!(out, pow_ref(&s, e, &n), "bits {bits}");
+            }
+        }
+    }
+
+    #[test]
+    fn column_sums_do_not_overflow_at_the_largest_limb_counts() {
+        // n = 2^bits − 1 has every limb at its maximum; with debug overflow checks on, any
+        // column sum that exceeded u64 would panic. (n − 1)^e = (−1)^e = n − 1 for odd e, and
+        // 2^e is checked against the reference where that is quick.
+        for bits in [2047usize, 2048, 3470, 3471, 4096] {
+            let mut n = vec![0xffu8; bits.div_ceil(8)];
+            n[0] = (((1u16 << ((bits - 1) % 8 + 1)) - 1) & 0xff) as u8;
+            let m = Modulus::new(&n, bits).unwrap();
+            let mut s = n.clone();
+            *s.last_mut().unwrap() -= 1;
+            let mut out = vec![0u8; n.len()];
+            m.pow_be(&s, 65537, &mut out).unwrap();
+            assert_eq!(out, s, "bits {bits}");
+            let mut two = vec![0u8; n.len()];
+            *two.last_mut().unwrap() = 2;
+            m.pow_be(&two, 3, &mut out).unwrap();
+            assert_eq!(out.last(), Some(&8));
+            if bits <= 2048 {
+                m.pow_be(&two, 65537, &mut out).unwrap();
+                assert_eq!(out, pow_ref(&two, 65537, &n));
             }
         }
     }

@@ -5,7 +5,7 @@
 //! * RSA: a hand-written, variable-time Montgomery exponentiation with 32-bit limbs
 //!   ([`rsa`]), with exact PKCS#1 v1.5 encoding comparison and strict PSS checks.
 //! * ECDSA P-256/P-384: the RustCrypto `p256`/`p384` crates, keys parsed once ([`ec`]).
-//! * Ed25519: the `ed25519-compact` crate, strict on canonical encodings ([`ed25519`]).
+//! * Ed25519: `ed25519-dalek`'s strict verification ([`ed25519`]).
 //!
 //! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
 //! Keys are parsed once (at key-set load) into structs holding their precomputed constants; a

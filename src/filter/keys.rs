@@ -9,7 +9,9 @@
 //! The effective context is set back to the root after each waiter. A waiter whose stream ended
 //! is forgotten in `on_log`/`on_done`; if one slips through, `set_effective_context` fails for
 //! the unknown id and the waiter is dropped without any other host call. Kong's ngx_wasm_module
-//! accepts `set_effective_context` but ignores it, hence `remote_keys.pause_requests: false` there.
+//! accepts `set_effective_context` but ignores it, hence `remote_keys.waiting: own_fetch` there:
+//! a waiting request then pauses on a fetch of its own (at most 4 per provider at once), which
+//! the host delivers to that request's context like any callout.
 //!
 //! Why not fetch from the waiting request's own context: Envoy cancels a context's calls when
 //! its stream ends, so one impatient client would cancel the fetch every other request waits on,
@@ -17,15 +19,17 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType, MetricType, Status as HostStatus};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Config, WaitMode};
 use crate::decide::{self, Decision, Engine, RequestFacts};
-use crate::fetch::{self, Answer, FetchError};
+use crate::fetch::{self, Answer, FetchError, Target};
+use crate::jwks::KeySet;
 use crate::keystore::{
     Completion, FetchStart, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait, Waiter,
     Waiters, TIMEOUT_GRACE_MS,
@@ -41,6 +45,47 @@ pub(super) fn now_ms() -> u64 {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// How a request that needs keys waits.
+pub(super) enum Waiting {
+    /// Registered: the root context resumes or answers it.
+    Resumed,
+    /// On a fetch of its own (`own_fetch`): keep this with the request.
+    Own(OwnCall),
+}
+
+/// A fetch a waiting request owns (`own_fetch`), and what is needed to decide it afterwards.
+pub(super) struct OwnCall {
+    token: u32,
+    provider: usize,
+    step: Step,
+    facts: RequestFacts,
+}
+
+/// `own_fetch`: a call answered in a request's own context. Not ours (another token): ignored.
+pub(super) fn own_response(
+    state: &Rc<State>,
+    own: &mut Option<OwnCall>,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+) {
+    let Some(call) = own.take_if(|c| c.token == token) else {
+        return;
+    };
+    if let (Some(keys), Some(engine)) = (&state.keys, &state.engine) {
+        *own = keys.own_answer(state, engine, call, num_headers, body_size);
+    }
+}
+
+/// `own_fetch`: the request is gone before its fetch was answered.
+pub(super) fn own_cancel(state: &Rc<State>, own: &mut Option<OwnCall>) {
+    if let (Some(call), Some(keys)) = (own.take(), &state.keys) {
+        if let Ok(mut inner) = keys.inner.try_borrow_mut() {
+            inner.store.own_cancel(call.provider);
+        }
+    }
 }
 
 /// A fetch dispatched and not answered yet.
@@ -74,7 +119,7 @@ struct Inner {
 pub(super) struct RemoteKeys {
     inner: RefCell<Inner>,
     root_id: u32,
-    pause: bool,
+    mode: WaitMode,
     shared: bool,
     tick: Duration,
     /// Shared-data key prefix per provider (empty for inline providers).
@@ -173,7 +218,7 @@ impl RemoteKeys {
                 rng: seed,
             }),
             root_id,
-            pause: config.remote_keys.pause_requests,
+            mode: config.remote_keys.waiting,
             shared: config.remote_keys.shared_data,
             tick: Duration::from_millis(config.remote_keys.tick_ms),
             shared_keys,
@@ -214,22 +259,44 @@ impl RemoteKeys {
         provider: usize,
         facts: RequestFacts,
         now: u64,
-    ) -> Result<(), Reason> {
+    ) -> Result<Waiting, Reason> {
         let mut inner = self.inner.borrow_mut();
         let joined = inner.store.wait(provider, now) == Wait::Join;
         let refusal = refusal(&inner.store, provider, now);
-        if !joined || !self.pause {
+        if !joined {
             return Err(refusal);
         }
-        if !inner.waiters.add(Waiter {
-            id,
-            provider,
-            since: now,
-        }) {
-            return Err(refusal);
+        match self.mode {
+            WaitMode::None => Err(refusal),
+            WaitMode::Resume => {
+                if !inner.waiters.add(Waiter {
+                    id,
+                    provider,
+                    since: now,
+                }) {
+                    return Err(refusal);
+                }
+                inner.facts.insert(id, facts);
+                Ok(Waiting::Resumed)
+            }
+            WaitMode::OwnFetch => {
+                let target = inner.store.own_target(provider);
+                drop(inner);
+                let Some((step, target)) = target else {
+                    self.inner.borrow_mut().store.own_cancel(provider);
+                    return Err(refusal);
+                };
+                match self.dispatch_own(provider, &target) {
+                    Some(token) => Ok(Waiting::Own(OwnCall {
+                        token,
+                        provider,
+                        step,
+                        facts,
+                    })),
+                    None => Err(refusal),
+                }
+            }
         }
-        inner.facts.insert(id, facts);
-        Ok(())
     }
 
     /// The request's stream ended: forget it.
@@ -469,36 +536,8 @@ impl RemoteKeys {
             return;
         };
         let p = call.provider;
-        let max = self.max_bytes.get(p).copied().unwrap_or(0);
-        let answer = read_answer(num_headers, body_size, max);
         let now = now_ms();
-        let mut shared_doc = None;
-        let result = match call.step {
-            Step::Discovery => {
-                let issuer = self
-                    .inner
-                    .borrow()
-                    .store
-                    .discovery_issuer(p)
-                    .map(str::to_string)
-                    .unwrap_or_default();
-                answer
-                    .discovered_jwks(max, &issuer)
-                    .map(Fetched::Discovered)
-            }
-            Step::Jwks => answer.key_set(max).map(|(keys, doc)| {
-                shared_doc = Some(doc);
-                Fetched::Keys {
-                    keys,
-                    max_age: answer.max_age(),
-                }
-            }),
-        };
-        match &result {
-            Err(e) => self.count_failure(p, e),
-            Ok(Fetched::Keys { .. }) => self.count_success(p),
-            Ok(Fetched::Discovered(_)) => {}
-        }
+        let (result, shared_doc) = self.interpret(p, call.step, num_headers, body_size);
         let rand = self.rand();
         let completion =
             self.inner
@@ -516,6 +555,122 @@ impl RemoteKeys {
                 self.wake(state, engine, p);
             }
         }
+    }
+
+    /// Read and check the answer being delivered for `provider`'s `step`, and count it. The
+    /// JSON of a good JWKS comes along, for sharing.
+    fn interpret(
+        &self,
+        p: usize,
+        step: Step,
+        num_headers: usize,
+        body_size: usize,
+    ) -> (Result<Fetched<KeySet>, FetchError>, Option<Value>) {
+        let max = self.max_bytes.get(p).copied().unwrap_or(0);
+        let answer = read_answer(num_headers, body_size, max);
+        let mut doc = None;
+        let result = match step {
+            Step::Discovery => {
+                let issuer = self
+                    .inner
+                    .borrow()
+                    .store
+                    .discovery_issuer(p)
+                    .map(str::to_string)
+                    .unwrap_or_default();
+                answer
+                    .discovered_jwks(max, &issuer)
+                    .map(Fetched::Discovered)
+            }
+            Step::Jwks => answer.key_set(max).map(|(keys, json)| {
+                doc = Some(json);
+                Fetched::Keys {
+                    keys,
+                    max_age: answer.max_age(),
+                }
+            }),
+        };
+        match &result {
+            Err(e) => self.count_failure(p, e),
+            Ok(Fetched::Keys { .. }) => self.count_success(p),
+            Ok(Fetched::Discovered(_)) => {}
+        }
+        (result, doc)
+    }
+
+    /// `own_fetch`: dispatch a fetch from the current HTTP context (the host delivers the
+    /// answer to it, and Kong resumes it afterwards). `None` if the host refused.
+    fn dispatch_own(&self, p: usize, target: &Target) -> Option<u32> {
+        let upstream = self
+            .upstreams
+            .get(p)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let timeout = self
+            .timeouts
+            .get(p)
+            .copied()
+            .unwrap_or(Duration::from_secs(5));
+        match hostcalls::dispatch_http_call(
+            upstream,
+            target.request_headers(),
+            None,
+            Vec::new(),
+            timeout,
+        ) {
+            Ok(token) => Some(token),
+            Err(_) => {
+                self.count_failure(p, &FetchError::Dispatch);
+                let rand = self.rand();
+                let _ = self.inner.borrow_mut().store.own_done(
+                    p,
+                    Err(FetchError::Dispatch),
+                    now_ms(),
+                    rand,
+                );
+                self.log_events();
+                None
+            }
+        }
+    }
+
+    /// `own_fetch`: the answer to a request's own fetch: the next step's call, or the
+    /// request decided again and resumed or answered.
+    fn own_answer(
+        &self,
+        state: &State,
+        engine: &Engine,
+        call: OwnCall,
+        num_headers: usize,
+        body_size: usize,
+    ) -> Option<OwnCall> {
+        let p = call.provider;
+        let (result, doc) = self.interpret(p, call.step, num_headers, body_size);
+        let rand = self.rand();
+        let now = now_ms();
+        let next = self.inner.borrow_mut().store.own_done(p, result, now, rand);
+        self.log_events();
+        if let Some(target) = next {
+            if let Some(token) = self.dispatch_own(p, &target) {
+                return Some(OwnCall {
+                    token,
+                    step: Step::Jwks,
+                    ..call
+                });
+            }
+        } else if let (true, Some(doc)) = (self.shared, doc) {
+            self.publish_shared(p, doc);
+        }
+        let action = match self.decide(engine, &call.facts, now) {
+            Decision::NeedKeys(p) => {
+                refuse(state, engine, refusal(&self.inner.borrow().store, p, now))
+            }
+            decision => conclude(state, engine, decision),
+        };
+        if let Action::Continue = action {
+            let _ = hostcalls::resume_http_request();
+        }
+        None
     }
 
     /// Write our fresh key set for the other workers.

@@ -122,6 +122,7 @@ impl RootContext for Root {
         Some(Box::new(Request {
             id: context_id,
             state: self.state.clone(),
+            own: None,
         }))
     }
 
@@ -133,9 +134,17 @@ impl RootContext for Root {
 struct Request {
     id: u32,
     state: Option<Rc<State>>,
+    /// A key fetch this request waits on (`remote_keys.waiting: own_fetch`).
+    own: Option<keys::OwnCall>,
 }
 
 impl Context for Request {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if let Some(state) = self.state.clone() {
+            keys::own_response(&state, &mut self.own, token_id, num_headers, body_size);
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         self.forget();
         true
@@ -144,9 +153,12 @@ impl Context for Request {
 
 impl Request {
     /// The stream ended: a request waiting for keys must not be woken any more.
-    fn forget(&self) {
-        if let Some(k) = self.state.as_ref().and_then(|s| s.keys.as_ref()) {
-            k.forget(self.id);
+    fn forget(&mut self) {
+        if let Some(state) = self.state.clone() {
+            if let Some(k) = &state.keys {
+                k.forget(self.id);
+            }
+            keys::own_cancel(&state, &mut self.own);
         }
     }
 }
@@ -238,7 +250,11 @@ impl HttpContext for Request {
                 match keys.decide(engine, &facts, now) {
                     Decision::NeedKeys(provider) => {
                         return match keys.wait(self.id, provider, facts, now) {
-                            Ok(()) => Action::Pause,
+                            Ok(keys::Waiting::Resumed) => Action::Pause,
+                            Ok(keys::Waiting::Own(call)) => {
+                                self.own = Some(call);
+                                Action::Pause
+                            }
                             Err(reason) => refuse(&state, engine, reason),
                         };
                     }
