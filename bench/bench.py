@@ -100,12 +100,34 @@ def _die_with_parent() -> None:
         _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Pin every thread of a process to ``cpus`` (None: leave it alone)."""
+    if not cpus:
+        return
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass  # a thread that just ended
+
+
 def run(cmd: Sequence[str], *, timeout: float, what: str, check: bool = True,
-        **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run a command with a timeout (it is killed at the timeout); BenchError on failure."""
+        cpus: set[int] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command with a timeout (it is killed at the timeout); BenchError on failure.
+    ``cpus``: the CPUs it may run on."""
+
+    def child_setup() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     try:
         proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL, **kwargs)
+                              preexec_fn=child_setup, stdin=subprocess.DEVNULL, **kwargs)
     except subprocess.TimeoutExpired as e:
         raise BenchError(f"{what}: no answer within {timeout:.0f}s ({' '.join(cmd)})") from e
     except FileNotFoundError as e:
@@ -169,8 +191,9 @@ class LoadGen:
     """wrk (preferred) or oha. ``run`` sends ``connections`` keep-alive connections' worth of
     requests for ``seconds`` and returns the summary."""
 
-    def __init__(self, connections: int):
+    def __init__(self, connections: int, cpus: set[int] | None = None):
         self.connections = connections
+        self.cpus = cpus
         self.kind, self.binary = ensure_load_generator()
         self.done_lua = WORK / "wrk-done.lua"
         self.tokens_lua = WORK / "wrk-tokens.lua"
@@ -209,7 +232,7 @@ class LoadGen:
         cmd.append(url)
         if token_file:
             cmd += ["--", str(token_file), str(first_token)]
-        out = run(cmd, timeout=seconds + 60, what="wrk")
+        out = run(cmd, timeout=seconds + 60, what="wrk", cpus=self.cpus)
         match = re.search(r"^WRK_RESULT (\{.*\})$", out.stdout, re.M)
         if not match:
             raise BenchError(f"wrk printed no summary:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
@@ -227,7 +250,7 @@ class LoadGen:
         for name, value in headers.items():
             cmd += ["-H", f"{name}: {value}"]
         cmd.append(url)
-        out = run(cmd, timeout=seconds + 60, what="oha")
+        out = run(cmd, timeout=seconds + 60, what="oha", cpus=self.cpus)
         r = json.loads(out.stdout)
         summary, pct = r.get("summary", {}), r.get("latencyPercentiles", {})
         codes = {int(k): v for k, v in (r.get("statusCodeDistribution") or {}).items()}
@@ -338,14 +361,16 @@ def native_filter(keys: Keys, *, cached: bool) -> dict[str, Any]:
 
 def responder_bootstrap() -> dict[str, Any]:
     """The upstream: an Envoy that answers 200 itself. It echoes the identity header and the
-    Authorization header it received as response headers, so the sanity check can see that the
-    filter under test injected the one and stripped the other."""
+    first 8 characters of the Authorization header it received as response headers, so the
+    sanity check can see that the filter under test injected the one and stripped the other
+    (only 8: echoing the whole token would make every response ~1 KB larger for the variants
+    that forward it)."""
     route = {
         "match": {"prefix": "/"},
         "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
         "response_headers_to_add": [
             {"header": {"key": "x-seen-subject", "value": f"%REQ({SUBJECT_HEADER})%"}},
-            {"header": {"key": "x-seen-authorization", "value": "%REQ(authorization)%"}},
+            {"header": {"key": "x-seen-authorization", "value": "%REQ(authorization):8%"}},
         ],
     }
     return {
@@ -450,6 +475,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
 
 
+def check_is_envoy(pid: int) -> None:
+    """The pid measured must be Envoy itself (.venv/bin/envoy is a Python script that execs the
+    binary: same pid, but make sure, or the CPU times would be the wrapper's)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError as e:
+        raise BenchError(f"cannot read /proc/{pid}/comm: {e}") from e
+    if comm != "envoy":
+        raise BenchError(f"process {pid} is {comm!r}, not envoy: CPU time would be wrong")
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -524,7 +560,12 @@ class Bench:
             raise BenchError(f"no module at {self.wasm}: run `make wasm`")
         self.keys = Keys()
         self.tokens = {alg: self.keys.token(alg) for alg in ALGS}
-        self.loadgen = LoadGen(args.connections)
+        # --pin: the Envoy under test alone on the last CPU, load generator and upstream on the
+        # others, so they do not take turns on the same core.
+        ncpu = os.cpu_count() or 1
+        self.sut_cpus = {ncpu - 1} if args.pin and ncpu >= 2 else None
+        self.other_cpus = set(range(ncpu - 1)) if self.sut_cpus else None
+        self.loadgen = LoadGen(args.connections, self.other_cpus)
         self.upstream_port = 0
 
     def http_filters(self, v: Variant) -> list[dict[str, Any]]:
@@ -559,6 +600,8 @@ class Bench:
             ready_s = time.monotonic() - t0
             assert envoy.proc is not None
             pid = envoy.proc.pid
+            check_is_envoy(pid)
+            pin(pid, self.sut_cpus)
             self.check(envoy, v)
             url = f"{envoy.base_url}{PATH}"
             if a.warmup > 0:
@@ -628,6 +671,8 @@ class Bench:
                    name="bench-memory", log_level="info", startup_timeout=120) as envoy:
             assert envoy.proc is not None
             pid = envoy.proc.pid
+            check_is_envoy(pid)
+            pin(pid, self.sut_cpus)
             self.check(envoy, v)
             url = f"{envoy.base_url}{PATH}"
 
@@ -1127,6 +1172,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--duration", type=int, default=None, help="seconds of measured load per variant (6)")
     ap.add_argument("--warmup", type=int, default=None, help="seconds of warmup per variant (2)")
     ap.add_argument("--connections", type=int, default=16, help="keep-alive connections (16)")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                    help="pin the Envoy under test to the last CPU, wrk and the upstream to the "
+                         "others (default on; no effect with one CPU)")
     ap.add_argument("--only", default=None, help="comma-separated variant keys (see --list)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     ap.add_argument("--no-memory", action="store_true", help="skip the 100k-token memory test")
@@ -1191,6 +1239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory: dict[str, Any] | None = None
         with bench.responder() as responder:
             bench.upstream_port = responder.port
+            assert responder.proc is not None
+            pin(responder.proc.pid, bench.other_cpus)
             for i, v in enumerate(variants, 1):
                 res = bench.measure(v)
                 results.append(res)

@@ -2,12 +2,31 @@
 //! strips client-sent identity headers and injects the verified identity. One `wasm32-wasip1`
 //! module for Envoy, Istio and Kong (proxy-wasm).
 //!
-//! The decision is pure Rust with no host calls (every module but `filter`), tested natively.
-//! Only `filter` talks to the host and is compiled for wasm32 alone.
+//! The decision is pure Rust with no host calls (every module but `filter`), tested natively;
+//! time, randomness and I/O come in as arguments. Only `filter` talks to the host and is compiled
+//! for wasm32 alone. The request path is [`decide::decide`]:
 //!
 //! ```text
-//! token ─► (jwks) keys ─► verify ─► policy ─► headers      all driven by decide, failures in reason
+//! token ─► verify (jwks keys, crypto) ─► identity ─► policy ─► headers + assertion
+//!   │          ▲ cache (verified tokens)                         │
+//!   │          └─ keystore ◄─ fetch (JWKS URI / OIDC discovery, driven by filter)
+//!   └──────────── every failure is a reason: status, WWW-Authenticate, body
 //! ```
+//!
+//! - `config`: the JSON document, strict parsing and validation with field paths.
+//! - `token`: where tokens come from (headers with prefix, query, cookie); size limit.
+//! - `jwks`: key sets; choosing a key by `kid` among keys of an allowed type.
+//! - `crypto`: signature verification primitives (RSA, ECDSA, Ed25519) tuned for wasm32.
+//! - `verify`: JWS structure, algorithm allow-list, signature, registered claims.
+//! - `cache`: bounded verified-token cache.
+//! - `keystore`, `fetch`: per-issuer remote key state (fresh, stale, failed), fetch requests
+//!   and answers.
+//! - `identity`, `claims`: the normalized caller and claim paths.
+//! - `policy`: route rules and requirements.
+//! - `headers`, `assertion`: headers stripped and set; the signed identity assertion.
+//! - `reason`: every failure, its status, `WWW-Authenticate` and body.
+//! - `decide`: the request path as one pure function.
+//! - `filter`: proxy-wasm glue (root and HTTP contexts, dispatches, metrics, logs).
 
 pub mod assertion;
 pub mod cache;

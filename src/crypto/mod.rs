@@ -2,9 +2,11 @@
 //! ES384 and EdDSA (Ed25519). Pure functions over raw key material (big-endian `n`/`e`, `x`/`y`,
 //! the 32-byte Ed25519 key): parsing JWKs into those bytes is done elsewhere.
 //!
-//! * RSA: a hand-written, variable-time Montgomery exponentiation with 32-bit limbs
-//!   ([`rsa`]), with exact PKCS#1 v1.5 encoding comparison and strict PSS checks.
-//! * ECDSA P-256/P-384: the RustCrypto `p256`/`p384` crates, keys parsed once ([`ec`]).
+//! * RSA: a hand-written, variable-time Montgomery exponentiation on 28-bit limbs with lazy
+//!   carries (`bigint`), tuned for wasm32, with exact PKCS#1 v1.5 encoding comparison and
+//!   strict PSS checks ([`rsa`]).
+//! * ECDSA P-256/P-384: hand-written wasm32-tuned field and curve arithmetic (`nist`), keys
+//!   parsed once with precomputed tables ([`ec`]).
 //! * Ed25519: `ed25519-dalek`'s strict verification ([`ed25519`]).
 //!
 //! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
@@ -14,6 +16,7 @@
 
 mod bigint;
 pub mod ec;
+mod nist;
 pub mod ed25519;
 pub mod rsa;
 

@@ -1,0 +1,839 @@
+//! ECDSA verification on P-256 and P-384, variable time (verification handles public data only),
+//! shaped for wasm32 like [`super::bigint`]: field elements are N limbs of W bits (9 × 29 for
+//! P-256, 14 × 28 for P-384) in Montgomery form, so a product column of u64 absorbs every
+//! partial product without carry handling, and Montgomery multiplication is a fully unrolled
+//! product scan.
+//!
+//! Verification computes u1·G + u2·Q as a four-scalar multiplication on 128-bit (P-256) or
+//! 192-bit (P-384) halves, u = u_hi·2^h + u_lo, with wNAF digits over tables of odd multiples
+//! in affine form: G and 2^h·G (window 7, built once per process), Q and 2^h·Q (window 5,
+//! built when the key is parsed). That halves the doublings; points are Jacobian, additions
+//! mixed (Jacobian + affine), and the final x-coordinate check X ≡ r·Z² (mod p) needs no
+//! field inversion. The one modular inverse per verification, s⁻¹ mod n, is a binary extended
+//! Euclid.
+
+use std::sync::OnceLock;
+
+/// A field element (or scalar): N little-endian limbs of W bits, value < 2^(W·N).
+type Fe<const N: usize> = [u64; N];
+
+/// Arithmetic modulo an odd prime m < 2^(W·N − 5) in Montgomery form (R = 2^(W·N)).
+/// Elements are kept in [0, 2m) with normalized limbs.
+#[derive(Clone, Debug)]
+struct Field<const N: usize> {
+    m: Fe<N>,
+    m2: Fe<N>,
+    /// −m⁻¹ mod 2^W.
+    minv: u64,
+    w: u32,
+    mask: u64,
+    /// R² mod m.
+    r2: Fe<N>,
+}
+
+impl<const N: usize> Field<N> {
+    fn new(m_be: &[u8], w: u32) -> Option<Self> {
+        let m = from_be::<N>(m_be, w)?;
+        let mask = (1u64 << w) - 1;
+        let m0 = m.first().copied()?;
+        // Newton iteration for m0⁻¹ mod 2^64 (3 correct bits to start, doubling each step).
+        let mut inv = m0;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m0.wrapping_mul(inv)));
+        }
+        let mut f = Field {
+            m,
+            m2: [0; N],
+            minv: inv.wrapping_neg() & mask,
+            w,
+            mask,
+            r2: [0; N],
+        };
+        f.m2 = f.add_raw(&m, &m);
+        // R² mod m by doubling 1 (2·W·N times), reducing below m each time.
+        let mut x = [0u64; N];
+        *x.first_mut()? = 1;
+        for _ in 0..2 * w as usize * N {
+            x = f.add_raw(&x, &x);
+            if !lt(&x, &f.m) {
+                x = f.sub_raw(&x, &f.m);
+            }
+        }
+        f.r2 = x;
+        Some(f)
+    }
+
+    /// a + b with normalized limbs (no reduction).
+    #[inline(always)]
+    fn add_raw(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        let mut r = [0u64; N];
+        let mut carry = 0u64;
+        for ((ri, &ai), &bi) in r.iter_mut().zip(a).zip(b) {
+            let v = ai + bi + carry;
+            *ri = v & self.mask;
+            carry = v >> self.w;
+        }
+        r
+    }
+
+    /// a − b for a ≥ b, normalized limbs.
+    #[inline(always)]
+    fn sub_raw(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        let mut r = [0u64; N];
+        let mut borrow = 0u64;
+        for ((ri, &ai), &bi) in r.iter_mut().zip(a).zip(b) {
+            let v = ai.wrapping_sub(bi).wrapping_sub(borrow);
+            borrow = v >> 63;
+            *ri = v & self.mask;
+        }
+        r
+    }
+
+    /// (a + b) mod m in [0, 2m), for a, b in [0, 2m).
+    #[inline(always)]
+    fn add(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        let s = self.add_raw(a, b);
+        if lt(&s, &self.m2) {
+            s
+        } else {
+            self.sub_raw(&s, &self.m2)
+        }
+    }
+
+    /// (a − b) mod m in [0, 2m), for a, b in [0, 2m).
+    #[inline(always)]
+    fn sub(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        if lt(a, b) {
+            self.sub_raw(&self.add_raw(a, &self.m2), b)
+        } else {
+            self.sub_raw(a, b)
+        }
+    }
+
+    /// The canonical representative in [0, m) of x in [0, 2m).
+    fn canonical(&self, x: &Fe<N>) -> Fe<N> {
+        if lt(x, &self.m) {
+            *x
+        } else {
+            self.sub_raw(x, &self.m)
+        }
+    }
+
+    fn eq(&self, a: &Fe<N>, b: &Fe<N>) -> bool {
+        self.canonical(a) == self.canonical(b)
+    }
+
+    fn is_zero(&self, a: &Fe<N>) -> bool {
+        self.canonical(a) == [0u64; N]
+    }
+
+    /// a·b·R⁻¹ mod m in [0, 2m), for a·b < m·R (e.g. a, b < 2m): a product scan over the
+    /// columns k of a·b + q·m, q_k chosen so that column k vanishes mod 2^W.
+    #[inline(always)]
+    fn mul(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        let mut q = [0u64; N];
+        let mut r = [0u64; N];
+        let mut acc = 0u64;
+        for k in 0..N {
+            for (&x, &y) in a.iter().take(k + 1).zip(b.iter().take(k + 1).rev()) {
+                acc += x * y;
+            }
+            self.reduce_column(&mut acc, &mut q, k);
+        }
+        for k in N..2 * N - 1 {
+            let from = k + 1 - N;
+            for (&x, &y) in a.iter().skip(from).zip(b.iter().skip(from).rev()) {
+                acc += x * y;
+            }
+            self.finish_column(&mut acc, &q, &mut r, k);
+        }
+        if let Some(top) = r.last_mut() {
+            *top = acc;
+        }
+        r
+    }
+
+    /// a²·R⁻¹ mod m in [0, 2m): as `mul`, with each cross product computed once.
+    #[inline(always)]
+    fn sqr(&self, a: &Fe<N>) -> Fe<N> {
+        let mut q = [0u64; N];
+        let mut r = [0u64; N];
+        let mut acc = 0u64;
+        for k in 0..N {
+            let mut cross = 0u64;
+            for (&x, &y) in a.iter().take((k + 1) / 2).zip(a.iter().take(k + 1).rev()) {
+                cross += x * y;
+            }
+            acc += 2 * cross;
+            if k % 2 == 0 {
+                let h = a.get(k / 2).copied().unwrap_or(0);
+                acc += h * h;
+            }
+            self.reduce_column(&mut acc, &mut q, k);
+        }
+        for k in N..2 * N - 1 {
+            let from = k + 1 - N;
+            let mut cross = 0u64;
+            for (&x, &y) in a.iter().skip(from).zip(a.iter().rev()).take((2 * N - 1 - k) / 2) {
+                cross += x * y;
+            }
+            acc += 2 * cross;
+            if k % 2 == 0 {
+                let h = a.get(k / 2).copied().unwrap_or(0);
+                acc += h * h;
+            }
+            self.finish_column(&mut acc, &q, &mut r, k);
+        }
+        if let Some(top) = r.last_mut() {
+            *top = acc;
+        }
+        r
+    }
+
+    /// Column k < N: add q_i·m_(k−i) for i < k, choose q_k, shift.
+    #[inline(always)]
+    fn reduce_column(&self, acc: &mut u64, q: &mut Fe<N>, k: usize) {
+        for (&x, &y) in q.iter().take(k).zip(self.m.iter().skip(1).take(k).rev()) {
+            *acc += x * y;
+        }
+        let qk = (acc.wrapping_mul(self.minv)) & self.mask;
+        if let Some(slot) = q.get_mut(k) {
+            *slot = qk;
+        }
+        let m0 = self.m.first().copied().unwrap_or(0);
+        // acc + qk·m0 ≡ 0 (mod 2^W); split to stay within u64.
+        *acc = (*acc >> self.w) + (((*acc & self.mask) + qk * m0) >> self.w);
+    }
+
+    /// Column k ≥ N: add q_i·m_(k−i), emit limb k − N, shift.
+    #[inline(always)]
+    fn finish_column(&self, acc: &mut u64, q: &Fe<N>, r: &mut Fe<N>, k: usize) {
+        let from = k + 1 - N;
+        for (&x, &y) in q.iter().skip(from).zip(self.m.iter().skip(from).rev()) {
+            *acc += x * y;
+        }
+        if let Some(slot) = r.get_mut(k - N) {
+            *slot = *acc & self.mask;
+        }
+        *acc >>= self.w;
+    }
+
+    /// Into Montgomery form: x·R mod m, for x < 2^(W·N − 5).
+    fn to_mont(&self, x: &Fe<N>) -> Fe<N> {
+        self.mul(x, &self.r2)
+    }
+
+    /// Out of Montgomery form, canonical in [0, m).
+    fn from_mont(&self, x: &Fe<N>) -> Fe<N> {
+        let mut one = [0u64; N];
+        if let Some(o) = one.first_mut() {
+            *o = 1;
+        }
+        self.canonical(&self.mul(x, &one))
+    }
+
+    /// x⁻¹ mod m for canonical x in [1, m) (plain integers), by the binary extended Euclidean
+    /// algorithm; `None` for x = 0 (or not invertible).
+    fn inv_plain(&self, x: &Fe<N>) -> Option<Fe<N>> {
+        if *x == [0u64; N] {
+            return None;
+        }
+        let mut one = [0u64; N];
+        *one.first_mut()? = 1;
+        let (mut u, mut v) = (*x, self.m);
+        let (mut x1, mut x2) = (one, [0u64; N]);
+        let mut steps = 0usize;
+        while u != one && v != one {
+            steps += 1;
+            if steps > 4 * self.w as usize * N || u == [0u64; N] || v == [0u64; N] {
+                return None;
+            }
+            while is_even(&u) {
+                u = self.half(&u);
+                x1 = self.half_mod(&x1);
+            }
+            while is_even(&v) {
+                v = self.half(&v);
+                x2 = self.half_mod(&x2);
+            }
+            if lt(&u, &v) {
+                v = self.sub_raw(&v, &u);
+                x2 = self.sub_mod_plain(&x2, &x1);
+            } else {
+                u = self.sub_raw(&u, &v);
+                x1 = self.sub_mod_plain(&x1, &x2);
+            }
+        }
+        Some(if u == one { x1 } else { x2 })
+    }
+
+    fn half(&self, x: &Fe<N>) -> Fe<N> {
+        let mut r = [0u64; N];
+        let mut high = 0u64;
+        for (ri, &xi) in r.iter_mut().zip(x.iter()).rev() {
+            *ri = (xi >> 1) | (high << (self.w - 1));
+            high = xi & 1;
+        }
+        r
+    }
+
+    /// x/2 mod m for x < m.
+    fn half_mod(&self, x: &Fe<N>) -> Fe<N> {
+        if is_even(x) {
+            self.half(x)
+        } else {
+            self.half(&self.add_raw(x, &self.m))
+        }
+    }
+
+    /// (a − b) mod m for a, b < m.
+    fn sub_mod_plain(&self, a: &Fe<N>, b: &Fe<N>) -> Fe<N> {
+        if lt(a, b) {
+            self.sub_raw(&self.add_raw(a, &self.m), b)
+        } else {
+            self.sub_raw(a, b)
+        }
+    }
+
+    /// Montgomery-form inverse: (xR)⁻¹·R² = x⁻¹·R.
+    fn inv(&self, x: &Fe<N>) -> Option<Fe<N>> {
+        let plain = self.from_mont(x);
+        Some(self.to_mont(&self.inv_plain(&plain)?))
+    }
+}
+
+fn is_even<const N: usize>(x: &Fe<N>) -> bool {
+    x.first().is_none_or(|l| l & 1 == 0)
+}
+
+/// a < b for normalized limbs.
+fn lt<const N: usize>(a: &Fe<N>, b: &Fe<N>) -> bool {
+    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+/// Big-endian bytes into N W-bit limbs; `None` if the value does not fit.
+fn from_be<const N: usize>(bytes: &[u8], w: u32) -> Option<Fe<N>> {
+    let mask = (1u64 << w) - 1;
+    let mut out = [0u64; N];
+    let mut acc = 0u64;
+    let mut nbits = 0u32;
+    let mut limbs = out.iter_mut();
+    for &b in bytes.iter().rev() {
+        acc |= u64::from(b) << nbits;
+        nbits += 8;
+        if nbits >= w {
+            *limbs.next()? = acc & mask;
+            acc >>= w;
+            nbits -= w;
+        }
+    }
+    if acc != 0 {
+        *limbs.next()? = acc;
+    }
+    Some(out)
+}
+
+/// N W-bit limbs into exactly `out.len()` big-endian bytes.
+fn to_be<const N: usize>(x: &Fe<N>, w: u32, out: &mut [u8]) {
+    let mut acc = 0u64;
+    let mut nbits = 0u32;
+    let mut it = x.iter();
+    for o in out.iter_mut().rev() {
+        if nbits < 8 {
+            acc |= it.next().copied().unwrap_or(0) << nbits;
+            nbits += w;
+        }
+        *o = acc as u8;
+        acc >>= 8;
+        nbits -= 8;
+    }
+}
+
+/// An affine point (Montgomery-form coordinates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Affine<const N: usize> {
+    x: Fe<N>,
+    y: Fe<N>,
+}
+
+/// A Jacobian point (x = X/Z², y = Y/Z³); `inf` marks the point at infinity.
+#[derive(Clone, Copy, Debug)]
+struct Jacobian<const N: usize> {
+    x: Fe<N>,
+    y: Fe<N>,
+    z: Fe<N>,
+    inf: bool,
+}
+
+/// Window of the wNAF digits for the key's tables (8 odd multiples each).
+const W_KEY: u32 = 5;
+/// Window for the generator's tables (32 odd multiples each, built once).
+const W_GEN: u32 = 7;
+
+/// A short Weierstrass curve y² = x³ − 3x + b over F_p with prime order n.
+#[derive(Debug)]
+pub(crate) struct Curve<const N: usize> {
+    fp: Field<N>,
+    fnn: Field<N>,
+    /// b in Montgomery form.
+    b: Fe<N>,
+    /// Bytes of a coordinate, of r and of s; also the bit length of n divided by 8.
+    len: usize,
+    /// h: scalars are split as u = u_hi·2^h + u_lo.
+    half: usize,
+    /// n and p as big-endian bytes.
+    n_be: Vec<u8>,
+    p_be: Vec<u8>,
+    /// Odd multiples of G and of 2^h·G: [1G, 3G, 5G, …].
+    gen_tables: [Vec<Affine<N>>; 2],
+}
+
+/// A public key: odd multiples of Q and of 2^h·Q, affine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Key<const N: usize> {
+    tables: [Vec<Affine<N>>; 2],
+}
+
+impl<const N: usize> Curve<N> {
+    fn new(p: &str, n: &str, b: &str, gx: &str, gy: &str, w: u32) -> Option<Self> {
+        let p_be = hex(p)?;
+        let n_be = hex(n)?;
+        let fp = Field::<N>::new(&p_be, w)?;
+        let fnn = Field::<N>::new(&n_be, w)?;
+        let len = p_be.len();
+        let b = fp.to_mont(&from_be(&hex(b)?, w)?);
+        let mut c = Curve {
+            fp,
+            fnn,
+            b,
+            len,
+            half: (8 * len).div_ceil(2),
+            n_be,
+            p_be,
+            gen_tables: [Vec::new(), Vec::new()],
+        };
+        let g = c.point(&hex(gx)?, &hex(gy)?)?;
+        c.gen_tables = c.tables(&g, W_GEN)?;
+        Some(c)
+    }
+
+    /// Parse and check an affine point given as big-endian coordinates of `len` bytes each:
+    /// both below p and y² = x³ − 3x + b.
+    fn point(&self, x: &[u8], y: &[u8]) -> Option<Affine<N>> {
+        if x.len() != self.len || y.len() != self.len {
+            return None;
+        }
+        if x >= self.p_be.as_slice() || y >= self.p_be.as_slice() {
+            return None;
+        }
+        let f = &self.fp;
+        let x = f.to_mont(&from_be(x, f.w)?);
+        let y = f.to_mont(&from_be(y, f.w)?);
+        let x3 = f.mul(&f.sqr(&x), &x);
+        let three_x = f.add(&f.add(&x, &x), &x);
+        let rhs = f.add(&f.sub(&x3, &three_x), &self.b);
+        f.eq(&f.sqr(&y), &rhs).then_some(Affine { x, y })
+    }
+
+    /// Tables of odd multiples [P, 3P, …, (2^(w−1) − 1)P] of P and of 2^h·P, affine.
+    fn tables(&self, p: &Affine<N>, w: u32) -> Option<[Vec<Affine<N>>; 2]> {
+        let mut high = self.from_affine(p);
+        for _ in 0..self.half {
+            high = self.double(&high);
+        }
+        let high = self.to_affine(&high)?;
+        Some([self.odd_multiples(p, w)?, self.odd_multiples(&high, w)?])
+    }
+
+    fn odd_multiples(&self, p: &Affine<N>, w: u32) -> Option<Vec<Affine<N>>> {
+        let count = 1usize << (w - 2);
+        let two_p = self.to_affine(&self.double(&self.from_affine(p)))?;
+        let mut out = Vec::with_capacity(count);
+        out.push(*p);
+        let mut cur = self.from_affine(p);
+        for _ in 1..count {
+            cur = self.add_affine(&cur, &two_p);
+            out.push(self.to_affine(&cur)?);
+        }
+        Some(out)
+    }
+
+    fn from_affine(&self, p: &Affine<N>) -> Jacobian<N> {
+        Jacobian {
+            x: p.x,
+            y: p.y,
+            z: self.fp.to_mont(&one()),
+            inf: false,
+        }
+    }
+
+    /// Affine form; `None` at infinity.
+    fn to_affine(&self, p: &Jacobian<N>) -> Option<Affine<N>> {
+        if p.inf || self.fp.is_zero(&p.z) {
+            return None;
+        }
+        let f = &self.fp;
+        let zi = f.inv(&p.z)?;
+        let zi2 = f.sqr(&zi);
+        Some(Affine {
+            x: f.canonical(&f.mul(&p.x, &zi2)),
+            y: f.canonical(&f.mul(&p.y, &f.mul(&zi2, &zi))),
+        })
+    }
+
+    /// 2P (dbl-2001-b, a = −3): 3M + 5S.
+    #[inline(never)]
+    fn double(&self, p: &Jacobian<N>) -> Jacobian<N> {
+        let f = &self.fp;
+        if p.inf || f.is_zero(&p.y) {
+            return Jacobian { inf: true, ..*p };
+        }
+        let delta = f.sqr(&p.z);
+        let gamma = f.sqr(&p.y);
+        let beta = f.mul(&p.x, &gamma);
+        let t = f.mul(&f.sub(&p.x, &delta), &f.add(&p.x, &delta));
+        let alpha = f.add(&f.add(&t, &t), &t);
+        let beta2 = f.add(&beta, &beta);
+        let beta4 = f.add(&beta2, &beta2);
+        let beta8 = f.add(&beta4, &beta4);
+        let x3 = f.sub(&f.sqr(&alpha), &beta8);
+        let yz = f.add(&p.y, &p.z);
+        let z3 = f.sub(&f.sub(&f.sqr(&yz), &gamma), &delta);
+        let g2 = f.sqr(&gamma);
+        let g4 = f.add(&g2, &g2);
+        let g8 = f.add(&g4, &g4);
+        let y3 = f.sub(&f.mul(&alpha, &f.sub(&beta4, &x3)), &f.add(&g8, &g8));
+        Jacobian {
+            x: x3,
+            y: y3,
+            z: z3,
+            inf: false,
+        }
+    }
+
+    /// P + Q for Jacobian P and affine Q (madd-2007-bl): 7M + 4S, with the exceptional cases
+    /// (P at infinity, P = Q, P = −Q) handled.
+    #[inline(never)]
+    fn add_affine(&self, p: &Jacobian<N>, q: &Affine<N>) -> Jacobian<N> {
+        if p.inf {
+            return self.from_affine(q);
+        }
+        let f = &self.fp;
+        let z1z1 = f.sqr(&p.z);
+        let u2 = f.mul(&q.x, &z1z1);
+        let s2 = f.mul(&q.y, &f.mul(&p.z, &z1z1));
+        let h = f.sub(&u2, &p.x);
+        let s = f.sub(&s2, &p.y);
+        if f.is_zero(&h) {
+            return if f.is_zero(&s) {
+                self.double(p)
+            } else {
+                Jacobian { inf: true, ..*p }
+            };
+        }
+        let hh = f.sqr(&h);
+        let i = f.add(&hh, &hh);
+        let i = f.add(&i, &i);
+        let j = f.mul(&h, &i);
+        let r = f.add(&s, &s);
+        let v = f.mul(&p.x, &i);
+        let x3 = f.sub(&f.sub(&f.sqr(&r), &j), &f.add(&v, &v));
+        let y1j = f.mul(&p.y, &j);
+        let y3 = f.sub(&f.mul(&r, &f.sub(&v, &x3)), &f.add(&y1j, &y1j));
+        let zh = f.add(&p.z, &h);
+        let z3 = f.sub(&f.sub(&f.sqr(&zh), &z1z1), &hh);
+        Jacobian {
+            x: x3,
+            y: y3,
+            z: z3,
+            inf: false,
+        }
+    }
+
+    /// Parse a public key from big-endian coordinates (each exactly `len` bytes).
+    pub(crate) fn key(&self, x: &[u8], y: &[u8]) -> Option<Key<N>> {
+        let q = self.point(x, y)?;
+        Some(Key {
+            tables: self.tables(&q, W_KEY)?,
+        })
+    }
+
+    /// Verify `r ‖ s` over a message digest (truncated to the bit length of n if longer).
+    pub(crate) fn verify(&self, key: &Key<N>, digest: &[u8], sig: &[u8]) -> bool {
+        self.verify_inner(key, digest, sig).unwrap_or(false)
+    }
+
+    fn verify_inner(&self, key: &Key<N>, digest: &[u8], sig: &[u8]) -> Option<bool> {
+        if sig.len() != 2 * self.len {
+            return Some(false);
+        }
+        let (r_be, s_be) = sig.split_at(self.len);
+        let zero = vec![0u8; self.len];
+        let n_be = self.n_be.as_slice();
+        if r_be >= n_be || s_be >= n_be || r_be == zero.as_slice() || s_be == zero.as_slice() {
+            return Some(false);
+        }
+        let fnn = &self.fnn;
+        let w = fnn.w;
+        // z: the leftmost bits of the digest, as many as n has (n's length is a whole number
+        // of bytes for P-256 and P-384), reduced mod n.
+        let z_be = digest.get(..digest.len().min(self.len))?;
+        let z = from_be::<N>(z_be, w)?;
+        let r = from_be::<N>(r_be, w)?;
+        let s = from_be::<N>(s_be, w)?;
+        let s_inv = fnn.inv_plain(&s)?;
+        // u = x·s⁻¹ mod n: (x·R)·s⁻¹·R⁻¹, all plain.
+        let u1 = fnn.canonical(&fnn.mul(&fnn.to_mont(&z), &s_inv));
+        let u2 = fnn.canonical(&fnn.mul(&fnn.to_mont(&r), &s_inv));
+        let mut u1_be = vec![0u8; self.len];
+        let mut u2_be = vec![0u8; self.len];
+        to_be(&u1, w, &mut u1_be);
+        to_be(&u2, w, &mut u2_be);
+        let (g_lo, g_hi) = split_scalar(&u1_be, self.half);
+        let (q_lo, q_hi) = split_scalar(&u2_be, self.half);
+        let digits = [
+            wnaf(&g_lo, W_GEN, self.half),
+            wnaf(&g_hi, W_GEN, self.half),
+            wnaf(&q_lo, W_KEY, self.half),
+            wnaf(&q_hi, W_KEY, self.half),
+        ];
+        let [gt_lo, gt_hi] = &self.gen_tables;
+        let [qt_lo, qt_hi] = &key.tables;
+        let tables = [gt_lo, gt_hi, qt_lo, qt_hi];
+        let mut acc = Jacobian {
+            x: [0; N],
+            y: [0; N],
+            z: [0; N],
+            inf: true,
+        };
+        for i in (0..=self.half).rev() {
+            if !acc.inf {
+                acc = self.double(&acc);
+            }
+            for (d, table) in digits.iter().zip(tables) {
+                let digit = d.get(i).copied().unwrap_or(0);
+                if digit != 0 {
+                    let pt = table.get((digit.unsigned_abs() as usize - 1) / 2)?;
+                    acc = if digit > 0 {
+                        self.add_affine(&acc, pt)
+                    } else {
+                        self.add_affine(&acc, &self.neg(pt))
+                    };
+                }
+            }
+        }
+        if acc.inf || self.fp.is_zero(&acc.z) {
+            return Some(false);
+        }
+        // x(R) mod n == r ⟺ x(R) ∈ {r, r + n} (x < p < 2n): check X == x·Z² for those x.
+        let f = &self.fp;
+        let z2 = f.sqr(&acc.z);
+        let rm = f.to_mont(&from_be::<N>(r_be, f.w)?);
+        if f.eq(&acc.x, &f.mul(&rm, &z2)) {
+            return Some(true);
+        }
+        let r_plus_n = fnn.add_raw(&r, &fnn.m);
+        let p = from_be::<N>(&self.p_be, f.w)?;
+        if lt(&r_plus_n, &p) {
+            let rm = f.to_mont(&r_plus_n);
+            return Some(f.eq(&acc.x, &f.mul(&rm, &z2)));
+        }
+        Some(false)
+    }
+
+    fn neg(&self, p: &Affine<N>) -> Affine<N> {
+        Affine {
+            x: p.x,
+            y: self.fp.sub(&[0u64; N], &p.y),
+        }
+    }
+}
+
+fn one<const N: usize>() -> Fe<N> {
+    let mut o = [0u64; N];
+    if let Some(x) = o.first_mut() {
+        *x = 1;
+    }
+    o
+}
+
+/// Split a big-endian scalar into (low `h` bits, the rest) as little-endian u64 words.
+fn split_scalar(be: &[u8], h: usize) -> ([u64; 4], [u64; 4]) {
+    let mut words = [0u64; 7];
+    for (i, &b) in be.iter().rev().enumerate() {
+        if let Some(wd) = words.get_mut(i / 8) {
+            *wd |= u64::from(b) << (8 * (i % 8));
+        }
+    }
+    let mut lo = [0u64; 4];
+    let mut hi = [0u64; 4];
+    for bit in 0..64 * 7 {
+        let set = words.get(bit / 64).is_some_and(|wd| (wd >> (bit % 64)) & 1 == 1);
+        if !set {
+            continue;
+        }
+        let (dst, pos) = if bit < h { (&mut lo, bit) } else { (&mut hi, bit - h) };
+        if let Some(wd) = dst.get_mut(pos / 64) {
+            *wd |= 1 << (pos % 64);
+        }
+    }
+    (lo, hi)
+}
+
+/// wNAF digits (least significant first, `len + 1` of them) of k < 2^len: odd digits in
+/// (−2^(w−1), 2^(w−1)), each nonzero digit followed by at least w − 1 zeros.
+fn wnaf(k: &[u64; 4], w: u32, len: usize) -> Vec<i8> {
+    let mut k = *k;
+    let mut out = vec![0i8; len + 2];
+    let window = 1i64 << w;
+    for digit in out.iter_mut() {
+        if k == [0u64; 4] {
+            break;
+        }
+        if k[0] & 1 == 1 {
+            let mut d = (k[0] & (window as u64 - 1)) as i64;
+            if d >= window / 2 {
+                d -= window;
+            }
+            *digit = d as i8;
+            // k −= d
+            if d > 0 {
+                sub_small(&mut k, d as u64);
+            } else {
+                add_small(&mut k, d.unsigned_abs());
+            }
+        }
+        // k >>= 1
+        let mut carry = 0u64;
+        for wd in k.iter_mut().rev() {
+            let next = *wd & 1;
+            *wd = (*wd >> 1) | (carry << 63);
+            carry = next;
+        }
+    }
+    out
+}
+
+fn add_small(k: &mut [u64; 4], v: u64) {
+    let mut carry = v;
+    for wd in k.iter_mut() {
+        let (s, c) = wd.overflowing_add(carry);
+        *wd = s;
+        carry = u64::from(c);
+    }
+}
+
+fn sub_small(k: &mut [u64; 4], v: u64) {
+    let mut borrow = v;
+    for wd in k.iter_mut() {
+        let (s, b) = wd.overflowing_sub(borrow);
+        *wd = s;
+        borrow = u64::from(b);
+    }
+}
+
+fn hex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    b.chunks(2)
+        .map(|c| {
+            let d = |x: u8| (x as char).to_digit(16);
+            match c {
+                [h, l] => Some((d(*h)? * 16 + d(*l)?) as u8),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// P-256 limbs: 9 × 29 bits (R = 2^261).
+pub(crate) const P256_LIMBS: usize = 9;
+/// P-384 limbs: 14 × 28 bits (R = 2^392).
+pub(crate) const P384_LIMBS: usize = 14;
+
+/// The P-256 curve (SEC 2 / FIPS 186-5 parameters), built on first use.
+pub(crate) fn p256() -> Option<&'static Curve<P256_LIMBS>> {
+    static CURVE: OnceLock<Option<Curve<P256_LIMBS>>> = OnceLock::new();
+    CURVE
+        .get_or_init(|| {
+            Curve::new(
+                "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+                "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+                "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
+                "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+                "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+                29,
+            )
+        })
+        .as_ref()
+}
+
+/// The P-384 curve, built on first use.
+pub(crate) fn p384() -> Option<&'static Curve<P384_LIMBS>> {
+    static CURVE: OnceLock<Option<Curve<P384_LIMBS>>> = OnceLock::new();
+    CURVE
+        .get_or_init(|| {
+            Curve::new(
+                "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+                "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+                "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+                "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7",
+                "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f",
+                28,
+            )
+        })
+        .as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curves_build_and_generator_is_on_curve() {
+        let c = p256().unwrap();
+        assert_eq!(c.gen_tables[0].len(), 32);
+        assert_eq!(c.half, 128);
+        let c = p384().unwrap();
+        assert_eq!(c.half, 192);
+    }
+
+    #[test]
+    fn field_mul_matches_reference() {
+        let c = p256().unwrap();
+        let f = &c.fp;
+        // (p − 1)² ≡ 1
+        let mut pm1 = c.p_be.clone();
+        *pm1.last_mut().unwrap() -= 1;
+        let x = f.to_mont(&from_be(&pm1, f.w).unwrap());
+        assert_eq!(f.from_mont(&f.mul(&x, &x)), one());
+        assert_eq!(f.from_mont(&f.sqr(&x)), one());
+        let inv = f.inv(&x).unwrap();
+        assert_eq!(f.from_mont(&f.mul(&inv, &x)), one());
+    }
+
+    #[test]
+    fn wnaf_digits_recompose() {
+        for w in [5u32, 7] {
+            for k in [[0x1234_5678_9abc_def1u64, 0xffff, 0, 0], [u64::MAX, 0x7f, 0, 0], [1, 0, 0, 0]] {
+                let d = wnaf(&k, w, 80);
+                let mut acc = 0i128;
+                for (i, &di) in d.iter().enumerate() {
+                    acc += i128::from(di) << i;
+                }
+                assert_eq!(acc, (i128::from(k[1]) << 64) + i128::from(k[0]));
+                assert!(d.iter().all(|&x| x == 0 || (x % 2 != 0 && x.abs() < 1 << (w - 1))));
+                // at least w − 1 zeros after each nonzero digit
+                for (i, &x) in d.iter().enumerate() {
+                    if x != 0 {
+                        assert!(d[i + 1..].iter().take(w as usize - 1).all(|&y| y == 0));
+                    }
+                }
+            }
+        }
+    }
+}
