@@ -75,6 +75,22 @@ run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev i
 run-prefect: venv wasm ## Envoy + filter + Prefect dispatcher + Prefect server + example flow on 127.0.0.1; Ctrl-C stops
 	$(VENV_PY) tools/run_prefect.py
 
+# Benchmarks (bench/bench.py → docs/benchmarks.md and .png); not part of `make test`. The script
+# installs wrk with apt-get when it is missing. BENCH_ARGS: more flags (bench/bench.py --help).
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS  ?=
+.PHONY: bench bench-smoke
+
+$(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
+	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r bench/requirements.txt
+	@touch $@
+
+bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, VM start (~6 min): docs/benchmarks.md
+	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
+
+bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (3 variants): proves it works, report in .work/bench/smoke/
+	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
+
 token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 	@$(VENV_PY) tools/devissuer.py token --ttl '$(TTL)' --claims '$(CLAIMS)'
 

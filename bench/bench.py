@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """`make bench`: the identity filter against no auth and Envoy's native jwt_authn, in real Envoy.
 
-    python3 bench/bench.py [--smoke] [--duration 6] [--warmup 2] [--connections 16]
-                           [--only KEY,KEY] [--no-memory] [--no-crypto] [--list]
+    python3 bench/bench.py [--smoke] [--rounds 5] [--duration 1] [--warmup 1] [--connections 16]
+                           [--only KEY,KEY] [--no-memory] [--no-crypto] [--no-perf] [--list]
 
 Every variant runs in its own Envoy (``--concurrency 1``) in front of the same upstream: a second
 Envoy that answers every request itself (``direct_response``), so the upstream costs little and
 is the same for all. Each variant gets the same load from ``wrk`` (fixed connections, a warmup,
 then a fixed duration) with the same token. Measured per variant: throughput, p50/p99 latency
 (wrk's own histogram) and — the primary metric — the Envoy process's CPU time per request
-(utime+stime from ``/proc/<pid>/stat`` before and after, divided by the requests Envoy
-completed in between). Every figure is reported as a ratio to the no-auth run and to the native
-jwt_authn run of the same kind, measured in the same run (docs/STYLE: this machine is noisy).
+(the run time of all its threads from ``/proc/<pid>/task/*/schedstat``, i.e. utime+stime in
+nanoseconds, before and after, divided by the requests Envoy completed in between). All
+variants' Envoys run side by side; several rounds visit each in turn and a variant's figure is
+the lowest of its rounds (the least disturbed). Every figure is reported as a ratio to the
+no-auth run and to the native jwt_authn run of the same kind, measured in the same run (this
+machine is shared and noisy).
 
-Also: the Wasm VM's memory while 100k distinct tokens go through the filter (1M requests), the
-module size, the VM start time, and crypto-bench/run.py's Wasmtime vs native table.
+References besides no auth and jwt_authn: a no-op proxy-wasm filter (bench/noop-filter, the
+floor under any Wasm filter). Also: where the CPU goes (perf, when installed), the Wasm VM's
+memory while 100k distinct tokens go through the filter (1M requests), the module size, the VM
+start time, and crypto-bench/run.py's Wasmtime vs native table.
 
 Writes docs/benchmarks.md and docs/benchmarks.png (``--smoke``: .work/bench/smoke/ instead), the
 raw results as JSON next to the work files (.work/bench/results.json). A section of
@@ -30,6 +35,7 @@ every Envoy is stopped on exit, on failure and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -401,7 +407,7 @@ def responder_bootstrap() -> dict[str, Any]:
 class Variant:
     key: str
     label: str
-    kind: str  # "none" | "native" | "wasm"
+    kind: str  # "none" | "native" | "wasm" | "noop" (bench/noop-filter)
     alg: str | None = None  # the token's algorithm; None: no token sent
     cached: bool = False
     default: str = "authenticated"  # the Wasm filter's `default`
@@ -412,6 +418,8 @@ class Variant:
     def group(self) -> str:
         if self.kind == "none":
             return "no auth"
+        if self.kind == "noop":
+            return "no-op Wasm filter"
         if self.expect != 200:
             return "denial"
         if self.kind == "native":
@@ -422,9 +430,11 @@ class Variant:
 
 
 def all_variants() -> list[Variant]:
-    """Every variant, in run order: each filter variant runs next to its native reference, and
-    no auth runs first and last (its drift shows how noisy the machine was)."""
+    """Every variant, in run order: each filter variant runs next to its native reference; no
+    auth runs twice, first and last, in two identical Envoys (their difference shows how noisy
+    the run was)."""
     out = [Variant("noauth", "no auth (no filter)", "none", alg="RS256"),
+           Variant("wasm-noop", "no-op proxy-wasm filter (the Wasm floor)", "noop", alg="RS256"),
            Variant("native-rs256-cache", "native jwt_authn RS256, cache on", "native", "RS256",
                    cached=True)]
     for alg in ALGS:
@@ -440,25 +450,117 @@ def all_variants() -> list[Variant]:
                     expect=401, ref_native="native-deny"),
             Variant("wasm-anon", "filter, no token, anonymous route", "wasm", None, cached=True,
                     default="anonymous"),
-            Variant("noauth-2", "no auth (again, last)", "none", alg="RS256")]
+            Variant("noauth-2", "no auth (a second, identical Envoy)", "none", alg="RS256")]
     return out
 
 
 SMOKE_KEYS = ["noauth", "native-rs256", "wasm-rs256-cache"]
+# Profiled with perf (--perf): where their CPU goes.
+PERF_KEYS = ["noauth", "wasm-noop", "wasm-anon", "wasm-rs256-cache", "wasm-rs256", "wasm-es256",
+             "wasm-eddsa"]
+
+
+@dataclass
+class Slice:
+    """One round's measurement of one variant."""
+
+    cpu_s: float
+    requests: int  # completed by Envoy (its downstream_rq_completed counter)
+    load: Load
+    stats: dict[str, int]  # counter deltas: downstream_rq_2xx, jwt_cache_hit, ...
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else math.inf
 
 
 @dataclass
 class Result:
+    """A variant's figures over all rounds. CPU µs/request is the lowest of the rounds': on this
+    shared machine other work can only add to a round's CPU time per request (contention for
+    the cores and caches), never take from it, so the least disturbed round is the best
+    estimate; the median is kept alongside."""
+
     variant: Variant
-    requests: int  # completed by Envoy during the measurement
-    cpu_s: float
-    load: Load
     ready_s: float  # process start → admin /ready LIVE
     init_ms: float | None  # from Envoy's log: "initializing epoch 0" → "starting main dispatch loop"
-    cpu_us_per_req: float
-    statuses: dict[str, int]
-    extra_stats: dict[str, int] = field(default_factory=dict)
+    slices: list[Slice]
     notes: list[str] = field(default_factory=list)
+    profile: dict[str, float] | None = None  # share of CPU samples by where they ran (perf)
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return min(s.cpu_us_per_req for s in self.slices)
+
+    @property
+    def median_us_per_req(self) -> float:
+        return statistics.median(s.cpu_us_per_req for s in self.slices)
+
+    @property
+    def spread(self) -> float:
+        """(max − min) / median of the rounds' CPU µs/request."""
+        xs = [s.cpu_us_per_req for s in self.slices]
+        return (max(xs) - min(xs)) / statistics.median(xs) if xs else 0.0
+
+    @property
+    def requests(self) -> int:
+        return sum(s.requests for s in self.slices)
+
+    @property
+    def load(self) -> Load:
+        """The load generator's view, all rounds together (latency: median of the rounds')."""
+        ls = [s.load for s in self.slices]
+        duration = sum(x.duration_s for x in ls)
+        requests = sum(x.requests for x in ls)
+        return Load(requests=requests, duration_s=duration,
+                    rps=requests / duration if duration else 0.0,
+                    p50_us=statistics.median(x.p50_us for x in ls),
+                    p99_us=statistics.median(x.p99_us for x in ls),
+                    status_errors=sum(x.status_errors for x in ls),
+                    socket_errors=sum(x.socket_errors for x in ls))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.slices:
+            for k, n in s.stats.items():
+                out[k] = out.get(k, 0) + n
+        return out
+
+    @property
+    def extra_stats(self) -> dict[str, int]:
+        return {k: n for k, n in self.stats.items() if k.startswith("jwt_cache")}
+
+    def check(self) -> None:
+        """Notes on anything that makes the figures suspect."""
+        v, stats = self.variant, self.stats
+        expected = f"downstream_rq_{v.expect // 100}xx"
+        wrong = sum(n for k, n in stats.items()
+                    if re.fullmatch(r"downstream_rq_\dxx", k) and k != expected)
+        if wrong:
+            self.notes.append(f"{wrong} responses were not {v.expect // 100}xx")
+        if self.load.socket_errors:
+            self.notes.append(f"{self.load.socket_errors} socket errors/timeouts")
+        if v.kind == "native" and v.alg and v.expect == 200:
+            hits = stats.get("jwt_cache_hit", 0)
+            if not v.cached and hits:
+                self.notes.append(f"jwt_authn reported {hits} cache hits with the cache off")
+            if v.cached and not hits:
+                self.notes.append("jwt_authn reported no cache hit with the cache on")
+
+
+@dataclass
+class Running:
+    """A started variant: its Envoy, ready for load."""
+
+    variant: Variant
+    envoy: Envoy
+    pid: int
+    url: str
+    ready_s: float
+    init_ms: float | None
+    slices: list[Slice] = field(default_factory=list)
+    profile: dict[str, float] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +571,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads), in seconds."""
+    """CPU time of the whole process (all threads), in seconds: the sum of the threads'
+    ``/proc/<pid>/task/<tid>/schedstat`` run times (nanoseconds), or utime+stime from
+    ``/proc/<pid>/stat`` (clock ticks) where schedstat is missing. Envoy's threads live as long as
+    the process, so the sum does not lose a thread between two readings."""
+    total_ns = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total_ns += int(f.read().split()[0])
+        return total_ns / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
@@ -567,10 +680,13 @@ class Bench:
         self.other_cpus = set(range(ncpu - 1)) if self.sut_cpus else None
         self.loadgen = LoadGen(args.connections, self.other_cpus)
         self.upstream_port = 0
+        self._noop: Path | None = None
 
     def http_filters(self, v: Variant) -> list[dict[str, Any]]:
         if v.kind == "none":
             return []
+        if v.kind == "noop":
+            return [wasm_filter(self.noop_wasm(), "{}", name="noop", root_id="noop")]
         if v.kind == "native":
             return [native_filter(self.keys, cached=v.cached)]
         return [wasm_filter(self.wasm, filter_config(self.keys, cached=v.cached, default=v.default))]
@@ -586,58 +702,99 @@ class Bench:
             raise BenchError(f"{v.key}: expected status {v.expect}, got {reply.status} "
                              f"(x-identity-reason: {reply.header('x-identity-reason')}, "
                              f"body: {reply.text[:200]!r})")
-        if v.expect == 200 and v.kind != "none" and v.alg:
+        if v.expect == 200 and v.kind in ("native", "wasm") and v.alg:
             if reply.header("x-seen-subject") != SUBJECT:
                 raise BenchError(f"{v.key}: the upstream did not get {SUBJECT_HEADER}: {reply!r}")
             if reply.header("x-seen-authorization"):
                 raise BenchError(f"{v.key}: the token was forwarded upstream: {reply!r}")
 
-    def measure(self, v: Variant) -> Result:
-        a = self.args
+    def start(self, v: Variant, stack: contextlib.ExitStack) -> Running:
+        """Start the variant's Envoy (stopped when ``stack`` closes), check one request, warm up."""
         t0 = time.monotonic()
-        with Envoy(http_filters=self.http_filters(v), upstream_port=self.upstream_port,
-                   name=f"bench-{v.key}", log_level="info", startup_timeout=120) as envoy:
-            ready_s = time.monotonic() - t0
-            assert envoy.proc is not None
-            pid = envoy.proc.pid
-            check_is_envoy(pid)
-            pin(pid, self.sut_cpus)
-            self.check(envoy, v)
-            url = f"{envoy.base_url}{PATH}"
-            if a.warmup > 0:
-                self.loadgen.run(url, a.warmup, self.headers(v))
-            before = envoy_stats(envoy, RQ_STATS)
-            cpu0 = cpu_seconds(pid)
-            load = self.loadgen.run(url, a.duration, self.headers(v))
-            cpu1 = cpu_seconds(pid)
-            after = envoy_stats(envoy, RQ_STATS)
-            if not envoy.running:
-                raise BenchError(f"{v.key}: Envoy died during the load{envoy._tail_note()}")
-            startup = init_ms(envoy)
-        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        short = {k.rsplit(".", 1)[1]: n for k, n in delta.items()}
-        requests = short.get("downstream_rq_completed", 0)
+        envoy = stack.enter_context(Envoy(
+            http_filters=self.http_filters(v), upstream_port=self.upstream_port,
+            name=f"bench-{v.key}", log_level="info", startup_timeout=120))
+        ready_s = time.monotonic() - t0
+        assert envoy.proc is not None
+        pid = envoy.proc.pid
+        check_is_envoy(pid)
+        pin(pid, self.sut_cpus)
+        self.check(envoy, v)
+        running = Running(v, envoy, pid, f"{envoy.base_url}{PATH}", ready_s, init_ms(envoy))
+        if self.args.warmup > 0:
+            self.loadgen.run(running.url, self.args.warmup, self.headers(v))
+        return running
+
+    def profile(self, r: Running, seconds: int = 2) -> dict[str, float] | None:
+        """Where the Envoy process spends its CPU under load, by code region, from ``perf record``
+        (samples of all its threads) grouped by DSO: V8's JIT code (the Wasm module, compiled),
+        the envoy binary (Envoy itself and the V8 runtime, including the proxy-wasm host calls),
+        the kernel (network), libc. None when perf is missing or not permitted."""
+        perf = shutil.which("perf")
+        if not perf or self.loadgen.kind != "wrk":
+            return None
+        data = WORK / f"perf-{r.variant.key}.data"
+        cmd = [self.loadgen.binary, "-t1", f"-c{self.args.connections}", f"-d{seconds + 2}s"]
+        for name, value in self.headers(r.variant).items():
+            cmd += ["-H", f"{name}: {value}"]
+        cmd.append(r.url)
+        load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            time.sleep(1)
+            rec = run([perf, "record", "-q", "-F", "999", "-o", str(data), "-p", str(r.pid), "--",
+                       "sleep", str(seconds)], timeout=seconds + 60, what="perf record", check=False)
+            if rec.returncode != 0:
+                return None
+            rep = run([perf, "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
+                      timeout=120, what="perf report", check=False)
+        finally:
+            try:
+                load.wait(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                load.kill()
+                load.wait()
+        shares: dict[str, float] = {}
+        for line in rep.stdout.splitlines():
+            m = re.match(r"^\s*([\d.]+)%\s+(.+?)\s*$", line)
+            if not m:
+                continue
+            dso = m.group(2)
+            group = ("wasm (V8 JIT)" if dso.startswith("[JIT]") else
+                     "envoy binary (Envoy, V8 runtime, host calls)" if dso == "envoy" else
+                     "kernel" if dso.startswith("[kernel") else "libc, vdso, other")
+            shares[group] = shares.get(group, 0.0) + float(m.group(1))
+        data.unlink(missing_ok=True)
+        return shares or None
+
+    def measure(self, r: Running, seconds: int) -> Slice:
+        """One slice of load on a started variant: CPU time and completed requests around it.
+        (Admin calls are made outside the CPU window: stats before CPU, CPU before stats.)"""
+        before = envoy_stats(r.envoy, RQ_STATS)
+        cpu0 = cpu_seconds(r.pid)
+        load = self.loadgen.run(r.url, seconds, self.headers(r.variant))
+        cpu1 = cpu_seconds(r.pid)
+        after = envoy_stats(r.envoy, RQ_STATS)
+        if not r.envoy.running:
+            raise BenchError(f"{r.variant.key}: Envoy died during the load{r.envoy._tail_note()}")
+        delta = {k.rsplit(".", 1)[1]: after.get(k, 0) - before.get(k, 0) for k in after}
+        requests = delta.get("downstream_rq_completed", 0)
         if requests <= 0:
-            raise BenchError(f"{v.key}: Envoy completed no request during the load")
-        cpu = cpu1 - cpu0
-        statuses = {k.replace("downstream_rq_", ""): n for k, n in short.items()
-                    if re.fullmatch(r"downstream_rq_\dxx", k) and n}
-        result = Result(variant=v, requests=requests, cpu_s=cpu, load=load, ready_s=ready_s,
-                        init_ms=startup, cpu_us_per_req=cpu / requests * 1e6, statuses=statuses,
-                        extra_stats={k: n for k, n in short.items() if k.startswith("jwt_cache")})
-        expected = f"{v.expect // 100}xx"
-        wrong = sum(n for k, n in statuses.items() if k != expected)
-        if wrong:
-            result.notes.append(f"{wrong} responses were not {expected}")
-        if load.socket_errors:
-            result.notes.append(f"{load.socket_errors} socket errors/timeouts")
-        if v.kind == "native" and v.alg and v.expect == 200:
-            hits = result.extra_stats.get("jwt_cache_hit", 0)
-            if not v.cached and hits:
-                result.notes.append(f"jwt_authn reported {hits} cache hits with the cache off")
-            if v.cached and not hits:
-                result.notes.append("jwt_authn reported no cache hit with the cache on")
-        return result
+            raise BenchError(f"{r.variant.key}: Envoy completed no request during the load")
+        return Slice(cpu_s=cpu1 - cpu0, requests=requests, load=load,
+                     stats={k: n for k, n in delta.items() if n and k != "downstream_rq_completed"})
+
+    def noop_wasm(self) -> Path:
+        """bench/noop-filter, built once (its own crate, lock file and target directory)."""
+        if self._noop is None:
+            manifest = REPO / "bench" / "noop-filter" / "Cargo.toml"
+            log("building bench/noop-filter (the no-op proxy-wasm filter)")
+            run(["cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip1",
+                 "--manifest-path", str(manifest)], timeout=900, what="cargo build noop-filter")
+            self._noop = manifest.parent / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+            if not self._noop.exists():
+                raise BenchError(f"cargo built no {self._noop}")
+        return self._noop
 
     # -- the upstream -----------------------------------------------------------------------------
 
@@ -857,9 +1014,10 @@ class Report:
     def table(self) -> str:
         base = self.noauth()
         lines = [
-            "| variant | CPU µs/req | × no auth | × native | req/s (× no auth, × native) "
-            "| p50 (× no auth, × native) | p99 (× no auth, × native) | requests | notes |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| variant | CPU µs/req | × no auth | × native | median, spread "
+            "| req/s (× no auth, × native) | p50 (× no auth, × native) "
+            "| p99 (× no auth, × native) | requests | notes |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for res in self.results:
             ref = self.native_ref(res)
@@ -879,6 +1037,7 @@ class Report:
                 f"| {res.variant.label} (`{res.variant.key}`) | **{res.cpu_us_per_req:.1f}** "
                 f"| {ratio(res.cpu_us_per_req, b.cpu_us_per_req) if b else '—'} "
                 f"| {ratio(res.cpu_us_per_req, ref.cpu_us_per_req) if ref else '—'} "
+                f"| {res.median_us_per_req:.1f}, {res.spread * 100:.0f}% "
                 f"| {both(lambda x: x.load.rps, f'{res.load.rps:,.0f}')} "
                 f"| {both(lambda x: x.load.p50_us, fmt_us(res.load.p50_us))} "
                 f"| {both(lambda x: x.load.p99_us, fmt_us(res.load.p99_us))} "
@@ -917,12 +1076,40 @@ class Report:
                 "| native uncached − native cached (≈ verify in C++) "
                 "| crypto-bench new path, Wasmtime / native | crypto-bench jwt-simple, Wasmtime / native |\n"
                 "| --- | ---: | ---: | ---: | ---: | ---: |")
-        extra = ""
+        extra = []
+        noop = self.cpu("wasm-noop")
+        if noop is not None and base:
+            extra.append(f"A proxy-wasm filter that does nothing (bench/noop-filter: the Rust SDK, "
+                         f"an HTTP context per request that returns `Continue`) costs "
+                         f"{noop - base.cpu_us_per_req:.1f} µs more than no auth: the floor under "
+                         f"any Wasm filter in Envoy's V8, before it does any work.")
         if anon is not None and base:
-            extra = (f"\n\nThe filter with no token on an anonymous route (headers read and "
-                     f"stripped, nothing verified) costs {anon - base.cpu_us_per_req:.1f} µs more "
-                     f"than no auth: the fixed price of running a request through the Wasm VM.")
-        return head + "\n" + "\n".join(rows) + extra
+            extra.append(f"This filter with no token on an anonymous route (headers read and "
+                         f"stripped, nothing verified) costs {anon - base.cpu_us_per_req:.1f} µs "
+                         f"more than no auth"
+                         + (f", {anon - noop:.1f} µs more than the no-op filter: the filter's own "
+                            f"fixed work per request." if noop is not None else "."))
+        extra_text = "".join("\n\n" + e for e in extra)
+        return head + "\n" + "\n".join(rows) + extra_text
+
+    def perf_section(self) -> str:
+        rows = [r for r in self.results if r.profile]
+        if not rows:
+            return ("Not profiled (`--no-perf`, or `perf` is not installed or not permitted: "
+                    "`apt-get install linux-perf`).")
+        groups = ["wasm (V8 JIT)", "envoy binary (Envoy, V8 runtime, host calls)", "kernel",
+                  "libc, vdso, other"]
+        lines = ["| variant | " + " | ".join(groups) + " |",
+                 "| --- |" + " ---: |" * len(groups)]
+        for r in rows:
+            assert r.profile is not None
+            cells = [f"{r.profile.get(g, 0.0):.0f}% ≈ {r.profile.get(g, 0.0) / 100 * r.cpu_us_per_req:.1f} µs"
+                     for g in groups]
+            lines.append(f"| {r.variant.label} (`{r.variant.key}`) | " + " | ".join(cells) + " |")
+        return ("`perf record` of the whole Envoy process for 2 s under the same load, samples "
+                "grouped by where the code lives; µs = share × the variant's CPU µs/request. "
+                "The Envoy binary is stripped, so the split stops there; Wasm code is JIT-compiled "
+                "by V8 and shows as anonymous memory.\n\n" + "\n".join(lines))
 
     def memory_section(self) -> str:
         m = self.memory
@@ -962,7 +1149,8 @@ class Report:
 
     def startup_section(self) -> str:
         wasm = [r for r in self.results if r.variant.kind == "wasm"]
-        plain = [r for r in self.results if r.variant.kind != "wasm"]
+        plain = [r for r in self.results if r.variant.kind in ("none", "native")]
+        noop = self.r.get("wasm-noop")
         if not wasm or not plain:
             return "Not enough variants ran to compare."
 
@@ -973,6 +1161,8 @@ class Report:
         w_init, p_init = med([r.init_ms for r in wasm]), med([r.init_ms for r in plain])
         w_ready, p_ready = med([r.ready_s * 1e3 for r in wasm]), med([r.ready_s * 1e3 for r in plain])
         size = self.wasm.stat().st_size
+        noop_path = REPO / "bench" / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+        noop_size = noop_path.stat().st_size if noop_path.exists() else 0
         digest = hashlib.sha256(self.wasm.read_bytes()).hexdigest()[:16]
         lines = [f"- Module: `{self.wasm.relative_to(REPO) if self.wasm.is_relative_to(REPO) else self.wasm}`, "
                  f"**{size:,} bytes ({size / 2**20:.2f} MiB)**, sha256 {digest}…"]
@@ -981,7 +1171,10 @@ class Report:
                          f"first line to \"starting main dispatch loop\") takes {w_init:.0f} ms with "
                          f"the filter and {p_init:.0f} ms without (medians over {len(wasm)} and "
                          f"{len(plain)} starts). Most of it is V8 compiling the module; Envoy "
-                         f"starts one VM per worker plus one on the main thread.")
+                         f"starts one VM per worker plus one on the main thread."
+                         + (f" The no-op filter ({noop_size / 1024:.0f} KiB) starts in "
+                            f"{noop.init_ms - p_init:.0f} ms." if noop and noop.init_ms is not None
+                            and noop_size else ""))
         if w_ready is not None and p_ready is not None:
             lines.append(f"- From process start to admin `/ready` = LIVE (polled every 50 ms): "
                          f"{w_ready:.0f} ms with the filter, {p_ready:.0f} ms without.")
@@ -1017,9 +1210,9 @@ class Report:
         drift = ""
         if "noauth" in self.r and "noauth-2" in self.r:
             x, y = self.r["noauth"].cpu_us_per_req, self.r["noauth-2"].cpu_us_per_req
-            drift = (f" No auth ran first and last: {x:.1f} and {y:.1f} µs/request "
+            drift = (f" No auth runs in two identical Envoys: {x:.1f} and {y:.1f} µs/request "
                      f"({abs(y - x) / min(x, y) * 100:.0f}% apart — a measure of this run's noise); "
-                     f"the lower is the reference.")
+                     f"the lower is the reference, which makes every ratio to it the stricter one.")
         today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         mode = " (**smoke run**: tiny durations, proves the script works; numbers mean little)" if a.smoke else ""
         return f"""# Benchmarks
@@ -1029,13 +1222,19 @@ Generated by `make bench` (`bench/bench.py`){mode} on {today}, commit {f['commit
 
 Machine: {f['cpus']} CPUs ({f['cpu']}), {f['memory']}, Linux {f['kernel']}, load average at start
 {f['load']}. Envoy {f['envoy']}, `--concurrency 1`, V8. Load: {f['loadgen']}, {a.connections}
-connections, {a.warmup} s warmup then {a.duration} s per variant, `GET {PATH}` with the same token
-for every variant. This machine is shared and noisy: read the ratios, not the absolute numbers.
+connections, `GET {PATH}` with the same token for every variant. All variants' Envoys run side
+by side (idle but one); each gets {a.warmup} s of warmup, then {a.rounds} rounds visit every
+variant in turn ({a.duration} s of load each, odd rounds in reverse order), so a burst of other
+work on this shared, noisy machine hits one round of several variants instead of all of one.
+Read the ratios, not the absolute numbers.
 
 ## Results
 
-The primary figure is **Envoy's CPU time per request** (utime+stime of the Envoy process across
-the measured interval, over the requests it completed). Every figure is also given as a ratio to
+The primary figure is **Envoy's CPU time per request** (user+system time of all the Envoy
+process's threads, from `/proc/<pid>/task/*/schedstat`, across a round's load, over the requests it completed), **the lowest of the rounds**: other work on this
+machine can only add CPU time per request (contention for the cores and caches), so the least
+disturbed round is the best estimate. The median and the spread ((max − min) / median) of the
+rounds are shown beside it. Every figure is also given as a ratio to
 no auth and to the native jwt_authn run it should be compared with (same algorithm with the cache
 off; RS256 with its cache on for the cached rows; its own denial for the denial). Throughput and
 latency depend on the load generator and the upstream sharing the machine's {f['cpus']} CPUs; CPU
@@ -1057,6 +1256,10 @@ Differences of CPU µs/request between runs of this table, and crypto-bench's ti
 batch, µs per verification) for the same algorithm:
 
 {self.decomposition()}
+
+### Samples by code region (perf)
+
+{self.perf_section()}
 
 ## Memory: 100k distinct tokens
 
@@ -1109,7 +1312,7 @@ def plot(results: list[Result], path: Path, base: Result | None) -> None:
 
     colors = {"no auth": "#9e9e9e", "native": "#1f77b4", "native cached": "#6baed6",
               "filter uncached": "#ff7f0e", "filter cached": "#2ca02c", "denial": "#9467bd",
-              "filter, no token": "#8c564b"}
+              "filter, no token": "#8c564b", "no-op Wasm filter": "#bcbd22"}
     labels = [r.variant.label for r in results]
     values = [r.cpu_us_per_req for r in results]
     fig, ax = plt.subplots(figsize=(12, 0.38 * len(results) + 2.0))
@@ -1169,12 +1372,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true",
                     help="tiny durations, 3 variants, a small memory test, no crypto-bench; "
                          "writes .work/bench/smoke/ instead of docs/")
-    ap.add_argument("--duration", type=int, default=None, help="seconds of measured load per variant (6)")
-    ap.add_argument("--warmup", type=int, default=None, help="seconds of warmup per variant (2)")
+    ap.add_argument("--duration", type=int, default=None,
+                    help="seconds of measured load per variant and round (1)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds over all variants; a variant's figure is the lowest (5)")
+    ap.add_argument("--warmup", type=int, default=None, help="seconds of warmup per variant (1)")
     ap.add_argument("--connections", type=int, default=16, help="keep-alive connections (16)")
-    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=False,
                     help="pin the Envoy under test to the last CPU, wrk and the upstream to the "
-                         "others (default on; no effect with one CPU)")
+                         "others (default off: on this shared 2-CPU machine it made the figures "
+                         "noisier, as the pinned Envoy cannot move away from other work)")
     ap.add_argument("--only", default=None, help="comma-separated variant keys (see --list)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     ap.add_argument("--no-memory", action="store_true", help="skip the 100k-token memory test")
@@ -1185,17 +1392,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "if it runs out, and the report says so")
     ap.add_argument("--mem-chunk", type=int, default=None, help="seconds per memory checkpoint (10)")
     ap.add_argument("--no-crypto", action="store_true", help="skip crypto-bench/run.py")
+    ap.add_argument("--perf", action=argparse.BooleanOptionalAction, default=None,
+                    help="profile a few variants with perf record, when perf is installed "
+                         "(default: on, off with --smoke)")
     ap.add_argument("--crypto-full", action="store_true", help="crypto-bench without --quick")
     ap.add_argument("--wasm", default=str(DEFAULT_WASM), help="the module to measure")
     ap.add_argument("--out", default=None, help="the Markdown report (docs/benchmarks.md)")
     args = ap.parse_args(argv)
     smoke = args.smoke
-    defaults = {"duration": 1 if smoke else 6, "warmup": 1 if smoke else 2,
+    defaults = {"duration": 1, "rounds": 1 if smoke else 5, "warmup": 1,
                 "mem_tokens": 2000 if smoke else 100_000, "mem_requests": 10_000 if smoke else 1_000_000,
                 "mem_budget": 20 if smoke else 240, "mem_chunk": 2 if smoke else 10}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.perf is None:
+        args.perf = not smoke
     if smoke:
         args.no_crypto = True
         if args.only is None:
@@ -1233,22 +1445,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         bench = Bench(args)
         facts = machine_facts(find_envoy(), bench.loadgen)
-        log(f"{len(variants)} variants, {args.warmup}+{args.duration} s each, "
-            f"{args.connections} connections, {facts['loadgen']}, Envoy {facts['envoy']}")
+        log(f"{len(variants)} variants, {args.warmup} s warmup, {args.rounds} rounds of "
+            f"{args.duration} s each, {args.connections} connections, {facts['loadgen']}, "
+            f"Envoy {facts['envoy']}")
         results: list[Result] = []
         memory: dict[str, Any] | None = None
         with bench.responder() as responder:
             bench.upstream_port = responder.port
             assert responder.proc is not None
             pin(responder.proc.pid, bench.other_cpus)
-            for i, v in enumerate(variants, 1):
-                res = bench.measure(v)
+            with contextlib.ExitStack() as stack:
+                running = []
+                for i, v in enumerate(variants, 1):
+                    r = bench.start(v, stack)
+                    running.append(r)
+                    log(f"started {v.key} [{i}/{len(variants)}]: ready in {r.ready_s * 1e3:.0f} ms")
+                for rnd in range(args.rounds):
+                    # Every round visits every variant; odd rounds go backwards, so no variant
+                    # always follows the same neighbour.
+                    for r in (running if rnd % 2 == 0 else running[::-1]):
+                        sl = bench.measure(r, args.duration)
+                        r.slices.append(sl)
+                        log(f"round {rnd + 1}/{args.rounds} {r.variant.key:20} "
+                            f"{sl.cpu_us_per_req:8.1f} µs/req {sl.load.rps:9,.0f} req/s  "
+                            f"p50 {fmt_us(sl.load.p50_us):>7} p99 {fmt_us(sl.load.p99_us):>7}")
+                    if not responder.running:
+                        raise BenchError(f"the upstream Envoy died{responder._tail_note()}")
+                if args.perf:
+                    for r in running:
+                        if r.variant.key in PERF_KEYS:
+                            r.profile = bench.profile(r)
+                            log(f"perf {r.variant.key}: " + (", ".join(
+                                f"{k} {v:.0f}%" for k, v in r.profile.items()) if r.profile
+                                else "not available"))
+            for r in running:
+                res = Result(r.variant, r.ready_s, r.init_ms, r.slices, profile=r.profile)
+                res.check()
                 results.append(res)
-                log(f"[{i}/{len(variants)}] {v.key:20} {res.cpu_us_per_req:8.1f} µs/req "
-                    f"{res.load.rps:9,.0f} req/s  p50 {fmt_us(res.load.p50_us):>7} "
-                    f"p99 {fmt_us(res.load.p99_us):>7}  {'; '.join(res.notes)}")
-                if not responder.running:
-                    raise BenchError(f"the upstream Envoy died{responder._tail_note()}")
+                log(f"{r.variant.key:20} {res.cpu_us_per_req:8.1f} µs/req (lowest of {len(r.slices)}"
+                    f"; median {res.median_us_per_req:.1f}, spread {res.spread * 100:.0f}%)  "
+                    f"{'; '.join(res.notes)}")
             if not args.no_memory:
                 if bench.loadgen.rotates_tokens:
                     try:
@@ -1273,7 +1509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = WORK / ("results-smoke.json" if args.smoke else "results.json")
         raw.write_text(json.dumps({
             "facts": facts, "args": vars(args), "elapsed_s": elapsed,
-            "results": [{**dataclasses.asdict(r), "variant": dataclasses.asdict(r.variant)}
+            "results": [{**dataclasses.asdict(r), "variant": dataclasses.asdict(r.variant),
+                         "cpu_us_per_req": r.cpu_us_per_req, "median_us_per_req": r.median_us_per_req,
+                         "spread": r.spread}
                         for r in results],
             "memory": memory, "crypto": crypto and {k: v for k, v in crypto.items() if k != "table"},
         }, indent=1, default=str))

@@ -217,6 +217,7 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         log.sub = who.subject.clone();
     }
     let report = &config.headers.report_header;
+    let would_deny = judgement.denial.is_some();
     match judgement.denial {
         Some(denial) if !matched.report_only => return deny(engine, denial, log),
         Some(denial) => {
@@ -247,8 +248,16 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
             }
         }
     }
-    if let (Some(found), false) = (&judgement.found, config.headers.forward_token) {
-        ops.extend(headers::remove_token(found, facts));
+    if !config.headers.forward_token {
+        match &judgement.found {
+            Some(found) => ops.extend(headers::remove_token(found, facts)),
+            // A token that could not be read (too large, ambiguous, empty) only passes in
+            // report-only mode; it must not reach the upstream either.
+            None if would_deny => {
+                ops.extend(headers::remove_unread_tokens(&config.token_sources, facts))
+            }
+            None => {}
+        }
     }
     allow(ops, log)
 }
@@ -280,20 +289,21 @@ fn judge(
     now: u64,
 ) -> Result<Judgement, usize> {
     let config = &engine.config;
-    if matched.access == Access::Deny {
-        return Ok(Judgement::denied(
-            None,
-            None,
-            Denial::by_rule(Reason::Forbidden, &matched.name),
-        ));
+    // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
+    // in report-only mode the request passes, so its token is still verified (to identify the
+    // caller) and removed like on any other route, but the reported reason stays `forbidden`.
+    let refused =
+        (matched.access == Access::Deny).then(|| Denial::by_rule(Reason::Forbidden, &matched.name));
+    if let (Some(denial), false) = (&refused, matched.report_only) {
+        return Ok(Judgement::denied(None, None, denial.clone()));
     }
     let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
         Ok(Some(found)) => found,
-        Ok(None) if matched.access == Access::Anonymous => {
+        Ok(None) if matched.access != Access::Authenticated => {
             return Ok(Judgement {
                 found: None,
                 caller: None,
-                denial: None,
+                denial: refused,
             })
         }
         Ok(None) => {
@@ -303,15 +313,22 @@ fn judge(
                 Denial::new(Reason::TokenMissing),
             ))
         }
-        Err(reason) => return Ok(Judgement::denied(None, None, Denial::new(reason))),
+        Err(reason) => {
+            let denial = refused.unwrap_or_else(|| Denial::new(reason));
+            return Ok(Judgement::denied(None, None, denial));
+        }
     };
     let who = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
-            return Ok(Judgement::denied(Some(found), None, Denial::new(reason)))
+            let denial = refused.unwrap_or_else(|| Denial::new(reason));
+            return Ok(Judgement::denied(Some(found), None, denial));
         }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
+    if let Some(denial) = refused {
+        return Ok(Judgement::denied(Some(found), Some(who), denial));
+    }
     let denial = matched
         .rule
         .and_then(|r| r.require.as_ref())
@@ -833,6 +850,76 @@ mod tests {
             );
             assert_eq!(set(&ops, "x-identity-subject"), None);
             assert!(ops.contains(&HeaderOp::Remove("x-identity-subject".into())));
+        }
+
+        #[test]
+        fn report_only_default_deny_identifies_the_caller_and_removes_the_token() {
+            // Found by tests/test_report_only.py: the refusing default did not look at the
+            // token, so in report-only mode the raw token went upstream with no identity.
+            let e = engine(json!({"default": "deny", "report_only": true}));
+            let d = decide(&e, &e, &request("GET", "/x", &sign(json!({})), &[]), NOW);
+            let Decision::Allow { ops, log } = d else {
+                panic!("expected allow, got {d:?}")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=forbidden; rule=default")
+            );
+            assert_eq!(set(&ops, "x-identity-subject"), Some("alice"));
+            assert!(set(&ops, "x-identity-assertion").is_some());
+            assert!(ops.contains(&HeaderOp::Remove("authorization".into())));
+            assert_eq!(
+                (log.reason, log.sub.as_deref()),
+                (Some(Reason::Forbidden), Some("alice"))
+            );
+            // An invalid token: still `forbidden` (what enforcement answers), and removed.
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/x", &sign(json!({})), &[]),
+                NOW + 700,
+            );
+            let Decision::Allow { ops, .. } = d else {
+                panic!("expected allow, got {d:?}")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=forbidden; rule=default")
+            );
+            assert_eq!(set(&ops, "x-identity-subject"), None);
+            assert!(ops.contains(&HeaderOp::Remove("authorization".into())));
+        }
+
+        #[test]
+        fn enforced_default_deny_does_not_look_at_the_token() {
+            let e = engine(json!({"default": "deny"}));
+            let d = decide(&e, &e, &request("GET", "/x", "not-a-jwt", &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=default");
+        }
+
+        #[test]
+        fn report_only_removes_a_token_that_could_not_be_read() {
+            let e = engine(json!({
+                "report_only": true,
+                "token_sources": [{"header": "authorization", "prefix": "Bearer "}, {"cookie": "session"}],
+            }));
+            let token = sign(json!({}));
+            let cookie = format!("theme=dark; session={}", sign(json!({"scope": "x"})));
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/", &token, &[("cookie", cookie.as_str())]),
+                NOW,
+            );
+            let Decision::Allow { ops, .. } = d else {
+                panic!("expected allow, got {d:?}")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=token_ambiguous; rule=default")
+            );
+            assert!(ops.contains(&HeaderOp::Remove("authorization".into())));
+            assert_eq!(set(&ops, "cookie"), Some("theme=dark"));
         }
 
         #[test]

@@ -2,7 +2,7 @@
 //! request, then the verified identity is set; the original token is removed unless forwarded.
 
 use crate::claims;
-use crate::config::Config;
+use crate::config::{Config, TokenSource};
 use crate::identity::Identity;
 use crate::token::{self, Found, Location, RequestFacts};
 
@@ -58,6 +58,47 @@ pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
             Some(HeaderOp::Set(c.header.to_ascii_lowercase(), text))
         })
         .collect()
+}
+
+/// Changes that take out every token candidate when none could be read (too large, empty,
+/// different tokens in several places): each configured source that holds something that looks
+/// like a token (a header value with the source's prefix, the query parameter, the cookie).
+pub fn remove_unread_tokens(sources: &[TokenSource], facts: &RequestFacts) -> Vec<HeaderOp> {
+    let has_prefix = |value: &str, prefix: &str| {
+        value
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let has_cookie = |name: &str| {
+        facts.header_values("cookie").any(|header| {
+            header
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .any(|(key, _)| key.trim() == name)
+        })
+    };
+    let mut locations = Vec::new();
+    for source in sources {
+        if let Some(name) = &source.header {
+            let prefix = source.prefix.as_deref().unwrap_or("");
+            if facts.header_values(name).any(|v| has_prefix(v, prefix)) {
+                locations.push(Location::Header(name.to_ascii_lowercase()));
+            }
+        } else if let Some(name) = &source.query {
+            if token::path_without_query_param(&facts.path, name) != facts.path {
+                locations.push(Location::Query(name.clone()));
+            }
+        } else if let Some(name) = &source.cookie {
+            if has_cookie(name) {
+                locations.push(Location::Cookie(name.clone()));
+            }
+        }
+    }
+    let found = Found {
+        token: String::new(),
+        locations,
+    };
+    remove_token(&found, facts)
 }
 
 /// Changes that take the token out of the request, from wherever it was found.
@@ -178,6 +219,38 @@ mod tests {
                 HeaderOp::Set("cookie".into(), "o=1".into()),
             ]
         );
+    }
+
+    #[test]
+    fn unread_tokens_are_removed_from_every_source_that_holds_one() {
+        let sources: Vec<TokenSource> = serde_json::from_value(json!([
+            {"header": "authorization", "prefix": "Bearer "},
+            {"header": "x-api-token"},
+            {"query": "access_token"},
+            {"cookie": "session"}
+        ]))
+        .unwrap();
+        let f = facts(
+            "/x?access_token=%zz&k=1",
+            &[
+                ("authorization", "Basic dTpw"),
+                ("cookie", "a=1; session=t"),
+            ],
+        );
+        assert_eq!(
+            remove_unread_tokens(&sources, &f),
+            vec![
+                HeaderOp::Set(":path".into(), "/x?k=1".into()),
+                HeaderOp::Set("cookie".into(), "a=1".into()),
+            ],
+            "a header without the source's prefix holds no token and stays"
+        );
+        let f = facts("/x", &[("Authorization", "bearer  ")]);
+        assert_eq!(
+            remove_unread_tokens(&sources, &f),
+            vec![HeaderOp::Remove("authorization".into())]
+        );
+        assert!(remove_unread_tokens(&sources, &facts("/x?k=1", &[])).is_empty());
     }
 
     #[test]

@@ -33,9 +33,22 @@ pub struct Matched<'a> {
     pub report_only: bool,
 }
 
+/// The pseudo-rule that refuses a path with dot segments.
+pub const DOT_SEGMENTS_RULE: &str = "path_dot_segments";
+
 /// Find the first rule whose match covers `method`, `path` (without query string) and `host`
-/// (the `:authority`).
+/// (the `:authority`). A path with dot segments matches no rule: it is refused by the
+/// pseudo-rule [`DOT_SEGMENTS_RULE`] (see [`has_dot_segment`]).
 pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> Matched<'a> {
+    if has_dot_segment(path) {
+        return Matched {
+            name: Cow::Borrowed(DOT_SEGMENTS_RULE),
+            access: Access::Deny,
+            rule: None,
+            captures: Vec::new(),
+            report_only: config.report_only,
+        };
+    }
     for (i, rule) in config.rules.iter().enumerate() {
         if let Some(captures) = covers(&rule.route, method, path, host) {
             let name = match &rule.name {
@@ -148,6 +161,39 @@ fn decode_segment(segment: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| segment.to_string())
 }
 
+/// Whether a path has a `.` or `..` segment in any spelling an upstream may resolve: plain,
+/// percent-encoded (`%2e%2e`), between encoded or back slashes (`%2f..`, `..\`), or with
+/// segment parameters (`..;x`, as Java servers read it). Rules match the path as sent, so
+/// `/public/../admin` would match a `/public` prefix while an upstream that normalizes serves
+/// `/admin`; such paths are refused instead (Envoy's `normalize_path` resolves them first).
+pub fn has_dot_segment(path: &str) -> bool {
+    if !path.contains('.') && !path.contains('%') {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = path
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                decoded.push(v);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded.split(|b| *b == b'/' || *b == b'\\').any(|segment| {
+        let name = segment.split(|b| *b == b';').next().unwrap_or_default();
+        name == b"." || name == b".."
+    })
+}
+
 /// `api.example.com` matches itself (any case, any port); `*.example.com` any subdomain.
 pub fn host_covers(pattern: &str, authority: &str) -> bool {
     let host = strip_port(authority);
@@ -251,9 +297,15 @@ pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> 
     if other {
         return Some(Failure::Other);
     }
-    scope_failure.map(|mut s| {
-        s.dedup();
-        Failure::Scopes(s)
+    scope_failure.map(|s| {
+        // Alternatives may share scopes: name each once, in order of first appearance.
+        let mut unique: Vec<String> = Vec::with_capacity(s.len());
+        for scope in s {
+            if !unique.contains(&scope) {
+                unique.push(scope);
+            }
+        }
+        Failure::Scopes(unique)
     })
 }
 
@@ -407,6 +459,52 @@ mod tests {
     }
 
     #[test]
+    fn dot_segments_in_any_spelling_are_found() {
+        for path in [
+            "/public/../admin",
+            "/public/./x",
+            "/public/..",
+            "/public/%2e%2e/admin",
+            "/public/%2E./admin",
+            "/public%2f..%2fadmin",
+            "/public/..\\admin",
+            "/public/..;x=1/admin",
+            "..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/files/report.pdf",
+            "/a/.well-known/jwks.json",
+            "/a/...",
+            "/a/..b",
+            "/v1.2/x",
+            "/a%20b/%zz",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_path_with_dot_segments_matches_no_rule() {
+        // Found by tests/test_authz.py: `/docs/../roles/any` matched the anonymous `/docs`
+        // prefix and reached the upstream, which may well serve `/roles/any`.
+        let c = config(
+            serde_json::json!([{"name": "docs", "match": {"path_prefix": "/docs"}, "allow_anonymous": true}]),
+            "anonymous",
+        );
+        let m = select(&c, "GET", "/docs/%2e%2e/admin", "h");
+        assert_eq!(
+            (m.name.as_ref(), m.access),
+            (DOT_SEGMENTS_RULE, Access::Deny)
+        );
+        assert!(m.rule.is_none() && !m.report_only);
+        assert_eq!(select(&c, "GET", "/docs/a.b", "h").name, "docs");
+    }
+
+    #[test]
     fn hosts_match_without_port_and_case() {
         assert!(host_covers("api.example.com", "API.example.com:8443"));
         assert!(!host_covers("api.example.com", "api.example.com.evil"));
@@ -476,6 +574,14 @@ mod tests {
         assert_eq!(
             check(&r, &who, &[]),
             Some(Failure::Scopes(vec!["a".into(), "b".into()]))
+        );
+        // Found by tests/test_authz.py: alternatives sharing a scope named it twice.
+        let r = req(
+            serde_json::json!({"any_of": [{"scopes": {"all_of": ["a", "b"]}}, {"scopes": {"all_of": ["a", "c"]}}]}),
+        );
+        assert_eq!(
+            check(&r, &who, &[]),
+            Some(Failure::Scopes(vec!["a".into(), "b".into(), "c".into()]))
         );
         let r = req(
             serde_json::json!({"all_of": [{"scopes": {"any_of": ["runs:read"]}}, {"issuers": ["https://other"]}]}),

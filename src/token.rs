@@ -15,7 +15,7 @@ pub struct RequestFacts {
     pub authority: String,
     pub headers: Vec<(String, String)>,
     /// A unique value for this request, from the host's randomness: the assertion's `jti`, and
-    /// the request id when the request has none.
+    /// the request id when the request has none. Empty when no assertion is configured.
     pub unique: String,
 }
 

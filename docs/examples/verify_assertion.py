@@ -11,8 +11,7 @@ class AssertionError_(Exception):
     """The assertion is missing, invalid, or not bound to this request."""
 
 
-def verify_assertion(token, key, *, audience, method, path, issuer="identity-filter",
-                     algorithms=("HS256", "EdDSA"), leeway=5):
+def verify_assertion(token, key, *, audience, method, path, issuer="identity-filter", leeway=5):
     """Return the assertion's claims if it is valid for this request, else raise.
 
     key: the shared HS256 secret (str/bytes) or an Ed25519 public key
@@ -21,11 +20,13 @@ def verify_assertion(token, key, *, audience, method, path, issuer="identity-fil
     """
     if not token:
         raise AssertionError_("assertion_missing")
+    # The key decides the algorithm, never the token's header.
+    algorithms = ["HS256"] if isinstance(key, (str, bytes)) else ["EdDSA"]
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=list(algorithms),
+            algorithms=algorithms,
             audience=audience,
             issuer=issuer,
             leeway=leeway,

@@ -1,10 +1,12 @@
-"""Tiny HTTP servers on 127.0.0.1 for tests: scripted answers, and a fault-injecting proxy."""
+"""Tiny HTTP servers on 127.0.0.1 for tests: scripted answers, a fault-injecting proxy, and a
+recording proxy (what the gateway really forwards to the dispatcher)."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -71,6 +73,18 @@ class ScriptedServer(_Server):
         super().__init__(Handler)
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """One request a proxy received: header names lower-cased, every pair in order."""
+
+    method: str
+    path: str
+    headers: tuple[tuple[str, str], ...]
+
+    def header_values(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n == name.lower()]
+
+
 class FaultProxy(_Server):
     """Forwards to ``target``; answers 503 to the first ``fail_first`` requests whose path
     contains ``match`` (as Prefect does when SQLite is locked), or to all of them if
@@ -81,6 +95,8 @@ class FaultProxy(_Server):
         self.fail_first = fail_first
         self.failed = 0
         self.forwarded = 0
+        #: Every request received, in order (also the ones answered 503).
+        self.received: list[Forwarded] = []
         upstream = urlsplit(target)
         proxy = self
 
@@ -93,6 +109,8 @@ class FaultProxy(_Server):
             def _forward(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                proxy.received.append(Forwarded(self.command, self.path,
+                                                tuple((k.lower(), v) for k, v in self.headers.items())))
                 if proxy.match in self.path and (proxy.fail_first is None or proxy.failed < proxy.fail_first):
                     proxy.failed += 1
                     data = b'{"exception_message":"database is locked"}'
@@ -120,3 +138,13 @@ class FaultProxy(_Server):
             do_GET = do_POST = do_PATCH = do_DELETE = _forward
 
         super().__init__(Handler)
+
+
+class RecordingProxy(FaultProxy):
+    """Forwards everything to ``target`` and records what it received (:attr:`received`)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target, match="", fail_first=0)
+
+    def with_request_id(self, request_id: str) -> list[Forwarded]:
+        return [r for r in self.received if r.header_values("x-request-id") == [request_id]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from identity_dispatcher.testing import CallerIdentity
 
 IDP = "https://idp.test/realms/main"
+#: An issuer whose keys the gateway cannot fetch (its JWKS server is down): 503 keys_unavailable.
+DOWN_IDP = "https://idp-down.test/realms/main"
 
 
 def person(sub: str, *roles: str, tenant: str | None = "acme", scopes=("runs:write",),
@@ -21,3 +23,4 @@ FRANK = person("frank", "echoer")
 GINA = person("gina", "echoer", tenant="other")
 BLOCKED = person("blocky", "flow-runner", tenant="blocked")
 ADMIN = person("root", "flow-admin", tenant=None)
+STRANGER = person("stranger", "flow-runner", idp=DOWN_IDP)

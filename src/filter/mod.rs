@@ -164,7 +164,7 @@ impl Request {
 }
 
 impl Request {
-    fn facts(&self) -> RequestFacts {
+    fn facts(&self, engine: &Engine) -> RequestFacts {
         let mut facts = RequestFacts::default();
         for (name, value) in self.get_http_request_headers_bytes() {
             let value = String::from_utf8_lossy(&value).into_owned();
@@ -179,7 +179,10 @@ impl Request {
         if facts.authority.is_empty() {
             facts.authority = facts.header("host").unwrap_or_default().to_string();
         }
-        facts.unique = self.unique();
+        // Randomness is only needed to mint an assertion.
+        if engine.config.headers.assertion.is_some() {
+            facts.unique = self.unique();
+        }
         facts
     }
 
@@ -243,7 +246,7 @@ impl HttpContext for Request {
         let Some(engine) = &state.engine else {
             return respond(&decide::config_invalid_response());
         };
-        let facts = self.facts();
+        let facts = self.facts(engine);
         let decision = match &state.keys {
             Some(keys) => {
                 let now = keys::now_ms();

@@ -12,6 +12,7 @@ Modules, one job each:
 - :mod:`.decisions` — one JSON log line per decision
 - :mod:`.app` — the ASGI service (``python -m identity_dispatcher``)
 - :mod:`.client` — for flows calling APIs through the gateway: typed errors with reason codes
+- :mod:`.gateway` — the identity filter's configuration in front of the dispatcher
 - :mod:`.testing` — starts a real Prefect server, served flows and a dispatcher (tests, demos)
 """
 

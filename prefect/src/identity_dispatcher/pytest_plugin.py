@@ -7,6 +7,9 @@ Override these fixtures to adapt the chain:
 
 ``dispatcher_policy_file`` (session)
     The policy the dispatcher loads (default: the example policy).
+``dispatcher_port`` (session)
+    The dispatcher's port (default: a free one, chosen before anything starts, so a gateway
+    can be configured with it and started before the dispatcher).
 ``dispatcher_env`` (session)
     Extra dispatcher settings; by default it trusts ``assertion_minter``'s HS256 secret and
     EdDSA JWKS file. A gateway test adds the filter's key, e.g. ``DISPATCHER_JWKS_URL`` pointing
@@ -35,6 +38,7 @@ from .testing import (
     DispatcherProcess,
     PrefectServer,
     ServedFlows,
+    free_port,
 )
 
 
@@ -82,6 +86,11 @@ def dispatcher_policy_file() -> Path:
 
 
 @pytest.fixture(scope="session")
+def dispatcher_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def dispatcher_env(chain_workdir: Path, assertion_minter: AssertionMinter) -> dict[str, str]:
     return assertion_minter.dispatcher_env(chain_workdir)
 
@@ -93,8 +102,10 @@ def dispatcher(
     served_flows: ServedFlows,
     dispatcher_policy_file: Path,
     dispatcher_env: dict[str, str],
+    dispatcher_port: int,
 ) -> Iterator[DispatcherProcess]:
-    process = DispatcherProcess(chain_workdir, prefect_server.api_url, dispatcher_policy_file, dispatcher_env)
+    process = DispatcherProcess(chain_workdir, prefect_server.api_url, dispatcher_policy_file, dispatcher_env,
+                                port=dispatcher_port)
     try:
         yield process
     finally:

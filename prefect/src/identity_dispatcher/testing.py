@@ -388,6 +388,8 @@ class DirectCaller:
     """
 
     name = "direct"
+    #: The refusal of a request sent without identity.
+    unauthenticated_reason = "assertion_missing"
 
     def __init__(self, base_url: str, minter: AssertionMinter, algorithm: str = "EdDSA",
                  assertion_header: str = "x-identity-assertion") -> None:
@@ -406,6 +408,93 @@ class DirectCaller:
                 identity, method, path, algorithm=self.algorithm, request_id=request_id
             )
         return self.http.request(method, path, json=json, headers=sent)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@dataclass
+class TokenIssuer:
+    """A test identity provider: an Ed25519 signing key, its JWKS (inline in the filter's
+    configuration), and tokens describing a :class:`CallerIdentity` (``iss`` = its ``idp``).
+
+    Claims: ``sub``, ``roles``, ``groups``, ``scope`` (space-separated), ``tenant`` (when set),
+    ``aud``, ``iat``, ``exp``, ``jti``; map them with
+    :func:`identity_dispatcher.gateway.provider`'s defaults.
+    """
+
+    audience: str = "prefect-gateway"
+    kid: str = "idp-1"
+    lifetime_seconds: int = 300
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    def jwks(self) -> dict[str, Any]:
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": self.kid,
+                          "alg": "EdDSA", "use": "sig"}]}
+
+    def claims(self, identity: CallerIdentity, now: int | None = None) -> dict[str, Any]:
+        now = int(time.time()) if now is None else now
+        claims: dict[str, Any] = {
+            "iss": identity.idp, "aud": self.audience, "sub": identity.sub,
+            "iat": now, "exp": now + self.lifetime_seconds, "jti": uuid.uuid4().hex,
+            "roles": list(identity.roles), "groups": list(identity.groups),
+            "scope": " ".join(identity.scopes),
+        }
+        if identity.tenant is not None:
+            claims["tenant"] = identity.tenant
+        return claims
+
+    def token(self, identity: CallerIdentity, **overrides: Any) -> str:
+        """A token for ``identity``; ``overrides`` replace claims (``None`` removes one)."""
+        claims = self.claims(identity)
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": self.kid, "typ": "JWT"})
+
+
+class GatewayCaller:
+    """Reaches the dispatcher through the real gateway (Envoy with the identity filter): sends
+    the caller's token, signed by a :class:`TokenIssuer`; the filter verifies it and mints the
+    assertion. Same interface as :class:`DirectCaller`.
+
+    ``gateways`` maps an assertion algorithm to the base URL of a gateway signing with it
+    (``{"EdDSA": ..., "HS256": ...}``); :attr:`algorithm` picks the one used. ``request_id`` is
+    sent as ``x-request-id``, which the filter binds into the assertion (``req.id``).
+    """
+
+    name = "envoy"
+    unauthenticated_reason = "token_missing"
+
+    def __init__(self, gateways: Mapping[str, str], issuer: TokenIssuer, algorithm: str = "EdDSA",
+                 request_id_header: str = "x-request-id") -> None:
+        if algorithm not in gateways:
+            raise ValueError(f"no gateway signs with {algorithm}")
+        self.gateways = dict(gateways)
+        self.issuer = issuer
+        self.algorithm = algorithm
+        self.request_id_header = request_id_header
+        self.http = httpx.Client(timeout=30.0)
+
+    @property
+    def base_url(self) -> str:
+        return self.gateways[self.algorithm]
+
+    def token(self, identity: CallerIdentity) -> str:
+        return self.issuer.token(identity)
+
+    def request(self, method: str, path: str, *, identity: CallerIdentity | None,
+                json: Any = None, headers: Mapping[str, str] | None = None,
+                request_id: str | None = None) -> httpx.Response:
+        sent = dict(headers or {})
+        if identity is not None:
+            sent["authorization"] = f"Bearer {self.token(identity)}"
+        if request_id is not None:
+            sent[self.request_id_header] = request_id
+        return self.http.request(method, self.base_url + path, json=json, headers=sent)
 
     def close(self) -> None:
         self.http.close()

@@ -1,0 +1,111 @@
+"""The identity filter's configuration in front of the dispatcher (a plain JSON document).
+
+Used by the gateway tests and by ``make run-prefect`` (``tools/run_prefect.py``); it is also the
+reference for a production gateway. What the filter does with it (see the repository's
+``docs/configuration.md``):
+
+- ``POST /runs/{flow}/{deployment}`` (rule ``runs-start``): a valid token of a listed provider
+  with one of ``run_roles``; ``GET /runs/{flow_run_id}`` (rule ``runs-read``): any valid token.
+  Everything else is refused (``default: deny``). The dispatcher applies its own, finer policy
+  after this coarse one.
+- Prefect's ``Prefect-Automation-ID`` / ``Prefect-Automation-Name`` headers (which make Prefect
+  record an object as created by an automation) are always stripped, as are the assertion
+  header and the token.
+- The signed assertion (``x-identity-assertion``, audience ``prefect-dispatcher``): HS256 with a
+  shared secret, or EdDSA with the public JWKS served by the filter at :data:`JWKS_PATH`, which
+  the dispatcher fetches through the gateway (``DISPATCHER_JWKS_URL``).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Iterable, Mapping, Sequence
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+#: Where the filter serves its public assertion keys (EdDSA).
+JWKS_PATH = "/.well-known/identity-jwks"
+
+#: The headers Prefect's server reads to record an object as created by an automation
+#: (``prefect.server.api.dependencies.get_created_by``); a caller must never set them.
+PREFECT_AUTOMATION_HEADERS = ("Prefect-Automation-ID", "Prefect-Automation-Name")
+
+#: Roles the gateway requires to start a run (the dispatcher's policy decides which deployment).
+DEFAULT_RUN_ROLES = ("flow-runner", "flow-admin")
+
+START_RULE = "runs-start"
+READ_RULE = "runs-read"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def ed25519_public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": kid, "alg": "EdDSA", "use": "sig"}
+
+
+def ed25519_private_jwk(key: Ed25519PrivateKey) -> dict[str, str]:
+    """The ``private_jwk`` of an assertion key (``headers.assertion.keys[].private_jwk``)."""
+    private = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(public), "d": _b64url(private)}
+
+
+def provider(name: str, issuer: str, *, jwks: Mapping[str, Any] | None = None,
+             audiences: Sequence[str] = (), roles: Sequence[str] = ("roles",),
+             groups: Sequence[str] = ("groups",), scopes: Sequence[str] = ("scope", "scp"),
+             tenant: Sequence[str] = ("tenant",), **extra: Any) -> dict[str, Any]:
+    """A ``providers[]`` entry: inline ``jwks`` (or ``jwks_uri`` + ``upstream`` in ``extra``)."""
+    entry: dict[str, Any] = {"name": name, "issuer": issuer, "audiences": list(audiences)}
+    if jwks is not None:
+        entry["jwks"] = dict(jwks)
+    entry.update(extra)
+    entry["identity"] = {"roles": list(roles), "groups": list(groups), "scopes": list(scopes),
+                         "tenant": list(tenant)}
+    return entry
+
+
+def hs256_key(kid: str, secret: str) -> dict[str, str]:
+    """An HS256 assertion key: the dispatcher gets the same ``secret`` (UTF-8, ≥ 32 bytes)."""
+    if len(secret.encode()) < 32:
+        raise ValueError("the filter needs an HS256 secret of at least 32 bytes")
+    return {"kid": kid, "secret": secret}
+
+
+def eddsa_key(kid: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+    return {"kid": kid, "private_jwk": ed25519_private_jwk(key)}
+
+
+def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequence[Mapping[str, Any]],
+                  *, audience: str = "prefect-dispatcher", issuer: str = "identity-filter",
+                  run_roles: Sequence[str] = DEFAULT_RUN_ROLES, lifetime_seconds: int = 60,
+                  jwks_path: str | None = JWKS_PATH,
+                  strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS) -> dict[str, Any]:
+    """The plugin configuration of the filter in front of the dispatcher.
+
+    ``jwks_path`` is used only when the signing key is EdDSA (the filter refuses it otherwise).
+    """
+    assertion: dict[str, Any] = {
+        "audience": audience,
+        "issuer": issuer,
+        "lifetime_seconds": lifetime_seconds,
+        "keys": [dict(k) for k in assertion_keys],
+    }
+    if jwks_path and any("private_jwk" in k for k in assertion_keys):
+        assertion["jwks_path"] = jwks_path
+    return {
+        "providers": [dict(p) for p in providers],
+        "rules": [
+            {"name": START_RULE,
+             "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
+             "require": {"roles": {"any_of": list(run_roles)}}},
+            {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+        ],
+        "default": "deny",
+        "headers": {"strip": list(strip), "assertion": assertion},
+        "errors": {"detail": "reason"},
+    }
