@@ -487,6 +487,7 @@ class Result:
     slices: list[Slice]
     notes: list[str] = field(default_factory=list)
     profile: dict[str, float] | None = None  # share of CPU samples by where they ran (perf)
+    start_cpu_ms: float | None = None  # CPU time the process had used when it was ready
 
     @property
     def cpu_us_per_req(self) -> float:
@@ -561,6 +562,7 @@ class Running:
     init_ms: float | None
     slices: list[Slice] = field(default_factory=list)
     profile: dict[str, float] | None = None
+    start_cpu_ms: float | None = None  # CPU time the process had used when it was ready
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,9 +720,11 @@ class Bench:
         assert envoy.proc is not None
         pid = envoy.proc.pid
         check_is_envoy(pid)
+        start_cpu_ms = cpu_seconds(pid) * 1e3
         pin(pid, self.sut_cpus)
         self.check(envoy, v)
-        running = Running(v, envoy, pid, f"{envoy.base_url}{PATH}", ready_s, init_ms(envoy))
+        running = Running(v, envoy, pid, f"{envoy.base_url}{PATH}", ready_s, init_ms(envoy),
+                          start_cpu_ms=start_cpu_ms)
         if self.args.warmup > 0:
             self.loadgen.run(running.url, self.args.warmup, self.headers(v))
         return running
@@ -1119,7 +1123,8 @@ class Report:
             return f"**Failed:** {m['error']}"
         cps = m["checkpoints"]
         mib = lambda b: f"{b / 2**20:.2f} MiB"  # noqa: E731
-        shown = cps if len(cps) <= 12 else cps[:2] + cps[2:-1][:: max(1, (len(cps) - 3) // 8)] + cps[-1:]
+        step = max(1, math.ceil((len(cps) - 3) / 8))
+        shown = cps if len(cps) <= 12 else cps[:2] + cps[2:-1][::step] + cps[-1:]
         lines = ["| requests | largest VM: memory.size | largest VM: resident | all VMs: memory.size "
                  "| Envoy RSS | tcmalloc allocated | tcmalloc heap |",
                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -1175,6 +1180,14 @@ class Report:
                          + (f" The no-op filter ({noop_size / 1024:.0f} KiB) starts in "
                             f"{noop.init_ms - p_init:.0f} ms." if noop and noop.init_ms is not None
                             and noop_size else ""))
+        w_cpu, p_cpu = med([r.start_cpu_ms for r in wasm]), med([r.start_cpu_ms for r in plain])
+        if w_cpu is not None and p_cpu is not None:
+            lines.append(f"- CPU time Envoy had used when ready (less sensitive to other load on "
+                         f"the machine than the wall-clock times): {w_cpu:.0f} ms with the filter, "
+                         f"{p_cpu:.0f} ms without: **{w_cpu - p_cpu:.0f} ms of CPU** to start the "
+                         f"filter's VMs"
+                         + (f" (the no-op filter: {noop.start_cpu_ms - p_cpu:.0f} ms)."
+                            if noop and noop.start_cpu_ms is not None else "."))
         if w_ready is not None and p_ready is not None:
             lines.append(f"- From process start to admin `/ready` = LIVE (polled every 50 ms): "
                          f"{w_ready:.0f} ms with the filter, {p_ready:.0f} ms without.")
@@ -1479,7 +1492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 f"{k} {v:.0f}%" for k, v in r.profile.items()) if r.profile
                                 else "not available"))
             for r in running:
-                res = Result(r.variant, r.ready_s, r.init_ms, r.slices, profile=r.profile)
+                res = Result(r.variant, r.ready_s, r.init_ms, r.slices, profile=r.profile,
+                             start_cpu_ms=r.start_cpu_ms)
                 res.check()
                 results.append(res)
                 log(f"{r.variant.key:20} {res.cpu_us_per_req:8.1f} µs/req (lowest of {len(r.slices)}"

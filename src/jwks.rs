@@ -1,4 +1,5 @@
-//! JSON Web Key Sets (RFC 7517): keys are parsed once into ready jwt-simple verifiers, and a
+//! JSON Web Key Sets (RFC 7517): keys are parsed once into ready verifiers (the [`crate::crypto`]
+//! keys, with their precomputed constants, for RSA, EC and Ed25519; an HMAC key for `oct`), and a
 //! token's keys are chosen by algorithm and `kid`.
 //!
 //! A key's type decides which algorithms it may serve: RSA → RS*/PS*, EC P-256 → ES256, EC P-384
@@ -8,19 +9,17 @@
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
-use jwt_simple::prelude::{
-    ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
-    Ed25519PublicKey, EdDSAPublicKeyLike, HS256Key, HS384Key, HS512Key, JWTClaims, MACLike,
-    NoCustomClaims, PS256PublicKey, PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey,
-    RS512PublicKey, RSAPublicKeyLike, VerificationOptions,
-};
+use std::sync::Arc;
+
+use jwt_simple::prelude::{HS256Key, HS384Key, HS512Key, MACLike};
 use serde_json::{Map, Value};
 
 use crate::config::Algorithm;
+use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, RsaPublicKey};
 
 /// Smallest accepted RSA modulus.
 pub const MIN_RSA_BITS: usize = 2048;
-/// Largest RSA modulus jwt-simple accepts.
+/// Largest accepted RSA modulus.
 pub const MAX_RSA_BITS: usize = 4096;
 
 /// Where a key set came from decides how strictly it is read.
@@ -159,21 +158,30 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
-/// jwt-simple's key object for one algorithm.
+/// A verifier's key and the one way it verifies; nothing in a token chooses among these.
 #[derive(Clone)]
 enum PublicKey {
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
-    ES256(ES256PublicKey),
-    ES384(ES384PublicKey),
-    EdDSA(Ed25519PublicKey),
+    /// RSASSA-PKCS1-v1_5 (RS*) with this hash. The key (and its Montgomery constants) is
+    /// shared by the verifiers of one JWK.
+    RsaPkcs1(Arc<RsaPublicKey>, HashAlg),
+    /// RSASSA-PSS (PS*) with this hash, MGF1 over it and a salt as long as its output.
+    RsaPss(Arc<RsaPublicKey>, HashAlg),
+    /// ECDSA (ES256 for a P-256 key, ES384 for a P-384 key), `r ‖ s` signatures.
+    Ec(Arc<EcPublicKey>),
+    /// Ed25519 (EdDSA), strict verification.
+    Ed25519(Ed25519PublicKey),
+    /// HMAC (HS*): the tag over the signing input, compared in constant time.
     HS256(HS256Key),
     HS384(HS384Key),
     HS512(HS512Key),
+}
+
+/// One JWK's key in the form its verifiers use, built once per JWK.
+enum KeyMaterial {
+    Rsa(Arc<RsaPublicKey>),
+    Ec(Arc<EcPublicKey>),
+    Ed25519(Ed25519PublicKey),
+    Oct(Vec<u8>),
 }
 
 impl Verifier {
@@ -187,29 +195,40 @@ impl Verifier {
         self.alg
     }
 
-    /// Verify a compact token with jwt-simple: header `alg` must be this verifier's algorithm,
-    /// then the signature, then jwt-simple's own claim checks as `options` set them.
-    pub fn verify_token(
-        &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
-        let options = Some(options);
+    /// Verify `signature` (the decoded third part of a compact JWS) over `signing_input` (the
+    /// ASCII bytes `base64url(header).base64url(payload)`) with this verifier's one algorithm.
+    /// Only the signature is checked: the caller matched the token's `alg` to
+    /// [`Verifier::algorithm`] when it selected this verifier, and judges the claims.
+    pub fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.key {
-            PublicKey::RS256(k) => k.verify_token(token, options),
-            PublicKey::RS384(k) => k.verify_token(token, options),
-            PublicKey::RS512(k) => k.verify_token(token, options),
-            PublicKey::PS256(k) => k.verify_token(token, options),
-            PublicKey::PS384(k) => k.verify_token(token, options),
-            PublicKey::PS512(k) => k.verify_token(token, options),
-            PublicKey::ES256(k) => k.verify_token(token, options),
-            PublicKey::ES384(k) => k.verify_token(token, options),
-            PublicKey::EdDSA(k) => k.verify_token(token, options),
-            PublicKey::HS256(k) => k.verify_token(token, options),
-            PublicKey::HS384(k) => k.verify_token(token, options),
-            PublicKey::HS512(k) => k.verify_token(token, options),
+            PublicKey::RsaPkcs1(key, hash) => key.verify_pkcs1v15(*hash, signing_input, signature),
+            PublicKey::RsaPss(key, hash) => key.verify_pss(*hash, signing_input, signature),
+            PublicKey::Ec(key) => key.verify(signing_input, signature),
+            PublicKey::Ed25519(key) => key.verify(signing_input, signature),
+            PublicKey::HS256(key) => {
+                constant_time_eq(&key.authentication_tag(signing_input), signature)
+            }
+            PublicKey::HS384(key) => {
+                constant_time_eq(&key.authentication_tag(signing_input), signature)
+            }
+            PublicKey::HS512(key) => {
+                constant_time_eq(&key.authentication_tag(signing_input), signature)
+            }
         }
     }
+}
+
+/// Compare an expected MAC tag with the one a token carries without an early exit on the first
+/// differing byte. The lengths are public (fixed by the algorithm).
+fn constant_time_eq(expected: &[u8], actual: &[u8]) -> bool {
+    if expected.len() != actual.len() {
+        return false;
+    }
+    let difference = expected
+        .iter()
+        .zip(actual)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
 }
 
 /// The kinds of key we support, by `kty` (and `crv`).
@@ -306,16 +325,22 @@ fn parse_key(jwk: &Value, at: &str) -> Result<Option<ParsedKey>, JwksError> {
         }
     };
     let algorithms = served_algorithms(kind, declared, material.len(), at)?;
+    let built = build_material(kind, &material).map_err(|_| {
+        let (name, what) = match kind {
+            Kind::Rsa => ("n", "not a usable RSA public key"),
+            Kind::P256 | Kind::P384 => ("x", "`x`, `y` is not a point on the curve"),
+            Kind::Ed25519 => ("x", "not a valid Ed25519 public key"),
+            Kind::Oct => ("k", "not a usable HMAC secret"),
+        };
+        JwksError::new(field(at, name), what)
+    })?;
     let mut verifiers = Vec::with_capacity(algorithms.len());
     for alg in algorithms {
-        let key = build_key(alg, &material).map_err(|_| {
-            let (name, what) = match kind {
-                Kind::Rsa => ("n", "not a usable RSA public key"),
-                Kind::P256 | Kind::P384 => ("x", "`x`, `y` is not a point on the curve"),
-                Kind::Ed25519 => ("x", "not a valid Ed25519 public key"),
-                Kind::Oct => ("k", "not a usable HMAC secret"),
-            };
-            JwksError::new(field(at, name), what)
+        let key = verifier_key(alg, &built).ok_or_else(|| {
+            JwksError::new(
+                field(at, "alg"),
+                format!("`{}` cannot be used with an {} key", alg.name(), kind.name()),
+            )
         })?;
         verifiers.push(Verifier {
             kid: kid.clone(),
@@ -477,22 +502,45 @@ fn okp_material(jwk: &Map<String, Value>, at: &str) -> Result<Vec<u8>, JwksError
     Ok(x)
 }
 
-/// jwt-simple's key object for `alg` from a key's material (see the `*_material` functions).
-fn build_key(alg: Algorithm, material: &[u8]) -> Result<PublicKey, jwt_simple::Error> {
+/// A JWK's key, parsed once from its material (see the `*_material` functions): RSA `n` (the
+/// exponent was checked to be 65537), the SEC1 point `04 ‖ x ‖ y`, the Ed25519 `x`, or the
+/// HMAC secret.
+fn build_material(kind: Kind, material: &[u8]) -> Result<KeyMaterial, crypto::CryptoError> {
     const E: [u8; 3] = [1, 0, 1];
-    Ok(match alg {
-        Algorithm::RS256 => PublicKey::RS256(RS256PublicKey::from_components(material, &E)?),
-        Algorithm::RS384 => PublicKey::RS384(RS384PublicKey::from_components(material, &E)?),
-        Algorithm::RS512 => PublicKey::RS512(RS512PublicKey::from_components(material, &E)?),
-        Algorithm::PS256 => PublicKey::PS256(PS256PublicKey::from_components(material, &E)?),
-        Algorithm::PS384 => PublicKey::PS384(PS384PublicKey::from_components(material, &E)?),
-        Algorithm::PS512 => PublicKey::PS512(PS512PublicKey::from_components(material, &E)?),
-        Algorithm::ES256 => PublicKey::ES256(ES256PublicKey::from_bytes(material)?),
-        Algorithm::ES384 => PublicKey::ES384(ES384PublicKey::from_bytes(material)?),
-        Algorithm::EdDSA => PublicKey::EdDSA(Ed25519PublicKey::from_bytes(material)?),
-        Algorithm::HS256 => PublicKey::HS256(HS256Key::from_bytes(material)),
-        Algorithm::HS384 => PublicKey::HS384(HS384Key::from_bytes(material)),
-        Algorithm::HS512 => PublicKey::HS512(HS512Key::from_bytes(material)),
+    Ok(match kind {
+        Kind::Rsa => KeyMaterial::Rsa(Arc::new(RsaPublicKey::with_min_bits(
+            material,
+            &E,
+            MIN_RSA_BITS,
+        )?)),
+        Kind::P256 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P256, material)?)),
+        Kind::P384 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P384, material)?)),
+        Kind::Ed25519 => KeyMaterial::Ed25519(Ed25519PublicKey::new(material)?),
+        Kind::Oct => KeyMaterial::Oct(material.to_vec()),
+    })
+}
+
+/// The verifier key for `alg` from a JWK's parsed key; `None` when the key cannot serve `alg`
+/// (which [`Kind::algorithms`] already rules out).
+fn verifier_key(alg: Algorithm, key: &KeyMaterial) -> Option<PublicKey> {
+    Some(match (alg, key) {
+        (Algorithm::RS256, KeyMaterial::Rsa(k)) => PublicKey::RsaPkcs1(k.clone(), HashAlg::Sha256),
+        (Algorithm::RS384, KeyMaterial::Rsa(k)) => PublicKey::RsaPkcs1(k.clone(), HashAlg::Sha384),
+        (Algorithm::RS512, KeyMaterial::Rsa(k)) => PublicKey::RsaPkcs1(k.clone(), HashAlg::Sha512),
+        (Algorithm::PS256, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha256),
+        (Algorithm::PS384, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha384),
+        (Algorithm::PS512, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha512),
+        (Algorithm::ES256, KeyMaterial::Ec(k)) if k.curve() == EcCurve::P256 => {
+            PublicKey::Ec(k.clone())
+        }
+        (Algorithm::ES384, KeyMaterial::Ec(k)) if k.curve() == EcCurve::P384 => {
+            PublicKey::Ec(k.clone())
+        }
+        (Algorithm::EdDSA, KeyMaterial::Ed25519(k)) => PublicKey::Ed25519(k.clone()),
+        (Algorithm::HS256, KeyMaterial::Oct(k)) => PublicKey::HS256(HS256Key::from_bytes(k)),
+        (Algorithm::HS384, KeyMaterial::Oct(k)) => PublicKey::HS384(HS384Key::from_bytes(k)),
+        (Algorithm::HS512, KeyMaterial::Oct(k)) => PublicKey::HS512(HS512Key::from_bytes(k)),
+        _ => return None,
     })
 }
 
