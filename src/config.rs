@@ -1421,7 +1421,10 @@ mod tests {
         assert_eq!(e.path, "providers[0].upstream");
         let e = parse(&remote(serde_json::json!({"jwks_uri": "idp.test/keys"}))).unwrap_err();
         assert_eq!(e.path, "providers[0].jwks_uri");
-        let e = parse(&remote(serde_json::json!({"jwks_uri": null, "discovery": true, "issuer": "idp"}))).unwrap_err();
+        let e = parse(&remote(
+            serde_json::json!({"jwks_uri": null, "discovery": true, "issuer": "idp"}),
+        ))
+        .unwrap_err();
         assert_eq!(e.path, "providers[0].discovery");
     }
 
@@ -1436,7 +1439,10 @@ mod tests {
             let e = parse(&remote(serde_json::json!({ field: value }))).unwrap_err();
             assert_eq!(e.path, format!("providers[0].{field}"));
         }
-        let e = parse(&remote(serde_json::json!({"min_refresh_seconds": 100, "max_refresh_seconds": 10}))).unwrap_err();
+        let e = parse(&remote(
+            serde_json::json!({"min_refresh_seconds": 100, "max_refresh_seconds": 10}),
+        ))
+        .unwrap_err();
         assert_eq!(e.path, "providers[0].max_refresh_seconds");
         let mut v = remote(serde_json::json!({}));
         v["remote_keys"] = serde_json::json!({"tick_ms": 5});

@@ -192,7 +192,7 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         path: path.to_string(),
         report_only: false,
     };
-    let mut ops = headers::strip(&engine.managed);
+    let mut ops = headers::strip(&engine.managed, facts);
 
     if let Some(response) = engine
         .signer
@@ -525,13 +525,7 @@ mod tests {
         );
         match d {
             Decision::Allow { ops, log } => {
-                assert_eq!(
-                    ops,
-                    vec![
-                        HeaderOp::Remove("x-identity-subject".into()),
-                        HeaderOp::Remove("x-identity-report".into())
-                    ]
-                );
+                assert_eq!(ops, vec![HeaderOp::Remove("x-identity-subject".into())]);
                 assert_eq!(log.decision, "allow");
                 assert_eq!(log.rule, "default");
             }

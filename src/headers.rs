@@ -34,10 +34,12 @@ pub fn managed(config: &Config) -> Vec<String> {
     names
 }
 
-/// Removal of every managed header: the start of every request's changes.
-pub fn strip(managed: &[String]) -> Vec<HeaderOp> {
+/// Removal of every managed header the request carries (the facts hold all its headers, so an
+/// absent one needs no host call): the start of every request's changes.
+pub fn strip(managed: &[String], facts: &RequestFacts) -> Vec<HeaderOp> {
     managed
         .iter()
+        .filter(|n| facts.header(n).is_some())
         .map(|n| HeaderOp::Remove(n.clone()))
         .collect()
 }
@@ -157,9 +159,19 @@ mod tests {
                 "prefect-automation-id"
             ]
         );
+        let f = facts(
+            "/",
+            &[
+                ("X-Identity-Subject", "admin"),
+                ("prefect-automation-id", "1"),
+            ],
+        );
         assert_eq!(
-            strip(&managed(&c))[0],
-            HeaderOp::Remove("x-identity-subject".into())
+            strip(&managed(&c), &f),
+            vec![
+                HeaderOp::Remove("x-identity-subject".into()),
+                HeaderOp::Remove("prefect-automation-id".into())
+            ]
         );
     }
 

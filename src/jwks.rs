@@ -339,7 +339,11 @@ fn parse_key(jwk: &Value, at: &str) -> Result<Option<ParsedKey>, JwksError> {
         let key = verifier_key(alg, &built).ok_or_else(|| {
             JwksError::new(
                 field(at, "alg"),
-                format!("`{}` cannot be used with an {} key", alg.name(), kind.name()),
+                format!(
+                    "`{}` cannot be used with an {} key",
+                    alg.name(),
+                    kind.name()
+                ),
             )
         })?;
         verifiers.push(Verifier {

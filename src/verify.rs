@@ -385,16 +385,95 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     }
 }
 
+/// jwt-simple's own token verification, as this module used to call it (signature and claims in
+/// one `verify_token`): kept for the tests only, as an independent second opinion that the
+/// signature checks and [`check_claims`] refuse every token it refused, for the same reason.
+#[cfg(test)]
+mod library {
+    use std::collections::HashSet;
+
+    use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+    use jwt_simple::JWTError;
+
+    use crate::config::Provider;
+    use crate::reason::Reason;
+
+    /// Largest whole-second value jwt-simple's clock type (coarsetime, 32.32 fixed point) can hold.
+    const LIBRARY_MAX_SECONDS: u64 = u32::MAX as u64;
+
+    /// jwt-simple's options: our `now` (it never reads the clock), our skew instead of its 15-minute
+    /// default, our issuer and audiences. Its size limits are lifted: ours apply before parsing.
+    /// `now + skew` is kept within its clock's range so that its arithmetic cannot overflow.
+    pub(super) fn library_options(
+        provider: &Provider,
+        now: u64,
+        token_len: usize,
+    ) -> VerificationOptions {
+        let now = now.min(LIBRARY_MAX_SECONDS);
+        let skew = provider.clock_skew_seconds.min(LIBRARY_MAX_SECONDS - now);
+        VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(now)),
+            time_tolerance: Some(Duration::from_secs(skew)),
+            accept_future: false,
+            allowed_issuers: Some(HashSet::from([provider.issuer.clone()])),
+            allowed_audiences: (!provider.audiences.is_empty())
+                .then(|| provider.audiences.iter().cloned().collect()),
+            max_validity: None,
+            max_token_length: None,
+            max_header_length: Some(token_len),
+            ..VerificationOptions::default()
+        }
+    }
+
+    /// What a jwt-simple error means for us (the verdicts `verify` used to combine with its own).
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) enum Failure {
+        /// The signature does not verify with this key: try the next one.
+        Signature,
+        /// The signature verified; jwt-simple refused a claim.
+        Claims(Reason),
+        /// Header or claims jwt-simple cannot read (e.g. a non-string `sub`); no key can help.
+        Malformed,
+    }
+
+    pub(super) fn classify(error: &jwt_simple::Error) -> Failure {
+        match error.downcast_ref::<JWTError>() {
+            Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
+                Failure::Signature
+            }
+            Some(JWTError::TokenHasExpired) => Failure::Claims(Reason::TokenExpired),
+            Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => {
+                Failure::Claims(Reason::TokenNotYetValid)
+            }
+            Some(JWTError::TokenIsTooOld | JWTError::OldTokenReused) => {
+                Failure::Claims(Reason::TokenTooOld)
+            }
+            Some(JWTError::RequiredIssuerMismatch | JWTError::RequiredIssuerMissing) => {
+                Failure::Claims(Reason::IssuerUnknown)
+            }
+            Some(JWTError::RequiredAudienceMismatch | JWTError::RequiredAudienceMissing) => {
+                Failure::Claims(Reason::AudienceMismatch)
+            }
+            _ => Failure::Malformed,
+        }
+    }
+}
+
+#[cfg(test)]
+use library::{classify, library_options, Failure};
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::jwks::test_keys::*;
     use crate::jwks::{KeySet, Origin};
+    use jwt_simple::prelude::{Duration, UnixTimeStamp};
     use jwt_simple::prelude::{
         ECDSAP256KeyPairLike, ECDSAP384KeyPairLike, ES256KeyPair, ES384KeyPair, Ed25519KeyPair,
         EdDSAKeyPairLike, HS256Key, HS384Key, HS512Key, JWTClaims, MACLike, PS256KeyPair,
         PS384KeyPair, PS512KeyPair, RS256KeyPair, RS384KeyPair, RS512KeyPair, RSAKeyPairLike,
     };
+    use jwt_simple::JWTError;
     use serde_json::json;
     use Algorithm::*;
 
@@ -1332,5 +1411,133 @@ mod tests {
             classify(&jwt_simple::Error::msg("other")),
             Failure::Malformed
         );
+    }
+    // ---- agreement with jwt-simple's verify_token (what this module used to call) -----------
+
+    /// jwt-simple's verdict on `token` with the test key of `alg`, with the options `verify`
+    /// used to pass it.
+    fn library_verdict(alg: Algorithm, token: &str, p: &Provider) -> Result<(), Failure> {
+        use jwt_simple::prelude::{
+            ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, EdDSAPublicKeyLike, NoCustomClaims,
+            RSAPublicKeyLike,
+        };
+        let options = Some(library_options(p, NOW, token.len()));
+        macro_rules! library {
+            ($key:expr) => {
+                $key.verify_token::<NoCustomClaims>(token, options)
+                    .map(|_| ())
+            };
+        }
+        let result = match alg {
+            RS256 => library!(RS256KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            RS384 => library!(RS384KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            RS512 => library!(RS512KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            PS256 => library!(PS256KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            PS384 => library!(PS384KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            PS512 => library!(PS512KeyPair::from_pem(RSA_1).unwrap().public_key()),
+            ES256 => library!(ES256KeyPair::from_pem(P256).unwrap().public_key()),
+            ES384 => library!(ES384KeyPair::from_pem(P384).unwrap().public_key()),
+            EdDSA => library!(Ed25519KeyPair::from_pem(ED25519).unwrap().public_key()),
+            HS256 => library!(HS256Key::from_bytes(HMAC_SECRET)),
+            HS384 => library!(HS384Key::from_bytes(HMAC_SECRET)),
+            HS512 => library!(HS512Key::from_bytes(HMAC_SECRET)),
+        };
+        result.map_err(|e| classify(&e))
+    }
+
+    /// The verdict `verify` used to reach: jwt-simple's signature check, then its claim
+    /// parsing (a type error is `TokenMalformed`), then our claim rules, then its claim rules.
+    fn former_verdict(token: &str, alg: Algorithm, p: &Provider) -> Result<(), Reason> {
+        let ours = || {
+            let jws = Jws::parse(token)?;
+            check_claims(&jws.payload, p, NOW)
+        };
+        match library_verdict(alg, token, p) {
+            Err(Failure::Signature) => Err(Reason::SignatureInvalid),
+            Err(Failure::Malformed) => Err(Reason::TokenMalformed),
+            Err(Failure::Claims(reason)) => ours().and(Err(reason)),
+            Ok(()) => ours(),
+        }
+    }
+
+    #[test]
+    fn verdicts_agree_with_jwt_simple_verify_token() {
+        // (claim, value): `None` removes the claim from the valid payload; `Some(null)` sends null.
+        let cases: Vec<(&str, Option<Value>)> = vec![
+            ("exp", Some(json!(NOW - 61))),
+            ("exp", Some(json!(NOW - 60))),
+            ("exp", Some(json!((NOW + 600) as f64 + 0.5))),
+            ("exp", Some(json!(1.5))),
+            ("exp", Some(json!(-1))),
+            ("exp", Some(json!(-1.5))),
+            ("exp", Some(json!("soon"))),
+            ("exp", Some(json!(true))),
+            ("exp", Some(Value::Null)),
+            ("exp", None),
+            ("nbf", Some(json!(NOW + 61))),
+            ("nbf", Some(json!(NOW + 60))),
+            ("nbf", Some(json!(-1))),
+            ("nbf", Some(json!("x"))),
+            ("nbf", Some(Value::Null)),
+            ("iat", Some(json!(NOW + 61))),
+            ("iat", Some(json!(NOW + 60))),
+            ("iat", Some(json!(-1))),
+            ("iat", Some(json!(-1.5))),
+            ("iat", Some(json!([1]))),
+            ("iss", Some(json!("https://other.test"))),
+            ("iss", Some(json!(1))),
+            ("iss", Some(Value::Null)),
+            ("iss", None),
+            ("sub", Some(json!(1))),
+            ("sub", Some(json!([]))),
+            ("sub", Some(json!({}))),
+            ("sub", Some(Value::Null)),
+            ("sub", None),
+            ("jti", Some(json!("id-1"))),
+            ("jti", Some(json!(5))),
+            ("jti", Some(Value::Null)),
+            ("nonce", Some(json!("n"))),
+            ("nonce", Some(json!(false))),
+            ("aud", Some(json!("other"))),
+            ("aud", Some(json!(["x", "api"]))),
+            ("aud", Some(json!(["x"]))),
+            ("aud", Some(json!([]))),
+            ("aud", Some(json!([1, "api"]))),
+            ("aud", Some(json!(1))),
+            ("aud", Some(json!({}))),
+            ("aud", Some(Value::Null)),
+            ("aud", None),
+            ("custom", Some(json!({"exp": "x", "sub": 1}))),
+        ];
+        let providers = [
+            provider(json!({"audiences": ["api"]})),
+            provider(json!({"require_expiration": false})),
+        ];
+        let keys = keys();
+        for alg in [RS256, PS384, ES256, ES384, EdDSA, HS512] {
+            for (claim, value) in &cases {
+                let mut body = payload(json!({}));
+                let object = body.as_object_mut().unwrap();
+                match value {
+                    Some(value) => object.insert(claim.to_string(), value.clone()),
+                    None => object.remove(*claim),
+                };
+                let token = sign(alg, None, &body);
+                let (input, signature) = token.rsplit_once('.').unwrap();
+                let mut forged = URL_SAFE_NO_PAD.decode(signature).unwrap();
+                forged[3] ^= 0x40;
+                let forged = format!("{input}.{}", b64(&forged));
+                for p in &providers {
+                    for token in [&token, &forged] {
+                        assert_eq!(
+                            check(token, p, &keys).map(|_| ()),
+                            former_verdict(token, alg, p),
+                            "{alg:?} {claim}: {value:?}, audiences {:?}",
+                            p.audiences
+                        );
+                    }
+                }
+            }
+        }
     }
 }

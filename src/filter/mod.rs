@@ -139,7 +139,13 @@ struct Request {
 }
 
 impl Context for Request {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
         if let Some(state) = self.state.clone() {
             keys::own_response(&state, &mut self.own, token_id, num_headers, body_size);
         }
