@@ -683,6 +683,7 @@ class Bench:
         self.loadgen = LoadGen(args.connections, self.other_cpus)
         self.upstream_port = 0
         self._noop: Path | None = None
+        self.envoys: list[Envoy] = []  # every Envoy started, for removing their work dirs
 
     def http_filters(self, v: Variant) -> list[dict[str, Any]]:
         if v.kind == "none":
@@ -713,9 +714,10 @@ class Bench:
     def start(self, v: Variant, stack: contextlib.ExitStack) -> Running:
         """Start the variant's Envoy (stopped when ``stack`` closes), check one request, warm up."""
         t0 = time.monotonic()
-        envoy = stack.enter_context(Envoy(
-            http_filters=self.http_filters(v), upstream_port=self.upstream_port,
-            name=f"bench-{v.key}", log_level="info", startup_timeout=120))
+        envoy = Envoy(http_filters=self.http_filters(v), upstream_port=self.upstream_port,
+                      name=f"bench-{v.key}", log_level="info", startup_timeout=120)
+        self.envoys.append(envoy)
+        stack.enter_context(envoy)
         ready_s = time.monotonic() - t0
         assert envoy.proc is not None
         pid = envoy.proc.pid
@@ -808,6 +810,7 @@ class Bench:
         ``ingress``, so the runner finds the port)."""
         envoy = Envoy(http_filters=[], upstream_port=1, name="bench-responder", log_level="warning")
         envoy.bootstrap = responder_bootstrap()
+        self.envoys.append(envoy)
         return envoy
 
     # -- the memory test ---------------------------------------------------------------------------
@@ -828,8 +831,11 @@ class Bench:
         v = Variant("memory", "filter HS256, cached, rotating tokens", "wasm", alg, cached=True)
         config = filter_config(self.keys, cached=True)
         checkpoints: list[dict[str, Any]] = []
-        with Envoy(http_filters=[wasm_filter(self.wasm, config)], upstream_port=self.upstream_port,
-                   name="bench-memory", log_level="info", startup_timeout=120) as envoy:
+        envoy = Envoy(http_filters=[wasm_filter(self.wasm, config)],
+                      upstream_port=self.upstream_port, name="bench-memory", log_level="info",
+                      startup_timeout=120)
+        self.envoys.append(envoy)
+        with envoy:
             assert envoy.proc is not None
             pid = envoy.proc.pid
             check_is_envoy(pid)
@@ -855,7 +861,8 @@ class Bench:
             rate = 0.0
             while sent < a.mem_requests and time.monotonic() < deadline:
                 left = a.mem_requests - sent
-                seconds = a.mem_chunk if rate <= 0 else min(a.mem_chunk, math.ceil(left / rate))
+                # The first chunk is short, so a checkpoint shows the memory while the cache fills.
+                seconds = 1 if rate <= 0 else min(a.mem_chunk, math.ceil(left / rate))
                 seconds = max(1, min(seconds, int(deadline - time.monotonic()) or 1))
                 load = self.loadgen.run(url, seconds, {}, token_file=token_file,
                                         first_token=sent % a.mem_tokens)
@@ -1156,6 +1163,7 @@ class Report:
         wasm = [r for r in self.results if r.variant.kind == "wasm"]
         plain = [r for r in self.results if r.variant.kind in ("none", "native")]
         noop = self.r.get("wasm-noop")
+        vms = (self.memory or {}).get("vm_count")
         if not wasm or not plain:
             return "Not enough variants ran to compare."
 
@@ -1175,8 +1183,9 @@ class Report:
             lines.append(f"- VM start: **{w_init - p_init:.0f} ms** — Envoy's start-up (its log, "
                          f"first line to \"starting main dispatch loop\") takes {w_init:.0f} ms with "
                          f"the filter and {p_init:.0f} ms without (medians over {len(wasm)} and "
-                         f"{len(plain)} starts). Most of it is V8 compiling the module; Envoy "
-                         f"starts one VM per worker plus one on the main thread."
+                         f"{len(plain)} starts). Most of it is V8 compiling the module, for "
+                         f"each VM Envoy runs for the filter"
+                         + (f" ({vms} with one worker: `wasm.wasm_vm_count`)." if vms else ".")
                          + (f" The no-op filter ({noop_size / 1024:.0f} KiB) starts in "
                             f"{noop.init_ms - p_init:.0f} ms." if noop and noop.init_ms is not None
                             and noop_size else ""))
@@ -1313,7 +1322,8 @@ make bench-smoke    # a few seconds per variant, 3 variants, tiny memory test: p
   jwt_authn: the same issuer, audience, JWKS (`local_jwks`) and header (`claim_to_headers`);
   cached = `jwt_cache_config` (1024 entries). Its `jwt_cache_hit`/`jwt_cache_miss` counters are
   shown in the notes: with the cache off they stay 0 (every request is verified).
-- Raw results: `.work/bench/results.json`; Envoy logs: `.work/envoy/bench-*`.
+- Raw results: `.work/bench/results.json`; Envoy logs: `.work/envoy/bench-*`, kept when a run
+  fails.
 """
 
 
@@ -1356,6 +1366,14 @@ def plot(results: list[Result], path: Path, base: Result | None) -> None:
     ax.set_title("Identity filter vs no auth and Envoy's native jwt_authn (Envoy 1 worker, V8)",
                  fontsize=10)
     ax.set_xlim(right=max(values) * (4 if spread > 30 else 1.35))
+    if spread > 30:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        lo, hi = ax.get_xlim()
+        ax.set_xticks([t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+                       if lo <= t <= hi])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1535,8 +1553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = [r for r in results if r.notes and any("were not" in n or "died" in n for n in r.notes)]
         if failed or (memory and ("error" in memory or not memory.get("bounded", True))) \
                 or (crypto and not crypto["ok"]):
-            log("some measurements are suspect or failed: see the report's notes")
+            log("some measurements are suspect or failed: see the report's notes; Envoy logs "
+                "kept in .work/envoy/bench-*")
             return 1
+        for envoy in bench.envoys:  # all went well: their logs are not needed
+            if not envoy.running:
+                envoy.remove_workdir()
         return 0
     except (BenchError, EnvoyError) as e:
         print(f"bench: {e}", file=sys.stderr)

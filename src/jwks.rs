@@ -6,11 +6,11 @@
 //! → ES384, OKP Ed25519 → EdDSA, `oct` → HS* only. A JWK's own `alg` narrows that to one; `use`
 //! other than `sig`, or `key_ops` without `verify`, takes the key out of verification.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
-use std::sync::Arc;
-
 use jwt_simple::prelude::{HS256Key, HS384Key, HS512Key, MACLike};
 use serde_json::{Map, Value};
 
@@ -1062,5 +1062,113 @@ mod tests {
             !shown.contains("secret") && !shown.contains(&b64(HMAC_SECRET)),
             "{shown}"
         );
+    }
+    #[test]
+    fn ed25519_key_off_the_curve_is_refused_inline_and_skipped_remote() {
+        // y = 0x0202…02 has no x on the curve: not a public key at all.
+        let off = with(ed25519_jwk(), json!({"x": b64(&[2; 32])}));
+        let e = inline_error(json!([off.clone()]));
+        assert_eq!(e.path, "keys[0].x");
+        assert!(e.message.contains("Ed25519"), "{}", e.message);
+        let set = remote(json!([off, p256_jwk()])).unwrap();
+        assert_eq!(algorithms(&set), vec![ES256]);
+    }
+
+    #[test]
+    fn even_rsa_modulus_is_refused() {
+        let mut n = vec![0xcb; 256];
+        n[255] = 0x02;
+        let e = inline_error(json!([{"kty": "RSA", "n": b64(&n), "e": "AQAB"}]));
+        assert_eq!(e.path, "keys[0].n");
+        assert!(e.message.contains("RSA"), "{}", e.message);
+    }
+
+    /// A signing input and its signature by the test key of `alg` (a token made by jwt-simple).
+    fn signed_input(alg: Algorithm) -> (String, Vec<u8>) {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use jwt_simple::prelude::*;
+        let claims = || Claims::create(Duration::from_secs(60)).with_subject("s");
+        let token = match alg {
+            RS256 => RS256KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            RS384 => RS384KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            RS512 => RS512KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            PS256 => PS256KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            PS384 => PS384KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            PS512 => PS512KeyPair::from_pem(RSA_1).unwrap().sign(claims()),
+            ES256 => ES256KeyPair::from_pem(P256).unwrap().sign(claims()),
+            ES384 => ES384KeyPair::from_pem(P384).unwrap().sign(claims()),
+            EdDSA => Ed25519KeyPair::from_pem(ED25519).unwrap().sign(claims()),
+            HS256 => HS256Key::from_bytes(HMAC_SECRET).authenticate(claims()),
+            HS384 => HS384Key::from_bytes(HMAC_SECRET).authenticate(claims()),
+            HS512 => HS512Key::from_bytes(HMAC_SECRET).authenticate(claims()),
+        }
+        .unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        (
+            input.to_string(),
+            URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
+    }
+
+    #[test]
+    fn each_verifier_checks_its_own_algorithm_only() {
+        let set = inline(json!([
+            rsa_jwk(RSA_1),
+            p256_jwk(),
+            p384_jwk(),
+            ed25519_jwk(),
+            oct_jwk(HMAC_SECRET)
+        ]))
+        .unwrap();
+        let all = [
+            RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512,
+        ];
+        for signed in all {
+            let (input, signature) = signed_input(signed);
+            for verifier in &set.verifiers {
+                let ok = verifier.verify_signature(input.as_bytes(), &signature);
+                assert_eq!(
+                    ok,
+                    verifier.algorithm() == signed,
+                    "{signed:?} by {verifier:?}"
+                );
+            }
+            let verifier = set.select(signed, None).next().unwrap();
+            let mut tampered = signature.clone();
+            tampered[7] ^= 0x10;
+            assert!(
+                !verifier.verify_signature(input.as_bytes(), &tampered),
+                "{signed:?}"
+            );
+            assert!(!verifier.verify_signature(format!("{input}x").as_bytes(), &signature));
+            assert!(!verifier.verify_signature(input.as_bytes(), &signature[1..]));
+            assert!(!verifier.verify_signature(input.as_bytes(), &[]));
+        }
+    }
+
+    #[test]
+    fn rsa_verifiers_of_one_key_share_it() {
+        let set = inline(json!([rsa_jwk(RSA_1)])).unwrap();
+        let keys: Vec<&Arc<RsaPublicKey>> = set
+            .verifiers
+            .iter()
+            .map(|v| match &v.key {
+                PublicKey::RsaPkcs1(k, _) | PublicKey::RsaPss(k, _) => k,
+                _ => panic!("not RSA"),
+            })
+            .collect();
+        assert_eq!(keys.len(), 6);
+        assert!(keys.iter().all(|k| Arc::ptr_eq(k, keys[0])));
+        assert_eq!(keys[0].bits(), 2048);
+    }
+
+    #[test]
+    fn mac_tags_are_compared_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"\x00bc", b"abc"));
     }
 }
