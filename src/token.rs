@@ -165,10 +165,12 @@ fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
             b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -329,6 +331,10 @@ mod tests {
         assert_eq!(f.token, "ab.c");
         assert_eq!(
             find(&[query("t")], &facts("/x?t=%zz", &[]), 100),
+            Err(Reason::TokenMalformed)
+        );
+        assert_eq!(
+            find(&[query("t")], &facts("/x?t=%+1", &[]), 100),
             Err(Reason::TokenMalformed)
         );
     }

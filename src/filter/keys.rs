@@ -720,12 +720,15 @@ impl RemoteKeys {
             Ok((Some(bytes), _)) => serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
             _ => return false,
         };
-        let (Some(fetched_at), Some(refresh_at)) =
-            (entry["fetched_at"].as_u64(), entry["refresh_at"].as_u64())
-        else {
+        let (Some(fetched_at), Some(refresh_at)) = (
+            entry.get("fetched_at").and_then(serde_json::Value::as_u64),
+            entry.get("refresh_at").and_then(serde_json::Value::as_u64),
+        ) else {
             return false;
         };
-        let Ok(keys) = fetch::parse_remote_keys(&entry["jwks"]) else {
+        let Ok(keys) =
+            fetch::parse_remote_keys(entry.get("jwks").unwrap_or(&serde_json::Value::Null))
+        else {
             return false;
         };
         self.inner
