@@ -43,15 +43,25 @@ pub(crate) struct Modulus {
     l: usize,
 }
 
-/// Column sums of one product, 2L words.
+/// Column sums of one product (2L words), and the buffers of a Karatsuba squaring.
 struct Scratch {
     t: [u64; 2 * MAX_LIMBS],
+    /// Column sums of (lo + hi)², 2h words.
+    mid: [u64; 2 * MAX_LIMBS],
+    /// lo, hi and lo + hi, padded like an operand.
+    lo: [u32; BUF],
+    hi: [u32; BUF],
+    sum: [u32; BUF],
 }
 
 impl Scratch {
     fn new() -> Scratch {
         Scratch {
             t: [0u64; 2 * MAX_LIMBS],
+            mid: [0u64; 2 * MAX_LIMBS],
+            lo: [0u32; BUF],
+            hi: [0u32; BUF],
+            sum: [0u32; BUF],
         }
     }
 }
@@ -166,43 +176,54 @@ impl Modulus {
         self.reduce(t, out)
     }
 
-    /// `out = a²·R⁻¹ mod n` in [0, 2n), for a in [0, 2n): the cross products a_i·a_j (i < j)
-    /// once each with 2·a_i as the multiplier, four rows at a time, then the squares.
+    /// `out = a²·R⁻¹ mod n` in [0, 2n), for a in [0, 2n) (padded operand).
+    ///
+    /// For larger moduli, one level of Karatsuba: with a = lo + hi·B (B = 2^(w·h)),
+    /// a² = lo² + ((lo + hi)² − lo² − hi²)·B + hi²·B², three squarings of about half the size
+    /// instead of one of the full size. The subtraction is done on column sums, where each
+    /// column of (lo + hi)² is at least the sum of the same columns of lo² and hi², so the
+    /// result is exactly the schoolbook column sums and no carry is ever propagated. The limbs
+    /// of lo + hi have w + 1 bits; a column of its square holds at most h products below
+    /// 2^(2w+2), which must fit in a u64.
     fn sqr(&self, out: &mut [u32], a: &[u32], s: &mut Scratch) -> Option<()> {
         let l = self.l;
-        let t = s.t.get_mut(..2 * l)?;
-        t.fill(0);
-        let av = self.value(a)?;
-        for (i, a4) in (0..).step_by(4).zip(av.chunks_exact(4)) {
-            let &[a0, a1, a2, a3] = a4 else {
-                return None;
-            };
-            let d = [2 * a0 as u64, 2 * a1 as u64, 2 * a2 as u64, 2 * a3 as u64];
-            // Head: row i + r starts at column 2(i + r) + 1; columns up to 2i + 6 one by one.
-            for (r, &dr) in d.iter().enumerate() {
-                for k in 2 * (i + r) + 1..=2 * i + 6 {
-                    // partner limb j = k − i − r, read from the padded buffer (0 past L − 1)
-                    let aj = a.get(k - i - r + PAD).copied()? as u64;
-                    *t.get_mut(k)? += dr * aj;
-                }
-            }
-            // Body: from column 2i + 7 all four rows contribute.
-            let [d0, d1, d2, d3] = d;
-            let mut p1 = a.get(i + 6 + PAD).copied()? as u64;
-            let mut p2 = a.get(i + 5 + PAD).copied()? as u64;
-            let mut p3 = a.get(i + 4 + PAD).copied()? as u64;
-            let t_body = t.get_mut(2 * i + 7..i + l + PAD)?;
-            let a_body = a.get(i + 7 + PAD..l + 2 * PAD)?;
-            for (tk, &x) in t_body.iter_mut().zip(a_body) {
-                let x = x as u64;
-                *tk += d0 * x + d1 * p1 + d2 * p2 + d3 * p3;
-                (p3, p2, p1) = (p2, p1, x);
-            }
+        let h = (l / 2).next_multiple_of(4);
+        let karatsuba = l >= 32 && h < 1 << (62 - 2 * self.w as usize);
+        if !karatsuba {
+            square_cols(a, l, s.t.get_mut(..2 * l)?)?;
+            return self.reduce(s.t.get_mut(..2 * l)?, out);
         }
-        for (pair, &ai) in t.chunks_exact_mut(2).zip(av) {
-            if let Some(even) = pair.first_mut() {
-                *even += ai as u64 * ai as u64;
-            }
+        let hl = l - h;
+        let av = self.value(a)?;
+        let (a_lo, a_hi) = av.split_at(h);
+        let lo = s.lo.get_mut(..h + 2 * PAD)?;
+        let hi = s.hi.get_mut(..h + 2 * PAD)?;
+        let sum = s.sum.get_mut(..h + 2 * PAD)?;
+        lo.get_mut(PAD..PAD + h)?.copy_from_slice(a_lo);
+        // hi has hl ≤ h limbs; the rest of its buffer stays zero.
+        hi.get_mut(PAD..PAD + hl)?.copy_from_slice(a_hi);
+        for ((x, &y), &z) in sum
+            .get_mut(PAD..PAD + h)?
+            .iter_mut()
+            .zip(lo.get(PAD..PAD + h)?)
+            .zip(hi.get(PAD..PAD + h)?)
+        {
+            *x = y + z;
+        }
+        let t = s.t.get_mut(..2 * l)?;
+        let (t_lo, t_hi) = t.split_at_mut(2 * h);
+        square_cols(lo, h, t_lo)?;
+        square_cols(hi, hl, t_hi)?;
+        let mid = s.mid.get_mut(..2 * h)?;
+        square_cols(sum, h, mid)?;
+        for (m, &x) in mid.iter_mut().zip(&*t_lo) {
+            *m -= x;
+        }
+        for (m, &x) in mid.iter_mut().zip(&*t_hi) {
+            *m -= x;
+        }
+        for (x, &m) in t.get_mut(h..3 * h)?.iter_mut().zip(&*mid) {
+            *x += m;
         }
         self.reduce(t, out)
     }
@@ -219,25 +240,28 @@ impl Modulus {
         let &[n0, n1, n2, n3] = nv.get(..4)? else {
             return None;
         };
-        let n_low = [n0 as u64, n1 as u64, n2 as u64, n3 as u64];
+        let (n0, n1, n2, n3) = (n0 as u64, n1 as u64, n2 as u64, n3 as u64);
         // n_4 … n_(L−1) followed by PAD zeros.
         let n_tail = self.n.get(PAD + 4..l + 2 * PAD)?;
+        let n0inv = self.n0inv;
+        // m for the column value v (carry included), and the carry into the next column:
+        // v + m·n0 ≡ 0 (mod 2^w); split to stay within u64.
+        let row = |v: u64| {
+            let m = ((v as u32).wrapping_mul(n0inv) as u64) & mask;
+            (m, (v >> w) + (((v & mask) + m * n0) >> w))
+        };
         let mut carry = 0u64;
         for i in (0..l).step_by(4) {
-            let mut m = [0u64; 4];
-            let head = t.get_mut(i..i + 4)?;
-            for r in 0..4 {
-                let v = head.get(r).copied()? + carry;
-                let mr = ((v as u32).wrapping_mul(self.n0inv) as u64) & mask;
-                // v + m·n0 ≡ 0 (mod 2^w); split to stay within u64.
-                carry = (v >> w) + (((v & mask) + mr * n_low[0]) >> w);
-                for (tk, &ns) in head.iter_mut().skip(r + 1).zip(n_low.iter().skip(1)) {
-                    *tk += mr * ns;
-                }
-                *m.get_mut(r)? = mr;
-            }
-            let [m0, m1, m2, m3] = m;
-            let (mut p1, mut p2, mut p3) = (n_low[3], n_low[2], n_low[1]);
+            // The four head columns, with the contributions of these rows to them.
+            let &[h0, h1, h2, h3] = t.get(i..i + 4)? else {
+                return None;
+            };
+            let (m0, c) = row(h0 + carry);
+            let (m1, c) = row(h1 + m0 * n1 + c);
+            let (m2, c) = row(h2 + m0 * n2 + m1 * n1 + c);
+            let (m3, c) = row(h3 + m0 * n3 + m1 * n2 + m2 * n1 + c);
+            carry = c;
+            let (mut p1, mut p2, mut p3) = (n3, n2, n1);
             for (tk, &x) in t.get_mut(i + 4..i + l + PAD)?.iter_mut().zip(n_tail) {
                 let x = x as u64;
                 *tk += m0 * x + m1 * p1 + m2 * p2 + m3 * p3;
@@ -302,6 +326,45 @@ impl Modulus {
         // 2x < 2n < R: no carry out of the top limb.
         self.reduce_once(x)
     }
+}
+
+/// `t` (2l words) = the column sums of a², for a (l limbs, a multiple of 4) padded with PAD
+/// zeros on each side. Four rows i … i + 3 at a time: the products within the block
+/// a_i … a_(i+3) (squares, and cross products once with 2·a_r as the multiplier) in straight
+/// code, then the cross products with the limbs above the block in one pass, as in
+/// [`Modulus::mul`] with the window starting empty.
+fn square_cols(a: &[u32], l: usize, t: &mut [u64]) -> Option<()> {
+    t.fill(0);
+    let av = a.get(PAD..PAD + l)?;
+    for (i, a4) in (0..).step_by(4).zip(av.chunks_exact(4)) {
+        let &[a0, a1, a2, a3] = a4 else {
+            return None;
+        };
+        let (a0, a1, a2, a3) = (a0 as u64, a1 as u64, a2 as u64, a3 as u64);
+        let (d0, d1, d2) = (2 * a0, 2 * a1, 2 * a2);
+        let d3 = 2 * a3;
+        let head: &mut [u64; 7] = t.get_mut(2 * i..2 * i + 7)?.try_into().ok()?;
+        head[0] += a0 * a0;
+        head[1] += d0 * a1;
+        head[2] += d0 * a2 + a1 * a1;
+        head[3] += d0 * a3 + d1 * a2;
+        head[4] += d1 * a3 + a2 * a2;
+        head[5] += d2 * a3;
+        head[6] += a3 * a3;
+        if i + 4 >= l {
+            break;
+        }
+        // Columns 2i + 4 onwards: partners a_(i+4) … (zeros past l − 1).
+        let (mut p1, mut p2, mut p3) = (0u64, 0u64, 0u64);
+        let t_body = t.get_mut(2 * i + 4..i + l + PAD)?;
+        let a_body = a.get(i + 4 + PAD..l + 2 * PAD)?;
+        for (tk, &x) in t_body.iter_mut().zip(a_body) {
+            let x = x as u64;
+            *tk += d0 * x + d1 * p1 + d2 * p2 + d3 * p3;
+            (p3, p2, p1) = (p2, p1, x);
+        }
+    }
+    Some(())
 }
 
 /// `a < b` for equal-length little-endian limb slices.
@@ -542,10 +605,14 @@ mod tests {
         // n = 2^bits − 1 has every limb at its maximum; with debug overflow checks on, any
         // column sum that exceeded u64 would panic. (n − 1)^e = (−1)^e = n − 1 for odd e, and
         // 2^e is checked against the reference where that is quick.
-        for bits in [2047usize, 2048, 3470, 3471, 4096] {
+        // 3358 bits: L = 120, the largest Karatsuba half (h = 60) with 28-bit limbs.
+        for bits in [2047usize, 2048, 3358, 3470, 3471, 4096] {
             let mut n = vec![0xffu8; bits.div_ceil(8)];
             n[0] = (((1u16 << ((bits - 1) % 8 + 1)) - 1) & 0xff) as u8;
             let m = Modulus::new(&n, bits).unwrap();
+            if bits == 3358 {
+                assert_eq!((m.w, m.l), (28, 120));
+            }
             let mut s = n.clone();
             *s.last_mut().unwrap() -= 1;
             let mut out = vec![0u8; n.len()];
