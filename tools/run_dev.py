@@ -11,7 +11,6 @@ with and one without a token, reports, stops, and exits non-zero if the filter m
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -21,9 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devissuer import DEFAULT_DIR, DevIssuer  # noqa: E402
+import devrun  # noqa: E402
+from devissuer import DevIssuer  # noqa: E402
 from echo_upstream import start_echo_upstream  # noqa: E402
-from envoy_runner import DEFAULT_WASM, REPO, Envoy, EnvoyError  # noqa: E402
+from envoy_runner import REPO, Envoy, EnvoyError  # noqa: E402
 
 DEV_CONFIG = REPO / "envoy" / "dev-config.json"
 
@@ -58,23 +58,13 @@ def self_check(envoy: Envoy, token: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=10000, help="Envoy listener port (0: any free)")
-    parser.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port (0: any free)")
+    parser = devrun.parser(__doc__, workdir='dev', workdir_help="where Envoy's bootstrap and log go (default .work/dev)")
     parser.add_argument("--upstream-port", type=int, default=0, help="echo upstream port (0: any free)")
-    parser.add_argument("--wasm", default=str(DEFAULT_WASM), help="the module to load")
-    parser.add_argument("--issuer-dir", default=str(DEFAULT_DIR), help="dev issuer directory")
-    parser.add_argument("--workdir", default=str(REPO / ".work" / "dev"),
-                        help="where Envoy's bootstrap and log go (default .work/dev)")
-    parser.add_argument("--check", action="store_true", help="self-check, then stop (exit 1 on failure)")
     args = parser.parse_args(argv)
 
-    if not Path(args.wasm).exists():
-        print(f"no module at {args.wasm}: run `make wasm` first", file=sys.stderr)
+    issuer = devrun.dev_issuer(args)
+    if issuer is None:
         return 2
-    issuer = DevIssuer(args.issuer_dir)
-    if issuer.init():
-        print(f"created a development issuer in {issuer.dir}")
     config = dev_config(issuer)
     (issuer.dir.parent / "envoy-config.json").write_text(json.dumps(config, indent=2) + "\n")
 

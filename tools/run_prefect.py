@@ -19,7 +19,6 @@ and exits non-zero if anything misbehaved. Needs the Python packages of `make ve
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import signal
@@ -30,8 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from devissuer import DEFAULT_DIR, DevIssuer  # noqa: E402
-from envoy_runner import DEFAULT_WASM, REPO, Envoy, EnvoyError  # noqa: E402
+import devrun  # noqa: E402
+from devissuer import DevIssuer  # noqa: E402
+from envoy_runner import Envoy, EnvoyError  # noqa: E402
 
 try:
     import httpx
@@ -105,25 +105,15 @@ def self_check(gateway_url: str, dispatcher_url: str, issuer: DevIssuer, timeout
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=10000, help="Envoy listener port (0: any free)")
-    parser.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port (0: any free)")
+    parser = devrun.parser(__doc__, workdir='prefect-dev', workdir_help='logs, Prefect home, configuration (emptied first; default .work/prefect-dev)')
     parser.add_argument("--dispatcher-port", type=int, default=8081, help="dispatcher port (0: any free)")
     parser.add_argument("--prefect-port", type=int, default=0, help="Prefect server port (0: any free)")
-    parser.add_argument("--wasm", default=str(DEFAULT_WASM), help="the module to load")
-    parser.add_argument("--issuer-dir", default=str(DEFAULT_DIR), help="dev issuer directory")
     parser.add_argument("--policy", default=str(EXAMPLE_POLICY), help="the dispatcher's policy")
-    parser.add_argument("--workdir", default=str(REPO / ".work" / "prefect-dev"),
-                        help="logs, Prefect home, configuration (emptied first; default .work/prefect-dev)")
-    parser.add_argument("--check", action="store_true", help="self-check, then stop (exit 1 on failure)")
     args = parser.parse_args(argv)
 
-    if not Path(args.wasm).exists():
-        print(f"no module at {args.wasm}: run `make wasm` first", file=sys.stderr)
+    issuer = devrun.dev_issuer(args)
+    if issuer is None:
         return 2
-    issuer = DevIssuer(args.issuer_dir)
-    if issuer.init():
-        print(f"created a development issuer in {issuer.dir}")
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
