@@ -461,8 +461,8 @@ impl RemoteKeys {
         }
     }
 
-    fn dispatch(&self, state: &State, engine: &Engine, start: FetchStart, now: u64) {
-        let p = start.provider;
+    /// Send provider `p`'s fetch request to its upstream, with its timeout.
+    fn call(&self, p: usize, target: &Target) -> Result<u32, proxy_wasm::types::Status> {
         let upstream = self
             .upstreams
             .get(p)
@@ -473,8 +473,18 @@ impl RemoteKeys {
             .get(p)
             .copied()
             .unwrap_or(Duration::from_secs(5));
-        let headers = start.target.request_headers();
-        match hostcalls::dispatch_http_call(upstream, headers, None, Vec::new(), timeout) {
+        hostcalls::dispatch_http_call(
+            upstream,
+            target.request_headers(),
+            None,
+            Vec::new(),
+            timeout,
+        )
+    }
+
+    fn dispatch(&self, state: &State, engine: &Engine, start: FetchStart, now: u64) {
+        let p = start.provider;
+        match self.call(p, &start.target) {
             Ok(token) => {
                 self.inner.borrow_mut().calls.insert(
                     token,
@@ -601,23 +611,7 @@ impl RemoteKeys {
     /// `own_fetch`: dispatch a fetch from the current HTTP context (the host delivers the
     /// answer to it, and Kong resumes it afterwards). `None` if the host refused.
     fn dispatch_own(&self, p: usize, target: &Target) -> Option<u32> {
-        let upstream = self
-            .upstreams
-            .get(p)
-            .map(String::as_str)
-            .unwrap_or_default();
-        let timeout = self
-            .timeouts
-            .get(p)
-            .copied()
-            .unwrap_or(Duration::from_secs(5));
-        match hostcalls::dispatch_http_call(
-            upstream,
-            target.request_headers(),
-            None,
-            Vec::new(),
-            timeout,
-        ) {
+        match self.call(p, target) {
             Ok(token) => Some(token),
             Err(_) => {
                 self.count_failure(p, &FetchError::Dispatch);
