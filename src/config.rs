@@ -72,18 +72,23 @@ pub struct RemoteKeysConfig {
     /// Share fetched key sets between workers through the host's shared data, so one worker
     /// fetches and the others adopt its result. Envoy and Istio: supported. Kong: only with an
     /// `shm_kv` zone (`nginx_wasm_shm_kv`, Kong 3.7+), since without one the shared-data calls
-    /// trap. Default `false`: every worker fetches on its own.
+    /// trap; the filter uses shared data there only once a request has read the zone's setting
+    /// (`kong.configuration.nginx_wasm_shm_kv`), never while a request waits on a callback, and
+    /// otherwise fetches per worker (logged once). Default `false`: every worker fetches on its
+    /// own.
     #[serde(default)]
     pub shared_data: bool,
     /// How a request that needs keys not yet fetched waits for them (on a cold start, up to the
     /// provider's `cold_start_wait_ms`; for the refetch an unknown `kid` triggers):
-    /// `resume` (Envoy, Istio): it pauses, one fetch per provider runs from the root context,
-    /// and every waiter is resumed through `proxy_set_effective_context`, which Kong's
-    /// ngx_wasm_module accepts but ignores; `own_fetch` (Kong): the request pauses on a fetch of
+    /// `auto` (the default): `resume` in Envoy and Istio, `own_fetch` in Kong, chosen from the
+    /// host the filter runs in; `resume` (Envoy, Istio): it pauses, one fetch per provider runs
+    /// from the root context, and every waiter is resumed through `proxy_set_effective_context`
+    /// (Kong's ngx_wasm_module ignores that call and would crash its worker, so there `resume`
+    /// is taken as `own_fetch`, with a warning); `own_fetch`: the request pauses on a fetch of
     /// its own (at most 4 per provider at once, and per unknown-`kid` episode), so the host
     /// resumes it when the answer comes; `none`: it is answered at once (503
     /// `keys_unavailable`, or 401 `key_not_found` while a refetch runs in the background).
-    /// Default `resume`.
+    /// Default `auto`.
     #[serde(default)]
     pub waiting: WaitMode,
     /// Period of the timer that starts fetches (refresh, retries, refetches) and answers
@@ -107,8 +112,10 @@ impl Default for RemoteKeysConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WaitMode {
-    /// Pause; the root context's fetch resumes every waiter (Envoy, Istio).
+    /// `resume` in Envoy and Istio, `own_fetch` in Kong (from the host the filter runs in).
     #[default]
+    Auto,
+    /// Pause; the root context's fetch resumes every waiter (Envoy, Istio).
     Resume,
     /// Pause on a fetch the request makes itself (Kong).
     OwnFetch,
@@ -480,6 +487,35 @@ pub struct HeadersConfig {
     /// The signed identity assertion for downstream services. Default: none.
     #[serde(default)]
     pub assertion: Option<AssertionConfig>,
+    /// Every request header whose name starts with this prefix belongs to the filter: it is
+    /// stripped (or refused, see `spoofed_headers`) like the headers the filter sets, whatever
+    /// is configured. Token-source headers and the assertion's request id header are never
+    /// counted. Lower case; empty turns the prefix off. Default `x-identity-`.
+    #[serde(default = "default_reserved_prefix")]
+    pub reserved_prefix: String,
+    /// What happens to a request that carries a header the filter manages (a claim header, the
+    /// assertion or report header, a `strip` entry, or a name under `reserved_prefix`):
+    /// `strip` removes it before the request goes on (right where the host really removes
+    /// headers: Envoy, Istio); `reject` answers 400 `identity_header_spoofed` before any other
+    /// work, also on anonymous routes and in report-only mode (Kong's host forwards a removed
+    /// header anyway, so refusing is the only way to keep client-sent identity from the
+    /// upstream); `auto` (the default) is `reject` in Kong and `strip` in Envoy and Istio, from
+    /// the host the filter runs in.
+    #[serde(default)]
+    pub spoofed_headers: SpoofPolicy,
+}
+
+/// `headers.spoofed_headers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoofPolicy {
+    /// `reject` in Kong, `strip` in Envoy and Istio.
+    #[default]
+    Auto,
+    /// Remove the client's managed headers and go on.
+    Strip,
+    /// Answer 400 `identity_header_spoofed`.
+    Reject,
 }
 
 impl Default for HeadersConfig {
@@ -490,6 +526,8 @@ impl Default for HeadersConfig {
             forward_token: false,
             report_header: default_report_header(),
             assertion: None,
+            reserved_prefix: default_reserved_prefix(),
+            spoofed_headers: SpoofPolicy::default(),
         }
     }
 }
@@ -663,6 +701,9 @@ fn default_reason_header() -> String {
 fn default_report_header() -> String {
     "x-identity-report".to_string()
 }
+fn default_reserved_prefix() -> String {
+    "x-identity-".to_string()
+}
 fn default_assertion_header() -> String {
     "x-identity-assertion".to_string()
 }
@@ -790,6 +831,23 @@ impl Provider {
                 at("max_response_bytes"),
                 "must be between 64 and 16777216",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl HeadersConfig {
+    /// `reserved_prefix`: empty, or lower-case header-name characters.
+    fn check_reserved_prefix(&self) -> Result<(), ConfigError> {
+        let p = &self.reserved_prefix;
+        if !p.is_empty() {
+            check_header_name(p).map_err(|m| ConfigError::new("headers.reserved_prefix", m))?;
+            if p.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::new(
+                    "headers.reserved_prefix",
+                    "must be lower case",
+                ));
+            }
         }
         Ok(())
     }
@@ -1024,6 +1082,7 @@ impl Config {
         }
         check_header_name(&self.errors.reason_header)
             .map_err(|m| ConfigError::new("errors.reason_header", m))?;
+        self.headers.check_reserved_prefix()?;
         self.remote_keys.check()?;
         Ok(())
     }
@@ -1399,7 +1458,7 @@ mod tests {
         assert_eq!(p.cold_start_wait_ms, 3000);
         assert_eq!(p.max_response_bytes, 262_144);
         assert!(!c.remote_keys.shared_data);
-        assert_eq!(c.remote_keys.waiting, WaitMode::Resume);
+        assert_eq!(c.remote_keys.waiting, WaitMode::Auto);
         assert_eq!(c.remote_keys.tick_ms, 100);
     }
 

@@ -27,8 +27,8 @@ pub struct Engine {
     /// Inline keys per provider, in `config.providers` order (`None`: fetched, see `keystore`).
     keys: Vec<Option<KeySet>>,
     by_issuer: HashMap<String, usize>,
-    /// Headers removed from every request.
-    managed: Vec<String>,
+    /// Headers that belong to the filter: removed from (or refused in) every request.
+    managed: headers::Managed,
     /// Mints the signed assertion, when configured.
     signer: Option<Signer>,
     /// Verified tokens (per filter instance; the request path is single-threaded).
@@ -118,8 +118,8 @@ impl Engine {
         (cache.len(), hits, misses)
     }
 
-    /// Headers removed from every request.
-    pub fn managed_headers(&self) -> &[String] {
+    /// Headers that belong to the filter.
+    pub fn managed_headers(&self) -> &headers::Managed {
         &self.managed
     }
 
@@ -170,6 +170,10 @@ pub struct DecisionLog {
     /// The rule's decision was only reported; `reason` is what it would have refused with.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub report_only: bool,
+    /// For an allowed request that carried a token: whether it was taken out before the request
+    /// went upstream (`false` with `forward_token: true`, and in a host that cannot remove it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_removed: Option<bool>,
 }
 
 impl DecisionLog {
@@ -191,7 +195,14 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         method: facts.method.clone(),
         path: path.to_string(),
         report_only: false,
+        token_removed: None,
     };
+    if facts.reject_spoofed && !engine.managed.present(facts).is_empty() {
+        // Before any other work, on every route and in report-only mode too: the host cannot
+        // keep the client's header from the upstream, so the request cannot go on.
+        log.rule = "spoofed_headers".into();
+        return deny(engine, Denial::new(Reason::IdentityHeaderSpoofed), log);
+    }
     let mut ops = headers::strip(&engine.managed, facts);
 
     if let Some(response) = engine
@@ -247,6 +258,9 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
                 None => return deny(engine, Denial::new(Reason::ConfigInvalid), log),
             }
         }
+    }
+    if judgement.found.is_some() {
+        log.token_removed = Some(!config.headers.forward_token);
     }
     if !config.headers.forward_token {
         match &judgement.found {
@@ -504,6 +518,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             unique: "u-1".into(),
+            reject_spoofed: false,
         }
     }
 

@@ -146,7 +146,8 @@ impl std::fmt::Display for FetchError {
 pub struct Answer {
     /// `:status`, if the answer had headers at all.
     pub status: Option<u32>,
-    /// Kong's `:dispatch_status` pseudo-header on a failed call.
+    /// Kong's `:dispatch_status` pseudo-header on a failed call (`ok`, on answered calls, is
+    /// not kept).
     pub dispatch_status: Option<String>,
     pub cache_control: Option<String>,
     /// Size the host announced for the body.
@@ -166,7 +167,13 @@ impl Answer {
             let text = || String::from_utf8_lossy(value).trim().to_string();
             match name.to_ascii_lowercase().as_str() {
                 ":status" => answer.status = text().parse().ok(),
-                ":dispatch_status" => answer.dispatch_status = Some(text()),
+                // Kong 3.9+: `ok` on an answered call, the failure's name otherwise.
+                ":dispatch_status" => {
+                    let v = text();
+                    if !v.eq_ignore_ascii_case("ok") {
+                        answer.dispatch_status = Some(v);
+                    }
+                }
                 "cache-control" => {
                     let v = text();
                     answer.cache_control = Some(match answer.cache_control.take() {
@@ -358,6 +365,27 @@ mod tests {
         let headers = vec![(":dispatch_status".to_string(), b"timeout".to_vec())];
         let a = Answer::from_headers(&headers, 0);
         assert_eq!(a.check(10), Err(FetchError::Network("timeout".into())));
+    }
+
+    #[test]
+    fn kongs_dispatch_status_ok_is_an_answer_not_a_failure() {
+        let headers = vec![
+            (":dispatch_status".to_string(), b"ok".to_vec()),
+            (":status".to_string(), b"200".to_vec()),
+        ];
+        let body = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#;
+        let mut a = Answer::from_headers(&headers, body.len());
+        a.body = body.as_bytes().to_vec();
+        assert_eq!(a.dispatch_status, None);
+        assert_eq!(a.check(1000), Ok(()));
+        let failed = vec![(
+            ":dispatch_status".to_string(),
+            b"broken connection".to_vec(),
+        )];
+        assert_eq!(
+            Answer::from_headers(&failed, 0).check(1000),
+            Err(FetchError::Network("broken connection".into()))
+        );
     }
 
     #[test]

@@ -13,9 +13,41 @@ pub enum HeaderOp {
     Set(String, String),
 }
 
-/// Every header name the filter may set or was told to strip, lower-case and without
-/// duplicates. These are removed from every request, whatever the decision.
-pub fn managed(config: &Config) -> Vec<String> {
+/// The request headers that belong to the filter: every name it may set or was told to strip
+/// (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
+/// token-source headers and the assertion's request id header, which clients send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Managed {
+    pub names: Vec<String>,
+    pub prefix: String,
+    pub exempt: Vec<String>,
+}
+
+impl Managed {
+    /// Whether a (lower-case) request header name belongs to the filter.
+    pub fn contains(&self, name: &str) -> bool {
+        if self.exempt.iter().any(|e| e == name) {
+            return false;
+        }
+        self.names.iter().any(|n| n == name)
+            || (!self.prefix.is_empty() && name.starts_with(self.prefix.as_str()))
+    }
+
+    /// The managed headers a request carries, lower case and without duplicates, in order.
+    pub fn present(&self, facts: &RequestFacts) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (name, _) in &facts.headers {
+            let lower = name.to_ascii_lowercase();
+            if self.contains(&lower) && !out.contains(&lower) {
+                out.push(lower);
+            }
+        }
+        out
+    }
+}
+
+/// What a configuration manages (see [`Managed`]).
+pub fn managed(config: &Config) -> Managed {
     let mut names: Vec<String> = Vec::new();
     let claim_headers = config.headers.claims.iter().map(|c| c.header.as_str());
     let own = [
@@ -31,16 +63,34 @@ pub fn managed(config: &Config) -> Vec<String> {
             names.push(lower);
         }
     }
-    names
+    let exempt = config
+        .token_sources
+        .iter()
+        .filter_map(|s| s.header.as_deref())
+        .chain(
+            config
+                .headers
+                .assertion
+                .as_ref()
+                .map(|a| a.request_id_header.as_str()),
+        )
+        .map(str::to_ascii_lowercase)
+        .filter(|n| !names.contains(n))
+        .collect();
+    Managed {
+        names,
+        prefix: config.headers.reserved_prefix.clone(),
+        exempt,
+    }
 }
 
 /// Removal of every managed header the request carries (the facts hold all its headers, so an
 /// absent one needs no host call): the start of every request's changes.
-pub fn strip(managed: &[String], facts: &RequestFacts) -> Vec<HeaderOp> {
+pub fn strip(managed: &Managed, facts: &RequestFacts) -> Vec<HeaderOp> {
     managed
-        .iter()
-        .filter(|n| facts.header(n).is_some())
-        .map(|n| HeaderOp::Remove(n.clone()))
+        .present(facts)
+        .into_iter()
+        .map(HeaderOp::Remove)
         .collect()
 }
 
@@ -151,7 +201,7 @@ mod tests {
             "strip": ["x-identity-subject", "Prefect-Automation-Id"]
         }));
         assert_eq!(
-            managed(&c),
+            managed(&c).names,
             vec![
                 "x-identity-subject",
                 "x-identity-email",
@@ -173,6 +223,46 @@ mod tests {
                 HeaderOp::Remove("prefect-automation-id".into())
             ]
         );
+    }
+
+    #[test]
+    fn every_name_under_the_reserved_prefix_is_stripped_whatever_is_configured() {
+        let c = config(json!({"claims": [{"claim": "sub", "header": "x-sub"}]}));
+        let f = facts(
+            "/",
+            &[
+                ("X-Identity-Assertion", "forged"),
+                ("x-identity-tenant", "t"),
+                ("x-sub", "admin"),
+                ("x-other", "kept"),
+            ],
+        );
+        assert_eq!(
+            strip(&managed(&c), &f),
+            vec![
+                HeaderOp::Remove("x-identity-assertion".into()),
+                HeaderOp::Remove("x-identity-tenant".into()),
+                HeaderOp::Remove("x-sub".into()),
+            ]
+        );
+        let off = config(json!({"reserved_prefix": ""}));
+        assert!(strip(&managed(&off), &f).is_empty());
+    }
+
+    #[test]
+    fn token_sources_and_the_request_id_are_never_managed() {
+        let v = json!({
+            "providers": [{"name": "p", "issuer": "i", "jwks": {"keys": []}}],
+            "token_sources": [{"header": "X-Identity-Token"}],
+            "headers": {"assertion": {"audience": "a", "request_id_header": "x-identity-request-id",
+                "keys": [{"kid": "k", "secret": "0123456789abcdef0123456789abcdef"}]}},
+        });
+        let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+        let m = managed(&c);
+        assert!(!m.contains("x-identity-token"));
+        assert!(!m.contains("x-identity-request-id"));
+        assert!(m.contains("x-identity-assertion"));
+        assert!(m.contains("x-identity-anything"));
     }
 
     #[test]
@@ -209,6 +299,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             unique: "u-1".into(),
+            reject_spoofed: false,
         }
     }
 

@@ -312,6 +312,11 @@ impl<S> KeyStore<S> {
         }
     }
 
+    /// `own_fetch` waiting on or off, once the glue knows the host (`remote_keys.waiting: auto`).
+    pub fn set_own(&mut self, own: bool) {
+        self.own = own;
+    }
+
     /// Whether any provider fetches its keys.
     pub fn has_remote(&self) -> bool {
         self.slots.iter().any(|s| matches!(s, Slot::Remote(_)))

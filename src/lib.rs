@@ -3,8 +3,10 @@
 //! module for Envoy, Istio and Kong (proxy-wasm).
 //!
 //! The decision is pure Rust with no host calls (every module but `filter`), tested natively;
-//! time, randomness and I/O come in as arguments. Only `filter` talks to the host and is compiled
-//! for wasm32 alone. The request path is [`decide::decide`]:
+//! time, randomness and I/O come in as arguments. Only `filter` talks to the host, through a
+//! small host interface (`filter::host`) that is bound to proxy-wasm for wasm32 and implemented
+//! with Envoy's and Kong's behaviours in the native tests. The request path is
+//! [`decide::decide`]:
 //!
 //! ```text
 //! token ─► verify (jwks keys, crypto) ─► identity ─► policy ─► headers + assertion
@@ -26,7 +28,8 @@
 //! - `headers`, `assertion`: headers stripped and set; the signed identity assertion.
 //! - `reason`: every failure, its status, `WWW-Authenticate` and body.
 //! - `decide`: the request path as one pure function.
-//! - `filter`: proxy-wasm glue (root and HTTP contexts, dispatches, metrics, logs).
+//! - `filter`: host glue (root and HTTP contexts, dispatches, metrics, logs, what differs
+//!   between Envoy and Kong); `filter::wasm` binds it to proxy-wasm.
 
 pub mod assertion;
 pub mod cache;
@@ -44,8 +47,7 @@ pub mod reason;
 pub mod token;
 pub mod verify;
 
-#[cfg(target_arch = "wasm32")]
-mod filter;
+pub mod filter;
 
 pub use config::{Config, ConfigError};
 pub use decide::{decide, Decision, Engine, RequestFacts};

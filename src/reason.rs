@@ -39,6 +39,7 @@ pub enum Reason {
     InsufficientScope,
     KeysUnavailable,
     ConfigInvalid,
+    IdentityHeaderSpoofed,
 }
 
 /// What kind of answer a reason produces.
@@ -52,11 +53,13 @@ pub enum Class {
     Unavailable,
     /// 500: the filter's own configuration is broken.
     Internal,
+    /// 400, `error="invalid_request"`: the request itself is not acceptable (RFC 6750 §3.1).
+    BadRequest,
 }
 
 impl Reason {
     /// Every reason, for tests and metric definitions.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::TokenTooLarge,
@@ -74,6 +77,7 @@ impl Reason {
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
         Reason::ConfigInvalid,
+        Reason::IdentityHeaderSpoofed,
     ];
 
     /// The stable code.
@@ -96,6 +100,7 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::ConfigInvalid => "config_invalid",
+            Reason::IdentityHeaderSpoofed => "identity_header_spoofed",
         }
     }
 
@@ -119,6 +124,9 @@ impl Reason {
             Reason::InsufficientScope => "the token lacks a required scope",
             Reason::KeysUnavailable => "the issuer's keys are unavailable; retry later",
             Reason::ConfigInvalid => "the identity filter is misconfigured",
+            Reason::IdentityHeaderSpoofed => {
+                "the request carries an identity header only the gateway may set"
+            }
         }
     }
 
@@ -127,6 +135,7 @@ impl Reason {
             Reason::Forbidden | Reason::InsufficientScope => Class::Forbidden,
             Reason::KeysUnavailable => Class::Unavailable,
             Reason::ConfigInvalid => Class::Internal,
+            Reason::IdentityHeaderSpoofed => Class::BadRequest,
             _ => Class::Unauthenticated,
         }
     }
@@ -137,6 +146,7 @@ impl Reason {
             Class::Forbidden => 403,
             Class::Unavailable => 503,
             Class::Internal => 500,
+            Class::BadRequest => 400,
         }
     }
 }
@@ -249,6 +259,7 @@ fn www_authenticate(denial: &Denial, detail: Detail, realm: Option<&str>) -> Opt
                 params.push(format!("scope=\"{}\"", scopes.join(" ")));
             }
         }
+        Class::BadRequest => params.push("error=\"invalid_request\"".to_string()),
         Class::Unavailable | Class::Internal => return None,
     }
     if params.is_empty() {

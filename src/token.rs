@@ -17,6 +17,9 @@ pub struct RequestFacts {
     /// A unique value for this request, from the host's randomness: the assertion's `jti`, and
     /// the request id when the request has none. Empty when no assertion is configured.
     pub unique: String,
+    /// Refuse a request that carries a header the filter manages, instead of stripping it: set
+    /// by the host glue from `headers.spoofed_headers` and the host (see `filter::host`).
+    pub reject_spoofed: bool,
 }
 
 impl RequestFacts {
@@ -235,6 +238,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             unique: "u-1".into(),
+            reject_spoofed: false,
         }
     }
 

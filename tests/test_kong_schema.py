@@ -184,12 +184,28 @@ def test_kong_examples_use_host_port_upstreams(example):
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.file}:{e.form}")
 def test_kong_examples_never_wait_through_set_effective_context(example):
-    """Kong accepts `proxy_set_effective_context` but ignores it: a request paused for keys
-    would never be resumed by the root context's fetch (`waiting: resume`, the default)."""
-    remote = any("jwks_uri" in p or p.get("discovery") for p in example.config["providers"])
-    if remote:
-        waiting = example.config.get("remote_keys", {}).get("waiting", "resume")
-        assert waiting in ("own_fetch", "none"), f"{example.file}: waiting {waiting!r}"
+    """Kong ignores `proxy_set_effective_context`, and resuming a request from the root context
+    crashes its worker: `waiting: resume` must never reach Kong (`auto` is `own_fetch` there)."""
+    waiting = example.config.get("remote_keys", {}).get("waiting", "auto")
+    assert waiting in ("auto", "own_fetch", "none"), f"{example.file}: waiting {waiting!r}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"{e.file}:{e.form}")
+def test_kong_examples_refuse_client_sent_identity(example):
+    """Kong forwards a request header the filter removes: the examples say `reject`."""
+    assert example.config.get("headers", {}).get("spoofed_headers") == "reject", example.file
+
+
+def test_kongs_schema_refuses_waiting_resume_and_defaults_to_reject():
+    """The filter accepts `resume` (Envoy's mode); Kong's meta.json does not, since in Kong's host
+    it would crash the worker. Client-sent identity is refused by default there."""
+    doc = changed(["remote_keys"], {"waiting": "resume"})
+    assert schema_errors(doc), "Kong's schema accepts waiting: resume"
+    assert parser_verdict(doc).ok, "the filter itself accepts resume (it runs it as own_fetch in Kong)"
+    for mode in ("auto", "own_fetch", "none"):
+        assert not schema_errors(changed(["remote_keys"], {"waiting": mode})), mode
+    spoofed = meta()["config_schema"]["properties"]["headers"]["properties"]["spoofed_headers"]
+    assert spoofed["default"] == "reject"
 
 
 # ---------------------------------------------------------------------------------------------

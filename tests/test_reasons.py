@@ -99,6 +99,19 @@ def test_config_invalid_answers_every_request_with_500(envoy_with, keys):
         assert_reason_body(reply, "config_invalid")
 
 
+def test_identity_header_spoofed_with_spoofed_headers_reject(envoy_with, keys):
+    # What `auto` does in Kong's host (which cannot remove a client's header), chosen here.
+    config = support.with_change(support.main_config(keys), ["headers", "spoofed_headers"], "reject")
+    envoy = envoy_with(config, "spoofed-reject")
+    for path, header in (("/health", "x-identity-subject"), ("/api/items", "X-Identity-Assertion"),
+                         ("/public/x", "x-identity-anything")):
+        reply = envoy.get(path, {**bearer(token(keys)), header: "forged"})
+        assert_denied(reply, "identity_header_spoofed")
+        assert reply.header("www-authenticate") == 'Bearer error="invalid_request"'
+        assert_reason_body(reply, "identity_header_spoofed")
+    assert envoy.get("/health").status == 200
+
+
 # ----------------------------------------------------------------------------------------------
 # The list above stays complete.
 

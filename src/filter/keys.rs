@@ -3,29 +3,34 @@
 //! logs state changes, counts fetches, shares key sets between workers (optional), and wakes
 //! requests waiting for keys.
 //!
-//! Waking a waiter: a paused HTTP context is reached from the root context with
+//! Waking a waiter (`resume`, Envoy): a paused HTTP context is reached from the root context with
 //! `proxy_set_effective_context(id)`; the request is decided again there (its facts were kept)
 //! and then resumed (`proxy_continue_stream`) or answered (`proxy_send_local_response`), once.
 //! The effective context is set back to the root after each waiter. A waiter whose stream ended
 //! is forgotten in `on_log`/`on_done`; if one slips through, `set_effective_context` fails for
 //! the unknown id and the waiter is dropped without any other host call. Kong's ngx_wasm_module
-//! accepts `set_effective_context` but ignores it, hence `remote_keys.waiting: own_fetch` there:
-//! a waiting request then pauses on a fetch of its own (at most 4 per provider at once), which
-//! the host delivers to that request's context like any callout.
+//! ignores `set_effective_context`, and answering or resuming from the root context there
+//! crashes the worker: in that host waiting is `own_fetch` (a waiting request pauses on a fetch
+//! of its own, at most 4 per provider at once, delivered to its own context) and the root
+//! context never acts on a request ([`HostKind::wakes_from_root`]).
+//!
+//! Shared data (`remote_keys.shared_data`) is read and written only from `on_tick`, only when
+//! the profile allows it, and in ngx_wasm_module only while no request of the instance is paused:
+//! a trap there (no `shm_kv` zone) would otherwise let paused requests through. Key sets to
+//! publish wait in a queue until then.
 //!
 //! Why not fetch from the waiting request's own context: Envoy cancels a context's calls when
 //! its stream ends, so one impatient client would cancel the fetch every other request waits on,
 //! and N waiters would mean N fetches. One root-owned fetch per provider avoids both.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType, MetricType, Status as HostStatus};
 use serde_json::{json, Value};
 
+use super::host::{Host, Level, MetricKind, CAS_MISMATCH};
+use super::{conclude, refuse, set_paused, HostKind, State, Verdict};
 use crate::config::{Config, WaitMode};
 use crate::decide::{self, Decision, Engine, RequestFacts};
 use crate::fetch::{self, Answer, FetchError, Target};
@@ -35,17 +40,6 @@ use crate::keystore::{
     Waiters, TIMEOUT_GRACE_MS,
 };
 use crate::reason::Reason;
-
-use super::{conclude, log, refuse, State};
-
-/// Unix time in milliseconds.
-pub(super) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// How a request that needs keys waits.
 pub(super) enum Waiting {
@@ -65,7 +59,9 @@ pub(super) struct OwnCall {
 
 /// `own_fetch`: a call answered in a request's own context. Not ours (another token): ignored.
 pub(super) fn own_response(
-    state: &Rc<State>,
+    host: &impl Host,
+    state: &State,
+    id: u32,
     own: &mut Option<OwnCall>,
     token: u32,
     num_headers: usize,
@@ -75,12 +71,12 @@ pub(super) fn own_response(
         return;
     };
     if let (Some(keys), Some(engine)) = (&state.keys, &state.engine) {
-        *own = keys.own_answer(state, engine, call, num_headers, body_size);
+        *own = keys.own_answer(host, state, engine, id, call, num_headers, body_size);
     }
 }
 
 /// `own_fetch`: the request is gone before its fetch was answered.
-pub(super) fn own_cancel(state: &Rc<State>, own: &mut Option<OwnCall>) {
+pub(super) fn own_cancel(state: &State, own: &mut Option<OwnCall>) {
     if let (Some(call), Some(keys)) = (own.take(), &state.keys) {
         if let Ok(mut inner) = keys.inner.try_borrow_mut() {
             inner.store.own_cancel(call.provider);
@@ -113,14 +109,18 @@ struct Inner {
     calls: HashMap<u32, Call>,
     metrics: Vec<ProviderMetrics>,
     rng: u64,
+    /// Fresh key sets (provider, JWKS) to publish in shared data when that is safe.
+    publish: Vec<(usize, Value)>,
 }
 
 /// The remote-key runtime of one configured root context.
 pub(super) struct RemoteKeys {
     inner: RefCell<Inner>,
     root_id: u32,
-    mode: WaitMode,
-    shared: bool,
+    /// `remote_keys.shared_data` as configured.
+    shared_configured: bool,
+    /// `remote_keys.waiting`, resolved once the host is known (`State::profile`).
+    mode: Cell<WaitMode>,
     tick: Duration,
     /// Shared-data key prefix per provider (empty for inline providers).
     shared_keys: Vec<String>,
@@ -130,13 +130,9 @@ pub(super) struct RemoteKeys {
     max_bytes: Vec<usize>,
 }
 
-fn metric(kind: MetricType, name: &str) -> Option<u32> {
-    hostcalls::define_metric(kind, name).ok()
-}
-
-fn increment(id: Option<u32>) {
+fn increment(host: &impl Host, id: Option<u32>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        host.increment_metric(id);
     }
 }
 
@@ -161,8 +157,14 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 impl RemoteKeys {
-    pub(super) fn new(config: &Config, root_id: u32, metrics_enabled: bool) -> RemoteKeys {
+    pub(super) fn new(
+        host: &impl Host,
+        config: &Config,
+        root_id: u32,
+        metrics_enabled: bool,
+    ) -> RemoteKeys {
         let store = KeyStore::new(config);
+        let metric = |kind: MetricKind, name: &str| host.define_metric(kind, name);
         let providers = &config.providers;
         let metrics = providers
             .iter()
@@ -173,18 +175,18 @@ impl RemoteKeys {
                 }
                 let base = format!("identity_filter.keys.{}", metric_name(&p.name));
                 ProviderMetrics {
-                    ok: metric(MetricType::Counter, &format!("{base}.fetch_ok")),
-                    failed: metric(MetricType::Counter, &format!("{base}.fetch_failed")),
+                    ok: metric(MetricKind::Counter, &format!("{base}.fetch_ok")),
+                    failed: metric(MetricKind::Counter, &format!("{base}.fetch_failed")),
                     failed_by: FetchError::CODES
                         .iter()
                         .filter_map(|c| {
                             Some((
                                 *c,
-                                metric(MetricType::Counter, &format!("{base}.fetch_failed.{c}"))?,
+                                metric(MetricKind::Counter, &format!("{base}.fetch_failed.{c}"))?,
                             ))
                         })
                         .collect(),
-                    age: metric(MetricType::Gauge, &format!("{base}.age_seconds")),
+                    age: metric(MetricKind::Gauge, &format!("{base}.age_seconds")),
                 }
             })
             .collect();
@@ -201,13 +203,7 @@ impl RemoteKeys {
                 )
             })
             .collect();
-        let seed = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ (u64::from(root_id) << 32)
-            | 1;
+        let seed = host.now_ms().wrapping_mul(1_000_003) ^ (u64::from(root_id) << 32) | 1;
         RemoteKeys {
             inner: RefCell::new(Inner {
                 store,
@@ -216,10 +212,11 @@ impl RemoteKeys {
                 calls: HashMap::new(),
                 metrics,
                 rng: seed,
+                publish: Vec::new(),
             }),
             root_id,
-            mode: config.remote_keys.waiting,
-            shared: config.remote_keys.shared_data,
+            shared_configured: config.remote_keys.shared_data,
+            mode: Cell::new(config.remote_keys.waiting),
             tick: Duration::from_millis(config.remote_keys.tick_ms),
             shared_keys,
             names: providers.iter().map(|p| p.name.clone()).collect(),
@@ -232,6 +229,27 @@ impl RemoteKeys {
                 .map(|p| Duration::from_millis(p.fetch_timeout_ms))
                 .collect(),
             max_bytes: providers.iter().map(|p| p.max_response_bytes).collect(),
+        }
+    }
+
+    /// The host is known: settle `waiting`.
+    pub(super) fn set_wait(&self, mode: WaitMode) {
+        self.mode.set(mode);
+        self.inner
+            .borrow_mut()
+            .store
+            .set_own(mode == WaitMode::OwnFetch);
+    }
+
+    /// Whether shared data may be used now (see the module docs). Before the first request the
+    /// profile is unknown: only a host probed as Envoy may use it then.
+    fn shared_now(&self, state: &State) -> bool {
+        if !self.shared_configured {
+            return false;
+        }
+        match state.known_profile() {
+            Some(p) => p.shared && (p.kind == HostKind::Envoy || super::paused_requests() == 0),
+            None => state.probed == HostKind::Envoy,
         }
     }
 
@@ -255,6 +273,7 @@ impl RemoteKeys {
     /// registered as a waiter and must pause; `Err`: answer it now with this reason.
     pub(super) fn wait(
         &self,
+        host: &impl Host,
         id: u32,
         provider: usize,
         facts: RequestFacts,
@@ -266,8 +285,8 @@ impl RemoteKeys {
         if !joined {
             return Err(refusal);
         }
-        match self.mode {
-            WaitMode::None => Err(refusal),
+        match self.mode.get() {
+            WaitMode::None | WaitMode::Auto => Err(refusal),
             WaitMode::Resume => {
                 if !inner.waiters.add(Waiter {
                     id,
@@ -286,7 +305,7 @@ impl RemoteKeys {
                     self.inner.borrow_mut().store.own_cancel(provider);
                     return Err(refusal);
                 };
-                match self.dispatch_own(provider, &target) {
+                match self.dispatch_own(host, provider, &target) {
                     Some(token) => Ok(Waiting::Own(OwnCall {
                         token,
                         provider,
@@ -318,20 +337,20 @@ impl RemoteKeys {
         (x >> 32) as u32
     }
 
-    fn log_events(&self) {
+    fn log_events(&self, host: &impl Host) {
         let events = self.inner.borrow_mut().store.take_events();
         for e in events {
             let level = match e.to {
-                Status::Fresh | Status::Empty => LogLevel::Info,
-                Status::Stale => LogLevel::Warn,
-                Status::Unavailable => LogLevel::Error,
+                Status::Fresh | Status::Empty => Level::Info,
+                Status::Stale => Level::Warn,
+                Status::Unavailable => Level::Error,
             };
             let name = self
                 .names
                 .get(e.provider)
                 .map(String::as_str)
                 .unwrap_or_default();
-            log(
+            host.log(
                 level,
                 &format!(
                     "identity filter: provider \"{name}\" keys {} -> {}: {}",
@@ -343,9 +362,10 @@ impl RemoteKeys {
         }
     }
 
-    /// The timer: give up lost fetches, start due ones, answer waiters that waited too long.
-    pub(super) fn on_tick(&self, state: &State, engine: &Engine) {
-        let now = now_ms();
+    /// The timer: give up lost fetches, start due ones, answer waiters that waited too long,
+    /// and do the shared-data work that had to wait for a safe moment.
+    pub(super) fn on_tick(&self, host: &impl Host, state: &State, engine: &Engine) {
+        let now = host.now_ms();
         let rand = self.rand();
         let timed_out = {
             let mut inner = self.inner.borrow_mut();
@@ -354,41 +374,45 @@ impl RemoteKeys {
             timed_out
         };
         for p in &timed_out {
-            self.count_failure(*p, &FetchError::Timeout);
+            self.count_failure(host, *p, &FetchError::Timeout);
         }
-        self.log_events();
+        self.log_events(host);
         for p in timed_out {
-            self.wake(state, engine, p);
+            self.wake(host, state, engine, p);
+        }
+        let shared = self.shared_now(state);
+        if shared {
+            self.flush_publish(host);
         }
         let due = self.inner.borrow().store.due(now);
         for p in due {
-            if self.shared && self.adopt_shared(p, now) {
-                self.log_events();
-                self.wake(state, engine, p);
+            if shared && self.adopt_shared(host, p, now) {
+                self.log_events(host);
+                self.wake(host, state, engine, p);
                 continue;
             }
-            if self.shared && !self.take_lease(p, now) {
+            if shared && !self.take_lease(host, p, now) {
                 continue;
             }
             let start = self.inner.borrow_mut().store.start(p, now);
             if let Some(start) = start {
-                self.dispatch(state, engine, start, now);
+                self.dispatch(host, state, engine, start, now);
             }
         }
-        self.expire_waiters(state, engine, now);
-        self.record_ages(now);
+        self.expire_waiters(host, state, engine, now);
+        self.record_ages(host, now);
     }
 
-    fn record_ages(&self, now: u64) {
+    fn record_ages(&self, host: &impl Host, now: u64) {
         let inner = self.inner.borrow();
         for (p, m) in inner.metrics.iter().enumerate() {
             if let (Some(id), Some(age)) = (m.age, inner.store.age_ms(p, now)) {
-                let _ = hostcalls::record_metric(id, age / 1000);
+                host.record_metric(id, age / 1000);
             }
         }
     }
 
-    fn expire_waiters(&self, state: &State, engine: &Engine, now: u64) {
+    fn expire_waiters(&self, host: &impl Host, state: &State, engine: &Engine, now: u64) {
         let expired = {
             let mut inner = self.inner.borrow_mut();
             let Inner { store, waiters, .. } = &mut *inner;
@@ -410,28 +434,33 @@ impl RemoteKeys {
                 continue;
             }
             let reason = refusal(&self.inner.borrow().store, w.provider, now);
-            self.in_context(w.id, || {
-                refuse(state, engine, reason);
+            self.in_context(host, state, w.id, || {
+                refuse(host, state, engine, reason);
             });
         }
     }
 
-    /// Run `f` with `id` as the effective context, then return to the root. `false` if the
-    /// context is gone (then `f` does not run).
-    fn in_context(&self, id: u32, f: impl FnOnce()) -> bool {
-        if hostcalls::set_effective_context(id).is_err() {
-            let _ = hostcalls::set_effective_context(self.root_id);
+    /// Run `f` with `id` as the effective context, then return to the root. `false` (and `f`
+    /// does not run) if the context is gone, or if this host cannot act on a request from a root
+    /// context at all (ngx_wasm_module: it would crash the worker).
+    fn in_context(&self, host: &impl Host, state: &State, id: u32, f: impl FnOnce()) -> bool {
+        set_paused(id, false);
+        if !state.kind().wakes_from_root() {
+            return false;
+        }
+        if host.set_effective_context(id).is_err() {
+            let _ = host.set_effective_context(self.root_id);
             return false;
         }
         f();
-        let _ = hostcalls::set_effective_context(self.root_id);
+        let _ = host.set_effective_context(self.root_id);
         true
     }
 
     /// Decide `provider`'s waiters again, now that its fetch ended.
-    fn wake(&self, state: &State, engine: &Engine, provider: usize) {
+    fn wake(&self, host: &impl Host, state: &State, engine: &Engine, provider: usize) {
         let waiters = self.inner.borrow_mut().waiters.take_provider(provider);
-        let now = now_ms();
+        let now = host.now_ms();
         for w in waiters {
             let Some(facts) = self.inner.borrow_mut().facts.remove(&w.id) else {
                 continue;
@@ -448,21 +477,26 @@ impl RemoteKeys {
                 }
                 let reason = refusal(&inner.store, p, now);
                 drop(inner);
-                self.in_context(w.id, || {
-                    refuse(state, engine, reason);
+                self.in_context(host, state, w.id, || {
+                    refuse(host, state, engine, reason);
                 });
                 continue;
             }
-            self.in_context(w.id, || {
-                if let Action::Continue = conclude(state, engine, decision) {
-                    let _ = hostcalls::resume_http_request();
+            self.in_context(host, state, w.id, || {
+                if let Verdict::Continue = conclude(host, state, engine, decision) {
+                    host.resume_request();
                 }
             });
         }
     }
 
     /// Send provider `p`'s fetch request to its upstream, with its timeout.
-    fn call(&self, p: usize, target: &Target) -> Result<u32, proxy_wasm::types::Status> {
+    fn call(
+        &self,
+        host: &impl Host,
+        p: usize,
+        target: &Target,
+    ) -> Result<u32, super::host::HostError> {
         let upstream = self
             .upstreams
             .get(p)
@@ -473,18 +507,19 @@ impl RemoteKeys {
             .get(p)
             .copied()
             .unwrap_or(Duration::from_secs(5));
-        hostcalls::dispatch_http_call(
-            upstream,
-            target.request_headers(),
-            None,
-            Vec::new(),
-            timeout,
-        )
+        host.dispatch(upstream, &target.request_headers(), timeout)
     }
 
-    fn dispatch(&self, state: &State, engine: &Engine, start: FetchStart, now: u64) {
+    fn dispatch(
+        &self,
+        host: &impl Host,
+        state: &State,
+        engine: &Engine,
+        start: FetchStart,
+        now: u64,
+    ) {
         let p = start.provider;
-        match self.call(p, &start.target) {
+        match self.call(host, p, &start.target) {
             Ok(token) => {
                 self.inner.borrow_mut().calls.insert(
                     token,
@@ -497,7 +532,7 @@ impl RemoteKeys {
             }
             Err(_) => {
                 let rand = self.rand();
-                self.count_failure(p, &FetchError::Dispatch);
+                self.count_failure(host, p, &FetchError::Dispatch);
                 let c = self.inner.borrow_mut().store.complete(
                     p,
                     start.id,
@@ -505,19 +540,20 @@ impl RemoteKeys {
                     now,
                     rand,
                 );
-                self.log_events();
+                self.log_events(host);
                 if c == Completion::Done {
-                    self.wake(state, engine, p);
+                    self.wake(host, state, engine, p);
                 }
             }
         }
     }
 
-    fn count_failure(&self, provider: usize, error: &FetchError) {
+    fn count_failure(&self, host: &impl Host, provider: usize, error: &FetchError) {
         let inner = self.inner.borrow();
         if let Some(m) = inner.metrics.get(provider) {
-            increment(m.failed);
+            increment(host, m.failed);
             increment(
+                host,
                 m.failed_by
                     .iter()
                     .find(|(c, _)| *c == error.code())
@@ -526,16 +562,17 @@ impl RemoteKeys {
         }
     }
 
-    fn count_success(&self, provider: usize) {
+    fn count_success(&self, host: &impl Host, provider: usize) {
         let inner = self.inner.borrow();
         if let Some(m) = inner.metrics.get(provider) {
-            increment(m.ok);
+            increment(host, m.ok);
         }
     }
 
     /// An answer to one of our fetches (or, on Kong 3.9+, its failure).
     pub(super) fn on_response(
         &self,
+        host: &impl Host,
         state: &State,
         engine: &Engine,
         token: u32,
@@ -546,39 +583,34 @@ impl RemoteKeys {
             return;
         };
         let p = call.provider;
-        let now = now_ms();
-        let (result, shared_doc) = self.interpret(p, call.step, num_headers, body_size);
+        let now = host.now_ms();
+        let result = self.interpret(host, p, call.step, num_headers, body_size);
         let rand = self.rand();
         let completion =
             self.inner
                 .borrow_mut()
                 .store
                 .complete(p, call.fetch_id, result, now, rand);
-        self.log_events();
+        self.log_events(host);
         match completion {
             Completion::Ignored => {}
-            Completion::Next(next) => self.dispatch(state, engine, next, now),
-            Completion::Done => {
-                if let (true, Some(doc)) = (self.shared, shared_doc) {
-                    self.publish_shared(p, doc);
-                }
-                self.wake(state, engine, p);
-            }
+            Completion::Next(next) => self.dispatch(host, state, engine, next, now),
+            Completion::Done => self.wake(host, state, engine, p),
         }
     }
 
     /// Read and check the answer being delivered for `provider`'s `step`, and count it. The
-    /// JSON of a good JWKS comes along, for sharing.
+    /// JSON of a good JWKS is queued for sharing (when shared data is configured).
     fn interpret(
         &self,
+        host: &impl Host,
         p: usize,
         step: Step,
         num_headers: usize,
         body_size: usize,
-    ) -> (Result<Fetched<KeySet>, FetchError>, Option<Value>) {
+    ) -> Result<Fetched<KeySet>, FetchError> {
         let max = self.max_bytes.get(p).copied().unwrap_or(0);
-        let answer = read_answer(num_headers, body_size, max);
-        let mut doc = None;
+        let answer = read_answer(host, num_headers, body_size, max);
         let result = match step {
             Step::Discovery => {
                 let issuer = self
@@ -593,7 +625,11 @@ impl RemoteKeys {
                     .map(Fetched::Discovered)
             }
             Step::Jwks => answer.key_set(max).map(|(keys, json)| {
-                doc = Some(json);
+                if self.shares() {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.publish.retain(|(q, _)| *q != p);
+                    inner.publish.push((p, json));
+                }
                 Fetched::Keys {
                     keys,
                     max_age: answer.max_age(),
@@ -601,99 +637,110 @@ impl RemoteKeys {
             }),
         };
         match &result {
-            Err(e) => self.count_failure(p, e),
-            Ok(Fetched::Keys { .. }) => self.count_success(p),
+            Err(e) => self.count_failure(host, p, e),
+            Ok(Fetched::Keys { .. }) => self.count_success(host, p),
             Ok(Fetched::Discovered(_)) => {}
         }
-        (result, doc)
+        result
+    }
+
+    /// Whether `remote_keys.shared_data` is configured (whether it may be used is decided when
+    /// it would be: [`RemoteKeys::shared_now`]).
+    fn shares(&self) -> bool {
+        !self.shared_keys.is_empty() && self.shared_configured
     }
 
     /// `own_fetch`: dispatch a fetch from the current HTTP context (the host delivers the
     /// answer to it, and Kong resumes it afterwards). `None` if the host refused.
-    fn dispatch_own(&self, p: usize, target: &Target) -> Option<u32> {
-        match self.call(p, target) {
+    fn dispatch_own(&self, host: &impl Host, p: usize, target: &Target) -> Option<u32> {
+        match self.call(host, p, target) {
             Ok(token) => Some(token),
             Err(_) => {
-                self.count_failure(p, &FetchError::Dispatch);
+                self.count_failure(host, p, &FetchError::Dispatch);
                 let rand = self.rand();
                 let _ = self.inner.borrow_mut().store.own_done(
                     p,
                     Err(FetchError::Dispatch),
-                    now_ms(),
+                    host.now_ms(),
                     rand,
                 );
-                self.log_events();
+                self.log_events(host);
                 None
             }
         }
     }
 
-    /// `own_fetch`: the answer to a request's own fetch: the next step's call, or the
-    /// request decided again and resumed or answered.
+    /// `own_fetch`: the answer to a request's own fetch: the next step's call, or the request
+    /// decided again and resumed or answered. No host call that can trap happens here (shared
+    /// data waits for `on_tick`): in Kong a trap now would let this paused request through.
+    #[allow(clippy::too_many_arguments)]
     fn own_answer(
         &self,
+        host: &impl Host,
         state: &State,
         engine: &Engine,
+        id: u32,
         call: OwnCall,
         num_headers: usize,
         body_size: usize,
     ) -> Option<OwnCall> {
         let p = call.provider;
-        let (result, doc) = self.interpret(p, call.step, num_headers, body_size);
+        let result = self.interpret(host, p, call.step, num_headers, body_size);
         let rand = self.rand();
-        let now = now_ms();
+        let now = host.now_ms();
         let next = self.inner.borrow_mut().store.own_done(p, result, now, rand);
-        self.log_events();
+        self.log_events(host);
         if let Some(target) = next {
-            if let Some(token) = self.dispatch_own(p, &target) {
+            if let Some(token) = self.dispatch_own(host, p, &target) {
                 return Some(OwnCall {
                     token,
                     step: Step::Jwks,
                     ..call
                 });
             }
-        } else if let (true, Some(doc)) = (self.shared, doc) {
-            self.publish_shared(p, doc);
         }
-        let action = match self.decide(engine, &call.facts, now) {
-            Decision::NeedKeys(p) => {
-                refuse(state, engine, refusal(&self.inner.borrow().store, p, now))
-            }
-            decision => conclude(state, engine, decision),
+        set_paused(id, false);
+        let verdict = match self.decide(engine, &call.facts, now) {
+            Decision::NeedKeys(p) => refuse(
+                host,
+                state,
+                engine,
+                refusal(&self.inner.borrow().store, p, now),
+            ),
+            decision => conclude(host, state, engine, decision),
         };
-        if let Action::Continue = action {
-            let _ = hostcalls::resume_http_request();
+        if let Verdict::Continue = verdict {
+            host.resume_request();
         }
         None
     }
 
-    /// Write our fresh key set for the other workers.
-    fn publish_shared(&self, provider: usize, jwks: Value) {
-        let Some(key) = self.shared_keys.get(provider) else {
-            return;
-        };
-        let (fetched_at, refresh_at) = {
-            let inner = self.inner.borrow();
-            match inner.store.good(provider) {
-                Some(g) => (g.fetched_at, g.refresh_at),
-                None => return,
-            }
-        };
-        let entry = json!({"fetched_at": fetched_at, "refresh_at": refresh_at, "jwks": jwks});
-        let _ = hostcalls::set_shared_data(
-            &format!("{key}.set"),
-            Some(entry.to_string().as_bytes()),
-            None,
-        );
-        let _ = hostcalls::set_shared_data(
-            &format!("{key}.at"),
-            Some(fetched_at.to_string().as_bytes()),
-            None,
-        );
+    /// Write the fresh key sets waiting in the queue for the other workers.
+    fn flush_publish(&self, host: &impl Host) {
+        let queued = std::mem::take(&mut self.inner.borrow_mut().publish);
+        for (provider, jwks) in queued {
+            let Some(key) = self.shared_keys.get(provider) else {
+                continue;
+            };
+            let (fetched_at, refresh_at) = {
+                let inner = self.inner.borrow();
+                match inner.store.good(provider) {
+                    Some(g) => (g.fetched_at, g.refresh_at),
+                    None => continue,
+                }
+            };
+            let entry = json!({"fetched_at": fetched_at, "refresh_at": refresh_at, "jwks": jwks});
+            let _ = host.set_shared(&format!("{key}.set"), entry.to_string().as_bytes(), None);
+            let _ = host.set_shared(
+                &format!("{key}.at"),
+                fetched_at.to_string().as_bytes(),
+                None,
+            );
+        }
     }
 
     /// Use a newer key set another worker published. Returns whether one was adopted.
-    fn adopt_shared(&self, provider: usize, now: u64) -> bool {
+    fn adopt_shared(&self, host: &impl Host, provider: usize, now: u64) -> bool {
         let Some(key) = self.shared_keys.get(provider) else {
             return false;
         };
@@ -703,26 +750,24 @@ impl RemoteKeys {
             .store
             .good(provider)
             .map_or(0, |g| g.fetched_at);
-        let at = match hostcalls::get_shared_data(&format!("{key}.at")) {
+        let at = match host.get_shared(&format!("{key}.at")) {
             Ok((Some(bytes), _)) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
             _ => return false,
         };
         if at <= ours {
             return false;
         }
-        let entry = match hostcalls::get_shared_data(&format!("{key}.set")) {
+        let entry = match host.get_shared(&format!("{key}.set")) {
             Ok((Some(bytes), _)) => serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
             _ => return false,
         };
         let (Some(fetched_at), Some(refresh_at)) = (
-            entry.get("fetched_at").and_then(serde_json::Value::as_u64),
-            entry.get("refresh_at").and_then(serde_json::Value::as_u64),
+            entry.get("fetched_at").and_then(Value::as_u64),
+            entry.get("refresh_at").and_then(Value::as_u64),
         ) else {
             return false;
         };
-        let Ok(keys) =
-            fetch::parse_remote_keys(entry.get("jwks").unwrap_or(&serde_json::Value::Null))
-        else {
+        let Ok(keys) = fetch::parse_remote_keys(entry.get("jwks").unwrap_or(&Value::Null)) else {
             return false;
         };
         self.inner
@@ -733,12 +778,12 @@ impl RemoteKeys {
 
     /// Take the per-provider fetch lease in shared data so that one worker fetches at a time.
     /// `false` while another worker holds it.
-    fn take_lease(&self, provider: usize, now: u64) -> bool {
+    fn take_lease(&self, host: &impl Host, provider: usize, now: u64) -> bool {
         let Some(key) = self.shared_keys.get(provider) else {
             return true;
         };
         let key = format!("{key}.lease");
-        let read = |key: &str| match hostcalls::get_shared_data(key) {
+        let read = |key: &str| match host.get_shared(key) {
             Ok((value, cas)) => Some((
                 value.and_then(|b| String::from_utf8_lossy(&b).parse::<u64>().ok()),
                 cas,
@@ -750,7 +795,7 @@ impl RemoteKeys {
         };
         if lease.0.is_none() {
             // Create it first so that taking it below is a compare-and-swap for every worker.
-            let _ = hostcalls::set_shared_data(&key, Some(b"0"), None);
+            let _ = host.set_shared(&key, b"0", None);
             match read(&key) {
                 Some(l) => lease = l,
                 None => return true,
@@ -765,14 +810,11 @@ impl RemoteKeys {
             .get(provider)
             .map_or(5000, |d| d.as_millis() as u64);
         let until = now + timeout + TIMEOUT_GRACE_MS;
-        !matches!(
-            hostcalls::set_shared_data(&key, Some(until.to_string().as_bytes()), cas),
-            Err(HostStatus::CasMismatch)
-        )
+        host.set_shared(&key, until.to_string().as_bytes(), cas) != Err(CAS_MISMATCH)
     }
 
     /// The configuration is being replaced: answer every waiter (they would wait forever).
-    pub(super) fn abandon(&self, state: &State, engine: &Engine) {
+    pub(super) fn abandon(&self, host: &impl Host, state: &State, engine: &Engine) {
         let waiters = {
             let mut inner = self.inner.borrow_mut();
             inner.facts.clear();
@@ -782,8 +824,8 @@ impl RemoteKeys {
         let mut waiters = waiters;
         for p in 0..self.names.len() {
             for w in waiters.take_provider(p) {
-                self.in_context(w.id, || {
-                    refuse(state, engine, Reason::KeysUnavailable);
+                self.in_context(host, state, w.id, || {
+                    refuse(host, state, engine, Reason::KeysUnavailable);
                 });
             }
         }
@@ -798,58 +840,21 @@ fn refusal(store: &KeyStore, provider: usize, now: u64) -> Reason {
     }
 }
 
-/// Read the answer of the call being delivered. With no headers (a failed call) nothing else
-/// is read: Envoy refuses header reads then, and the SDK would panic on that status.
-fn read_answer(num_headers: usize, body_size: usize, max_bytes: usize) -> Answer {
+/// Read the answer of the call being delivered. With no headers (a failed call) only Kong's
+/// `:dispatch_status` is read: Envoy refuses header reads then.
+fn read_answer(host: &impl Host, num_headers: usize, body_size: usize, max_bytes: usize) -> Answer {
     if num_headers == 0 {
-        return Answer {
-            dispatch_status: dispatch_status(),
-            ..Answer::default()
-        };
+        let status = host.call_header(":dispatch_status");
+        let headers: Vec<(String, Vec<u8>)> = status
+            .map(|v| (":dispatch_status".to_string(), v))
+            .into_iter()
+            .collect();
+        return Answer::from_headers(&headers, 0);
     }
-    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers = host.call_headers().unwrap_or_default();
     let mut answer = Answer::from_headers(&headers, body_size);
     if body_size > 0 && body_size <= max_bytes {
-        answer.body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        answer.body = host.call_body(body_size);
     }
     answer
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_get_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> HostStatus;
-}
-
-/// Kong's `:dispatch_status` of a failed call, read without the SDK (which panics on any status
-/// but Ok/NotFound; Envoy answers BadArgument when the call has no response).
-fn dispatch_status() -> Option<String> {
-    let key = ":dispatch_status";
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a buffer it allocated through our allocator (the SDK's
-    // `proxy_on_memory_allocate`), which we take ownership of; on any other status nothing.
-    unsafe {
-        match proxy_get_header_map_value(
-            MapType::HttpCallResponseHeaders,
-            key.as_ptr(),
-            key.len(),
-            &mut data,
-            &mut size,
-        ) {
-            HostStatus::Ok if !data.is_null() => {
-                let bytes = Vec::from_raw_parts(data, size, size);
-                Some(String::from_utf8_lossy(&bytes).into_owned())
-            }
-            _ => None,
-        }
-    }
 }

@@ -1,9 +1,7 @@
 //! Counters by outcome and reason. Defined only when `metrics.enabled` (Kong 3.4–3.7 trap on
 //! metric host calls). Envoy lists them in `/stats` with its `wasmcustom.` prefix.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
-
+use super::host::{Host, MetricKind};
 use crate::reason::Reason;
 
 /// Metric ids; all `None` when metrics are off or the host refused to define them.
@@ -14,18 +12,14 @@ pub struct Metrics {
     would_deny: Option<u32>,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
-}
-
-fn increment(id: Option<u32>) {
+fn increment(host: &impl Host, id: Option<u32>) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
+        host.increment_metric(id);
     }
 }
 
 impl Metrics {
-    pub fn define(enabled: bool) -> Metrics {
+    pub fn define(host: &impl Host, enabled: bool) -> Metrics {
         if !enabled {
             return Metrics {
                 allowed: None,
@@ -34,6 +28,7 @@ impl Metrics {
                 would_deny: None,
             };
         }
+        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
         Metrics {
             allowed: counter("identity_filter.allowed"),
             denied: counter("identity_filter.denied"),
@@ -51,17 +46,18 @@ impl Metrics {
     }
 
     /// A report-only rule would have refused this request.
-    pub fn would_deny(&self) {
-        increment(self.would_deny);
+    pub fn would_deny(&self, host: &impl Host) {
+        increment(host, self.would_deny);
     }
 
-    pub fn allowed(&self) {
-        increment(self.allowed);
+    pub fn allowed(&self, host: &impl Host) {
+        increment(host, self.allowed);
     }
 
-    pub fn denied(&self, reason: Reason) {
-        increment(self.denied);
+    pub fn denied(&self, host: &impl Host, reason: Reason) {
+        increment(host, self.denied);
         increment(
+            host,
             self.by_reason
                 .iter()
                 .find(|(r, _)| *r == reason)

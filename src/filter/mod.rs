@@ -1,165 +1,389 @@
-//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong) through proxy-wasm.
-//! It gathers request facts, calls the pure [`crate::decide`], and applies the decision.
+//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong). It gathers request
+//! facts, calls the pure [`crate::decide`], and applies the decision.
 //!
-//! Portability rules kept here (see docs/kong.md): `on_configure` never returns `false`; no
-//! property is read from the root context; `proxy_get_log_level` is never called; metrics are
-//! defined only when enabled; header values are read as bytes (the SDK's string getters panic
-//! on non-UTF-8 values); local responses always set `content-type` when they have a body.
+//! Everything here is written against the small [`Host`] interface and compiled natively too, so
+//! the glue's decisions are tested against two host behaviours, Envoy's and ngx_wasm_module's
+//! (`tests.rs`). Only `wasm.rs` (wasm32) binds it to proxy-wasm.
+//!
+//! Rules kept here, each because a host punishes breaking it (docs/kong.md, ../shared/HOSTS.md):
+//! - `on_configure` never returns `false` (Kong's whole filter-chain rebuild would fail).
+//! - No property is read from a root context; the host is probed there with a harmless call
+//!   ([`host::probe_kind`]) and confirmed by the first request ([`host::request_kind`]).
+//! - What a host cannot do is never asked of it: in ngx_wasm_module a root context never acts on
+//!   a request (waiting is `own_fetch`), client-sent managed headers are refused rather than
+//!   stripped (`headers.spoofed_headers: auto`), and shared data is used only where a zone is
+//!   known to exist and never while a request of this instance is paused (a trap there would
+//!   let the paused request through).
+//! - Every host call goes through [`Host`], whose wasm implementation never panics.
 
+pub mod host;
 mod keys;
 mod metrics;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-
+use crate::config::{SpoofPolicy, WaitMode};
 use crate::decide::{self, Decision, Engine, RequestFacts};
 use crate::headers::HeaderOp;
 use crate::reason::{Denial, Reason, Response};
 
+pub use host::{Host, HostKind, Level};
 use metrics::Metrics;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
-        Box::new(Root { id, state: None, ticking: false })
+thread_local! {
+    /// HTTP contexts of this instance paused by the filter (waiting for keys). A trap while any
+    /// is paused would, in Kong, let it through: host calls that can trap wait until none is.
+    static PAUSED: RefCell<BTreeSet<u32>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+fn set_paused(id: u32, paused: bool) {
+    PAUSED.with(|p| {
+        let mut p = p.borrow_mut();
+        if paused {
+            p.insert(id);
+        } else {
+            p.remove(&id);
+        }
     });
-}}
+}
+
+/// Requests of this instance paused by the filter right now.
+pub fn paused_requests() -> usize {
+    PAUSED.with(|p| p.borrow().len())
+}
+
+/// What the filter answers a host callback for request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    Pause,
+}
+
+/// How one configured root context behaves in the host it runs in, known from its first
+/// request (see `host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub kind: HostKind,
+    /// Refuse client-sent managed headers (`headers.spoofed_headers` resolved).
+    pub reject_spoofed: bool,
+    /// `remote_keys.waiting` resolved: `Resume`, `OwnFetch` or `None`.
+    pub wait: WaitMode,
+    /// Shared data may be used (`remote_keys.shared_data`, and a zone where Kong needs one).
+    pub shared: bool,
+}
 
 /// What a configured root context hands to its requests.
-struct State {
-    engine: Option<Engine>,
+pub struct State {
+    pub engine: Option<Engine>,
     metrics: Metrics,
     /// Remote keys (`jwks_uri`, `discovery`): fetches, key state, waiting requests.
     keys: Option<keys::RemoteKeys>,
+    /// The host as probed in `on_configure` (a guess; the first request decides).
+    probed: HostKind,
+    profile: Cell<Option<Profile>>,
 }
 
-struct Root {
+impl State {
+    /// The profile, established by the first request that asks (it reads properties, so never
+    /// call this from a root context).
+    pub fn profile(&self, host: &impl Host) -> Profile {
+        if let Some(p) = self.profile.get() {
+            return p;
+        }
+        let kind = match (self.probed, host::request_kind(host)) {
+            (HostKind::Envoy, HostKind::Envoy) => HostKind::Envoy,
+            _ => HostKind::Ngx,
+        };
+        let profile = match &self.engine {
+            Some(engine) => resolve(host, engine, kind),
+            None => Profile {
+                kind,
+                reject_spoofed: true,
+                wait: WaitMode::None,
+                shared: false,
+            },
+        };
+        if let Some(k) = &self.keys {
+            k.set_wait(profile.wait);
+        }
+        self.profile.set(Some(profile));
+        profile
+    }
+
+    /// The profile when a request already established it.
+    pub fn known_profile(&self) -> Option<Profile> {
+        self.profile.get()
+    }
+
+    /// The host kind as far as known: the profile's, else the probe's.
+    fn kind(&self) -> HostKind {
+        self.profile.get().map_or(self.probed, |p| p.kind)
+    }
+}
+
+/// Settle the configuration's `auto` choices for this host, and say once what was chosen and
+/// what this host cannot do.
+fn resolve(host: &impl Host, engine: &Engine, kind: HostKind) -> Profile {
+    let config = &engine.config;
+    let reject_spoofed = match config.headers.spoofed_headers {
+        SpoofPolicy::Auto => !kind.removes_headers(),
+        SpoofPolicy::Strip => {
+            if !kind.removes_headers() {
+                host.log(
+                    Level::Warn,
+                    "identity filter: headers.spoofed_headers is `strip`, but this host forwards \
+                     removed request headers: client-sent identity headers reach the upstream; \
+                     use `auto` or `reject`",
+                );
+            }
+            false
+        }
+        SpoofPolicy::Reject => true,
+    };
+    let wait = match (config.remote_keys.waiting, kind.wakes_from_root()) {
+        (WaitMode::Auto, true) => WaitMode::Resume,
+        (WaitMode::Auto, false) => WaitMode::OwnFetch,
+        (WaitMode::Resume, false) => {
+            host.log(
+                Level::Warn,
+                "identity filter: remote_keys.waiting `resume` cannot work in this host (a root \
+                 context cannot resume a request); using `own_fetch`",
+            );
+            WaitMode::OwnFetch
+        }
+        (mode, _) => mode,
+    };
+    let remote = config.providers.iter().any(|p| p.is_remote());
+    let shared = config.remote_keys.shared_data
+        && remote
+        && match kind {
+            HostKind::Envoy => true,
+            HostKind::Ngx => {
+                let zone = host
+                    .property(&["kong", "configuration", "nginx_wasm_shm_kv"])
+                    .is_some_and(|v| !v.is_empty());
+                if !zone {
+                    host.log(
+                        Level::Warn,
+                        "identity filter: remote_keys.shared_data is on, but no shm_kv zone is \
+                         known (Kong: set nginx_wasm_shm_kv in kong.conf); every worker fetches \
+                         its own keys",
+                    );
+                }
+                zone
+            }
+        };
+    if !kind.removes_headers() && !config.headers.forward_token {
+        host.log(
+            Level::Warn,
+            "identity filter: headers.forward_token is false, but this host cannot remove the \
+             token from the request: the upstream receives it (decision logs say \
+             token_removed: false)",
+        );
+    }
+    host.log(
+        Level::Info,
+        &format!(
+            "identity filter: host {}; spoofed headers: {}; waiting: {}; shared data: {}",
+            kind.name(),
+            if reject_spoofed { "reject" } else { "strip" },
+            match wait {
+                WaitMode::Resume => "resume",
+                WaitMode::OwnFetch => "own_fetch",
+                _ => "none",
+            },
+            if shared { "on" } else { "off" },
+        ),
+    );
+    Profile {
+        kind,
+        reject_spoofed,
+        wait,
+        shared,
+    }
+}
+
+/// One configured filter (a root context).
+pub struct Root {
     id: u32,
     state: Option<Rc<State>>,
     /// The tick period is set once per root context (Kong traps on a second call).
     ticking: bool,
 }
 
-fn log(level: LogLevel, message: &str) {
-    // The SDK's `log` panics on an unexpected host status; hosts return Ok for valid levels.
-    let _ = hostcalls::log(level, message);
-}
-
-impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
-        if let Some(state) = self.state.clone() {
-            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
-                k.on_response(&state, e, token_id, num_headers, body_size);
-            }
+impl Root {
+    pub fn new(id: u32) -> Root {
+        Root {
+            id,
+            state: None,
+            ticking: false,
         }
     }
-}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
-        let (engine, metrics_enabled) = match Engine::from_json(&bytes) {
+    /// Configure from the plugin configuration. Always `true`: a bad configuration is logged
+    /// with its field path and every request is answered 500 `config_invalid`.
+    pub fn on_configure(&mut self, host: &impl Host, bytes: &[u8]) -> bool {
+        let probed = host::probe_kind(host, self.id);
+        let engine = match Engine::from_json(bytes) {
             Ok(engine) => {
-                let enabled = engine.config.metrics.enabled;
-                log(
-                    LogLevel::Info,
+                host.log(
+                    Level::Info,
                     &format!(
                         "identity filter configured: {} provider(s), {} rule(s)",
                         engine.config.providers.len(),
                         engine.config.rules.len()
                     ),
                 );
-                (Some(engine), enabled)
+                Some(engine)
             }
             Err(e) => {
-                // Never return false: Kong's whole filter-chain rebuild would fail. Every
-                // request is answered 500 config_invalid instead.
-                log(LogLevel::Error, &format!("identity filter: {e}; every request will be refused with 500 config_invalid"));
-                (None, false)
+                host.log(
+                    Level::Error,
+                    &format!(
+                        "identity filter: {e}; every request will be refused with 500 \
+                         config_invalid"
+                    ),
+                );
+                None
             }
         };
+        let metrics_enabled = engine.as_ref().is_some_and(|e| e.config.metrics.enabled);
         if let Some(old) = self.state.take() {
             if let (Some(k), Some(e)) = (&old.keys, &old.engine) {
-                k.abandon(&old, e);
+                k.abandon(host, &old, e);
             }
         }
         let keys = engine
             .as_ref()
-            .map(|e| keys::RemoteKeys::new(&e.config, self.id, metrics_enabled));
+            .map(|e| keys::RemoteKeys::new(host, &e.config, self.id, metrics_enabled));
         // Fetches start on the first tick, never here.
         if let Some(period) = keys.as_ref().and_then(|k| k.tick_period()) {
             if !self.ticking {
-                self.set_tick_period(period);
+                host.set_tick_period(period);
                 self.ticking = true;
             }
         }
         self.state = Some(Rc::new(State {
             engine,
-            metrics: Metrics::define(metrics_enabled),
+            metrics: Metrics::define(host, metrics_enabled),
             keys,
+            probed,
+            profile: Cell::new(None),
         }));
         true
     }
 
-    fn on_tick(&mut self) {
-        if let Some(state) = self.state.clone() {
+    pub fn on_tick(&self, host: &impl Host) {
+        if let Some(state) = &self.state {
             if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
-                k.on_tick(&state, e);
+                k.on_tick(host, state, e);
             }
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            id: context_id,
-            state: self.state.clone(),
-            own: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct Request {
-    id: u32,
-    state: Option<Rc<State>>,
-    /// A key fetch this request waits on (`remote_keys.waiting: own_fetch`).
-    own: Option<keys::OwnCall>,
-}
-
-impl Context for Request {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
+    /// An answer to one of the root context's fetches.
+    pub fn on_call_response(
+        &self,
+        host: &impl Host,
+        token: u32,
         num_headers: usize,
         body_size: usize,
-        _num_trailers: usize,
     ) {
-        if let Some(state) = self.state.clone() {
-            keys::own_response(&state, &mut self.own, token_id, num_headers, body_size);
+        if let Some(state) = &self.state {
+            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
+                k.on_response(host, state, e, token, num_headers, body_size);
+            }
         }
     }
 
-    fn on_done(&mut self) -> bool {
-        self.forget();
-        true
+    pub fn new_request(&self, id: u32) -> Request {
+        Request {
+            id,
+            state: self.state.clone(),
+            own: None,
+        }
+    }
+
+    /// The configured state (tests).
+    pub fn state(&self) -> Option<&Rc<State>> {
+        self.state.as_ref()
     }
 }
 
+/// One request (an HTTP context).
+pub struct Request {
+    id: u32,
+    state: Option<Rc<State>>,
+    /// A key fetch this request waits on (`own_fetch` waiting).
+    own: Option<keys::OwnCall>,
+}
+
 impl Request {
-    /// The stream ended: a request waiting for keys must not be woken any more.
-    fn forget(&mut self) {
+    pub fn on_request_headers(&mut self, host: &impl Host) -> Verdict {
+        let Some(state) = self.state.clone() else {
+            return respond(host, &decide::config_invalid_response());
+        };
+        let Some(engine) = &state.engine else {
+            return respond(host, &decide::config_invalid_response());
+        };
+        let profile = state.profile(host);
+        let facts = facts(host, engine, &profile);
+        let decision = match &state.keys {
+            Some(keys) => {
+                let now = host.now_ms();
+                match keys.decide(engine, &facts, now) {
+                    Decision::NeedKeys(provider) => {
+                        return match keys.wait(host, self.id, provider, facts, now) {
+                            Ok(keys::Waiting::Resumed) => {
+                                set_paused(self.id, true);
+                                Verdict::Pause
+                            }
+                            Ok(keys::Waiting::Own(call)) => {
+                                self.own = Some(call);
+                                set_paused(self.id, true);
+                                Verdict::Pause
+                            }
+                            Err(reason) => refuse(host, &state, engine, reason),
+                        };
+                    }
+                    decision => decision,
+                }
+            }
+            None => decide::decide(engine, engine, &facts, host.now_ms() / 1000),
+        };
+        conclude(host, &state, engine, decision)
+    }
+
+    /// An answer to this request's own fetch (`own_fetch` waiting).
+    pub fn on_call_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        if let Some(state) = self.state.clone() {
+            keys::own_response(
+                host,
+                &state,
+                self.id,
+                &mut self.own,
+                token,
+                num_headers,
+                body_size,
+            );
+        }
+    }
+
+    /// The stream ended (`on_log`, `on_done`): a request waiting for keys must not be woken.
+    pub fn on_done(&mut self) {
+        set_paused(self.id, false);
         if let Some(state) = self.state.clone() {
             if let Some(k) = &state.keys {
                 k.forget(self.id);
@@ -169,152 +393,116 @@ impl Request {
     }
 }
 
-impl Request {
-    fn facts(&self, engine: &Engine) -> RequestFacts {
-        let mut facts = RequestFacts::default();
-        for (name, value) in self.get_http_request_headers_bytes() {
-            let value = String::from_utf8_lossy(&value).into_owned();
-            match name.as_str() {
-                ":method" => facts.method = value,
-                ":path" => facts.path = value,
-                ":authority" => facts.authority = value,
-                n if n.starts_with(':') => {}
-                _ => facts.headers.push((name.to_ascii_lowercase(), value)),
+/// The request's facts: headers, and the host the client asked for from the header this host
+/// puts it in.
+fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
+    let mut facts = RequestFacts {
+        reject_spoofed: profile.reject_spoofed,
+        ..RequestFacts::default()
+    };
+    let (mut authority, mut host_header) = (None, None);
+    for (name, value) in host.request_headers() {
+        let value = String::from_utf8_lossy(&value).into_owned();
+        match name.as_str() {
+            ":method" => facts.method = value,
+            ":path" => facts.path = value,
+            ":authority" => authority = Some(value),
+            n if n.starts_with(':') => {}
+            n => {
+                let lower = n.to_ascii_lowercase();
+                if lower == "host" && host_header.is_none() {
+                    host_header = Some(value.clone());
+                }
+                facts.headers.push((lower, value));
             }
         }
-        if facts.authority.is_empty() {
-            facts.authority = facts.header("host").unwrap_or_default().to_string();
-        }
-        // Randomness is only needed to mint an assertion.
-        if engine.config.headers.assertion.is_some() {
-            facts.unique = self.unique();
-        }
-        facts
     }
+    let [first, _] = profile.kind.authority_headers();
+    facts.authority = if first == "host" {
+        host_header.or(authority)
+    } else {
+        authority.or(host_header)
+    }
+    .unwrap_or_default();
+    // Randomness is only needed to mint an assertion.
+    if engine.config.headers.assertion.is_some() {
+        facts.unique = unique(host);
+    }
+    facts
+}
 
-    /// 128 random bits as hex (WASI `random_get`); time-based if the host has no randomness.
-    fn unique(&self) -> String {
-        let mut bytes = [0u8; 16];
-        if getrandom::getrandom(&mut bytes).is_err() {
-            let nanos = self
-                .get_current_time()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            bytes = nanos.to_le_bytes();
-        }
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn now(&self) -> u64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
+/// 128 random bits as hex; time-based if the host has no randomness.
+fn unique(host: &impl Host) -> String {
+    let bytes = host.random().unwrap_or_else(|| {
+        let t = u128::from(host.now_ms()).wrapping_mul(1_000_003);
+        t.to_le_bytes()
+    });
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Answer the current (effective) HTTP context locally.
-fn respond(response: &Response) -> Action {
+fn respond(host: &impl Host, response: &Response) -> Verdict {
     let headers: Vec<(&str, &str)> = response
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let body = if response.body.is_empty() {
-        None
-    } else {
-        Some(response.body.as_slice())
-    };
-    let _ = hostcalls::send_http_response(response.status, headers, body);
-    Action::Pause
+    host.send_response(response.status, &headers, &response.body);
+    Verdict::Pause
 }
 
 /// Change the current (effective) HTTP context's request headers.
-fn apply(ops: &[HeaderOp]) {
+fn apply(host: &impl Host, ops: &[HeaderOp]) {
     for op in ops {
-        let _ = match op {
-            HeaderOp::Remove(name) => {
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
-            }
-            HeaderOp::Set(name, value) => {
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-            }
-        };
-    }
-}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(state) = self.state.clone() else {
-            return respond(&decide::config_invalid_response());
-        };
-        let Some(engine) = &state.engine else {
-            return respond(&decide::config_invalid_response());
-        };
-        let facts = self.facts(engine);
-        let decision = match &state.keys {
-            Some(keys) => {
-                let now = keys::now_ms();
-                match keys.decide(engine, &facts, now) {
-                    Decision::NeedKeys(provider) => {
-                        return match keys.wait(self.id, provider, facts, now) {
-                            Ok(keys::Waiting::Resumed) => Action::Pause,
-                            Ok(keys::Waiting::Own(call)) => {
-                                self.own = Some(call);
-                                Action::Pause
-                            }
-                            Err(reason) => refuse(&state, engine, reason),
-                        };
-                    }
-                    decision => decision,
-                }
-            }
-            None => decide::decide(engine, engine, &facts, self.now()),
-        };
-        conclude(&state, engine, decision)
-    }
-
-    fn on_log(&mut self) {
-        self.forget();
+        match op {
+            HeaderOp::Remove(name) => host.set_request_header(name, None),
+            HeaderOp::Set(name, value) => host.set_request_header(name, Some(value)),
+        }
     }
 }
 
 /// Apply a decision to the current (effective) HTTP context. `Continue`: let the request go on
 /// (a paused request must then be resumed); `Pause`: it was answered.
-fn conclude(state: &State, engine: &Engine, decision: Decision) -> Action {
+fn conclude(host: &impl Host, state: &State, engine: &Engine, decision: Decision) -> Verdict {
     match decision {
-        Decision::Allow { ops, log: entry } => {
-            apply(&ops);
-            state.metrics.allowed();
+        Decision::Allow {
+            ops,
+            log: mut entry,
+        } => {
+            apply(host, &ops);
+            state.metrics.allowed(host);
             if entry.report_only && entry.reason.is_some() {
-                state.metrics.would_deny();
+                state.metrics.would_deny(host);
+            }
+            if !state.kind().removes_headers() && entry.token_removed == Some(true) {
+                // The removal was asked for, but this host forwards the token anyway.
+                entry.token_removed = Some(false);
             }
             if engine.config.log.decisions {
-                log(LogLevel::Info, &entry.to_json());
+                host.log(Level::Info, &entry.to_json());
             }
-            Action::Continue
+            Verdict::Continue
         }
         Decision::Deny {
             response,
             log: entry,
         } => {
             if let Some(reason) = entry.reason {
-                state.metrics.denied(reason);
+                state.metrics.denied(host, reason);
             }
             if engine.config.log.decisions {
-                log(LogLevel::Info, &entry.to_json());
+                host.log(Level::Info, &entry.to_json());
             }
-            respond(&response)
+            respond(host, &response)
         }
-        Decision::Serve(response) => respond(&response),
-        Decision::NeedKeys(_) => refuse(state, engine, Reason::KeysUnavailable),
+        Decision::Serve(response) => respond(host, &response),
+        Decision::NeedKeys(_) => refuse(host, state, engine, Reason::KeysUnavailable),
     }
 }
 
 /// Refuse the current (effective) HTTP context with `reason` (a request that cannot get keys).
-fn refuse(state: &State, engine: &Engine, reason: Reason) -> Action {
+fn refuse(host: &impl Host, state: &State, engine: &Engine, reason: Reason) -> Verdict {
     let denial = Denial::new(reason);
-    state.metrics.denied(reason);
-    respond(&engine.render(&denial))
+    state.metrics.denied(host, reason);
+    respond(host, &engine.render(&denial))
 }

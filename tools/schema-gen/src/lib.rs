@@ -104,9 +104,54 @@ pub fn config_schema() -> Result<Value, Vec<String>> {
     }
 }
 
-/// `{"config_schema": ...}`: the whole `identity_filter.meta.json` document.
+/// `{"config_schema": ...}`: the whole `identity_filter.meta.json` document, with the Kong-only
+/// restrictions of [`for_kong`].
 pub fn kong_meta() -> Result<Value, Vec<String>> {
-    Ok(json!({ "config_schema": config_schema()? }))
+    let mut schema = config_schema()?;
+    for_kong(&mut schema)?;
+    Ok(json!({ "config_schema": schema }))
+}
+
+/// What the filter accepts but Kong must not be given, and Kong's safe defaults:
+/// - `remote_keys.waiting: resume` is refused: in Kong's host a root context cannot resume a
+///   request (it crashes the worker). The filter would take it as `own_fetch` anyway.
+/// - `headers.spoofed_headers` defaults to `reject` (what `auto` chooses in Kong, said
+///   explicitly): Kong's host forwards client-sent headers the filter removes.
+pub fn for_kong(schema: &mut Value) -> Result<(), Vec<String>> {
+    let waiting = schema
+        .pointer_mut("/properties/remote_keys/properties/waiting")
+        .ok_or_else(|| vec!["remote_keys.waiting is missing from the schema".to_string()])?;
+    let values = waiting
+        .get_mut("enum")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| vec!["remote_keys.waiting has no enum".to_string()])?;
+    values.retain(|v| v != "resume");
+    append_description(
+        waiting,
+        " Kong: `resume` is not accepted (it would crash the worker); `auto` is `own_fetch`.",
+    );
+    let spoofed = schema
+        .pointer_mut("/properties/headers/properties/spoofed_headers")
+        .ok_or_else(|| vec!["headers.spoofed_headers is missing from the schema".to_string()])?;
+    if let Some(obj) = spoofed.as_object_mut() {
+        obj.insert("default".into(), Value::String("reject".into()));
+    }
+    append_description(
+        spoofed,
+        " Kong: the default is `reject`, since Kong forwards removed request headers.",
+    );
+    Ok(())
+}
+
+fn append_description(schema: &mut Value, text: &str) {
+    if let Some(obj) = schema.as_object_mut() {
+        let old = obj
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        obj.insert("description".into(), Value::String(format!("{old}{text}")));
+    }
 }
 
 /// The file's exact text: two-space indented JSON and a final newline.

@@ -1,0 +1,904 @@
+//! The glue against two host behaviours: Envoy's, and ngx_wasm_module's as measured in Kong 3.9's
+//! host (../shared/HOSTS.md, "Kong's host as measured"). One test per measured fact.
+//!
+//! [`Mock`] plays the host. With [`HostKind::Ngx`] it does what that host does: a removed or
+//! replaced request header still reaches the upstream; `proxy_set_effective_context` is ignored
+//! and answering or resuming from the root context crashes the worker; an answered call carries
+//! `:dispatch_status: ok`; shared data without an `shm_kv` zone traps, and a trap while a request
+//! is paused lets that request through; `:authority` is `server_name:port`. The mock records
+//! crashes and traps instead of dying, and the tests assert there are none.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jwt_simple::prelude::{
+    Claims as JwtClaims, Duration as JwtDuration, Ed25519KeyPair, EdDSAKeyPairLike, UnixTimeStamp,
+};
+use serde_json::{json, Value};
+
+use super::host::{Header, Host, HostError, HostKind, Level, MetricKind, BAD_ARGUMENT};
+use super::{paused_requests, Request, Root, Verdict};
+use crate::jwks::test_keys;
+
+const ROOT: u32 = 1;
+/// Unix ms; tokens are issued at `NOW / 1000`.
+const NOW: u64 = 1_800_000_000_000;
+const ISSUER: &str = "https://idp.test";
+
+/// A local response: status, headers, body.
+type Local = (u32, Vec<(String, String)>, Vec<u8>);
+
+/// What happened to a request, as the client and the upstream see it.
+#[derive(Debug, Default, Clone)]
+struct Stream {
+    /// Headers as the client sent them (what nginx forwards in Kong).
+    client: Vec<Header>,
+    /// Headers as the filter sees them after its changes.
+    view: Vec<Header>,
+    response: Option<Local>,
+    /// Let go on (returned `Continue`, or resumed while paused, or let through by a trap).
+    upstream: bool,
+    paused: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    token: u32,
+    context: u32,
+    upstream: String,
+    path: String,
+}
+
+/// A call answer to deliver.
+#[derive(Debug, Clone, Default)]
+struct Answer {
+    headers: Vec<Header>,
+    body: Vec<u8>,
+}
+
+struct Mock {
+    kind: HostKind,
+    /// ngx: an `shm_kv` zone exists (Kong's `nginx_wasm_shm_kv`).
+    zone: bool,
+    now: Cell<u64>,
+    current: Cell<u32>,
+    streams: RefCell<HashMap<u32, Stream>>,
+    calls: RefCell<Vec<Call>>,
+    next_token: Cell<u32>,
+    answer: RefCell<Answer>,
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    logs: RefCell<Vec<(Level, String)>>,
+    /// Host-level failures the filter must never cause.
+    crashes: RefCell<Vec<String>>,
+    traps: RefCell<Vec<String>>,
+    properties_read: RefCell<Vec<(u32, String)>>,
+}
+
+impl Mock {
+    fn new(kind: HostKind) -> Mock {
+        Mock {
+            kind,
+            zone: false,
+            now: Cell::new(NOW),
+            current: Cell::new(ROOT),
+            streams: RefCell::new(HashMap::new()),
+            calls: RefCell::new(Vec::new()),
+            next_token: Cell::new(100),
+            answer: RefCell::new(Answer::default()),
+            shared: RefCell::new(HashMap::new()),
+            logs: RefCell::new(Vec::new()),
+            crashes: RefCell::new(Vec::new()),
+            traps: RefCell::new(Vec::new()),
+            properties_read: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn envoy() -> Mock {
+        Mock::new(HostKind::Envoy)
+    }
+
+    fn ngx() -> Mock {
+        Mock::new(HostKind::Ngx)
+    }
+
+    fn in_root(&self) -> bool {
+        self.current.get() == ROOT
+    }
+
+    /// A trap: in ngx_wasm_module a paused request whose callback traps goes on upstream.
+    fn trap(&self, what: &str) {
+        self.traps.borrow_mut().push(format!(
+            "{what} in context {} with {} paused",
+            self.current.get(),
+            paused_requests()
+        ));
+        if let Some(s) = self.streams.borrow_mut().get_mut(&self.current.get()) {
+            if s.paused {
+                s.upstream = true;
+            }
+        }
+    }
+
+    fn with_stream<T>(&self, f: impl FnOnce(&mut Stream) -> T) -> Option<T> {
+        self.streams
+            .borrow_mut()
+            .get_mut(&self.current.get())
+            .map(f)
+    }
+
+    /// The headers the upstream receives for request `id`.
+    fn upstream_headers(&self, id: u32) -> Vec<(String, String)> {
+        let streams = self.streams.borrow();
+        let Some(s) = streams.get(&id) else {
+            return Vec::new();
+        };
+        let text = |h: &Header| (h.0.clone(), String::from_utf8_lossy(&h.1).into_owned());
+        match self.kind {
+            HostKind::Envoy => s.view.iter().map(text).collect(),
+            // nginx forwards the client's headers as they came (removed or replaced ones too),
+            // next to what the filter set.
+            HostKind::Ngx => s
+                .client
+                .iter()
+                .chain(s.view.iter().filter(|h| !s.client.contains(h)))
+                .map(text)
+                .collect(),
+        }
+    }
+
+    fn upstream_values(&self, id: u32, name: &str) -> Vec<String> {
+        self.upstream_headers(id)
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn status(&self, id: u32) -> Option<u32> {
+        self.streams
+            .borrow()
+            .get(&id)
+            .and_then(|s| s.response.as_ref().map(|r| r.0))
+    }
+
+    fn response_header(&self, id: u32, name: &str) -> Option<String> {
+        self.streams.borrow().get(&id).and_then(|s| {
+            s.response
+                .as_ref()
+                .and_then(|r| r.1.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+        })
+    }
+
+    fn went_upstream(&self, id: u32) -> bool {
+        self.streams.borrow().get(&id).is_some_and(|s| s.upstream)
+    }
+
+    fn calls_from(&self, context: u32) -> Vec<Call> {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|c| c.context == context)
+            .cloned()
+            .collect()
+    }
+
+    fn logged(&self, needle: &str) -> usize {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(_, m)| m.contains(needle))
+            .count()
+    }
+
+    fn assert_healthy(&self) {
+        assert!(
+            self.crashes.borrow().is_empty(),
+            "worker crashed: {:?}",
+            self.crashes.borrow()
+        );
+        assert!(
+            self.traps.borrow().is_empty(),
+            "instance trapped: {:?}",
+            self.traps.borrow()
+        );
+        let root_reads: Vec<_> = self
+            .properties_read
+            .borrow()
+            .iter()
+            .filter(|(c, _)| *c == ROOT)
+            .cloned()
+            .collect();
+        assert!(
+            root_reads.is_empty(),
+            "properties read in a root context: {root_reads:?}"
+        );
+    }
+}
+
+impl Host for Mock {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let path = path.join(".");
+        self.properties_read
+            .borrow_mut()
+            .push((self.current.get(), path.clone()));
+        match (self.kind, path.as_str()) {
+            (HostKind::Ngx, "ngx.nginx_version") => Some(b"1.25.3".to_vec()),
+            (HostKind::Ngx, "kong.configuration.nginx_wasm_shm_kv") if self.zone => {
+                Some(b"1m".to_vec())
+            }
+            _ => None,
+        }
+    }
+
+    fn random(&self) -> Option<[u8; 16]> {
+        Some([7; 16])
+    }
+
+    fn request_headers(&self) -> Vec<Header> {
+        self.with_stream(|s| s.view.clone()).unwrap_or_default()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.with_stream(|s| {
+            s.view.retain(|(n, _)| n != name);
+            if let Some(v) = value {
+                s.view.push((name.to_string(), v.as_bytes().to_vec()));
+            }
+        });
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        if self.in_root() {
+            match self.kind {
+                HostKind::Ngx => self
+                    .crashes
+                    .borrow_mut()
+                    .push("send_response from root".into()),
+                HostKind::Envoy => {}
+            }
+            return;
+        }
+        self.with_stream(|s| {
+            s.response = Some((
+                status,
+                headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                body.to_vec(),
+            ));
+            s.paused = false;
+        });
+    }
+
+    fn resume_request(&self) {
+        if self.in_root() {
+            if self.kind == HostKind::Ngx {
+                self.crashes.borrow_mut().push("resume from root".into());
+            }
+            return;
+        }
+        self.with_stream(|s| {
+            s.upstream = true;
+            s.paused = false;
+        });
+    }
+
+    fn dispatch(
+        &self,
+        upstream: &str,
+        headers: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        let path = headers
+            .iter()
+            .find(|(n, _)| *n == ":path")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        self.calls.borrow_mut().push(Call {
+            token,
+            context: self.current.get(),
+            upstream: upstream.to_string(),
+            path,
+        });
+        Ok(token)
+    }
+
+    fn call_headers(&self) -> Result<Vec<Header>, HostError> {
+        let a = self.answer.borrow();
+        if a.headers.is_empty() {
+            return Err(BAD_ARGUMENT);
+        }
+        Ok(a.headers.clone())
+    }
+
+    fn call_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.answer
+            .borrow()
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn call_body(&self, size: usize) -> Vec<u8> {
+        let a = self.answer.borrow();
+        a.body.iter().take(size).copied().collect()
+    }
+
+    fn set_effective_context(&self, id: u32) -> Result<(), HostError> {
+        match self.kind {
+            // ngx_wasm_module: accepted and ignored.
+            HostKind::Ngx => Ok(()),
+            HostKind::Envoy => {
+                if id == ROOT || self.streams.borrow().contains_key(&id) {
+                    self.current.set(id);
+                    Ok(())
+                } else {
+                    Err(BAD_ARGUMENT)
+                }
+            }
+        }
+    }
+
+    fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        if self.kind == HostKind::Ngx && !self.zone {
+            self.trap("get_shared_data without shm_kv zone");
+            return Err(HostError(10));
+        }
+        Ok(match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        if self.kind == HostKind::Ngx && !self.zone {
+            self.trap("set_shared_data without shm_kv zone");
+            return Err(HostError(10));
+        }
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map(|(_, c)| *c);
+        if let (Some(want), Some(have)) = (cas, current) {
+            if want != have {
+                return Err(super::host::CAS_MISMATCH);
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn define_metric(&self, _kind: MetricKind, _name: &str) -> Option<u32> {
+        Some(1)
+    }
+
+    fn increment_metric(&self, _id: u32) {}
+
+    fn record_metric(&self, _id: u32, _value: u64) {}
+
+    fn set_tick_period(&self, _period: Duration) {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving the glue like a host
+// ---------------------------------------------------------------------------------------------
+
+struct Harness {
+    host: Mock,
+    root: Root,
+    requests: HashMap<u32, Request>,
+    next_id: u32,
+}
+
+impl Harness {
+    fn new(host: Mock, config: Value) -> Harness {
+        let mut root = Root::new(ROOT);
+        host.current.set(ROOT);
+        assert!(root.on_configure(&host, config.to_string().as_bytes()));
+        Harness {
+            host,
+            root,
+            requests: HashMap::new(),
+            next_id: 10,
+        }
+    }
+
+    /// A client request: `headers` as sent; returns its context id.
+    fn send(&mut self, path: &str, headers: &[(&str, &str)]) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let client_host = headers
+            .iter()
+            .find(|(n, _)| *n == "host")
+            .map_or("api.test", |(_, v)| *v);
+        let mut all: Vec<Header> = vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+        ];
+        match self.host.kind {
+            HostKind::Envoy => all.push((":authority".into(), client_host.as_bytes().to_vec())),
+            HostKind::Ngx => {
+                all.push((":authority".into(), b"kong:8000".to_vec()));
+                all.push(("host".into(), client_host.as_bytes().to_vec()));
+            }
+        }
+        for (n, v) in headers.iter().filter(|(n, _)| *n != "host") {
+            all.push((n.to_string(), v.as_bytes().to_vec()));
+        }
+        let stream = Stream {
+            client: all.clone(),
+            view: all,
+            ..Stream::default()
+        };
+        self.host.streams.borrow_mut().insert(id, stream);
+        let mut request = self.root.new_request(id);
+        self.host.current.set(id);
+        let verdict = request.on_request_headers(&self.host);
+        self.host.current.set(ROOT);
+        if let Some(s) = self.host.streams.borrow_mut().get_mut(&id) {
+            match verdict {
+                Verdict::Continue => s.upstream = true,
+                Verdict::Pause => s.paused = s.response.is_none(),
+            }
+        }
+        self.requests.insert(id, request);
+        id
+    }
+
+    fn tick(&mut self) {
+        self.host.current.set(ROOT);
+        self.root.on_tick(&self.host);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.host.now.set(self.host.now.get() + ms);
+    }
+
+    /// Deliver the answer of `call` to the context that dispatched it.
+    fn deliver(&mut self, call: &Call, answer: Answer) {
+        let num_headers = answer.headers.len();
+        let body_size = answer.body.len();
+        *self.host.answer.borrow_mut() = answer;
+        self.host.current.set(call.context);
+        if call.context == ROOT {
+            self.root
+                .on_call_response(&self.host, call.token, num_headers, body_size);
+        } else if let Some(r) = self.requests.get_mut(&call.context) {
+            r.on_call_response(&self.host, call.token, num_headers, body_size);
+        }
+        self.host.current.set(ROOT);
+    }
+
+    fn end(&mut self, id: u32) {
+        if let Some(mut r) = self.requests.remove(&id) {
+            self.host.current.set(id);
+            r.on_done();
+            self.host.current.set(ROOT);
+        }
+    }
+}
+
+fn jwks() -> Value {
+    json!({"keys": [test_keys::ed25519_jwk()]})
+}
+
+fn token(claims: Value) -> String {
+    let pair = Ed25519KeyPair::from_pem(test_keys::ED25519).unwrap();
+    let custom = claims.as_object().unwrap().clone();
+    let mut c = JwtClaims::with_custom_claims(custom, JwtDuration::from_secs(600))
+        .with_issuer(ISSUER)
+        .with_subject("alice");
+    c.issued_at = Some(UnixTimeStamp::from_secs(NOW / 1000));
+    c.expires_at = Some(UnixTimeStamp::from_secs(NOW / 1000 + 600));
+    c.invalid_before = None;
+    pair.sign(c).unwrap()
+}
+
+fn bearer() -> String {
+    format!("Bearer {}", token(json!({"roles": ["reader"]})))
+}
+
+/// An inline-key configuration with a claim header and an anonymous health route.
+fn inline(extra: Value) -> Value {
+    let mut v = json!({
+        "providers": [{"name": "idp", "issuer": ISSUER, "jwks": jwks()}],
+        "rules": [
+            {"name": "health", "match": {"path": "/health"}, "allow_anonymous": true},
+            {"name": "admin", "match": {"path_prefix": "/admin", "hosts": ["admin.test"]},
+             "require": {"roles": {"any_of": ["admin"]}}}
+        ],
+        "default": "authenticated",
+        "headers": {"claims": [{"claim": "sub", "header": "x-identity-subject"}]},
+    });
+    merge(&mut v, extra);
+    v
+}
+
+/// A configuration whose keys come from `jwks_uri`.
+fn remote(remote_keys: Value) -> Value {
+    json!({
+        "providers": [{"name": "idp", "issuer": ISSUER, "jwks_uri": "https://idp.test/keys",
+                       "upstream": "127.0.0.1:9443", "cold_start_wait_ms": 3000}],
+        "default": "authenticated",
+        "headers": {"claims": [{"claim": "sub", "header": "x-identity-subject"}]},
+        "remote_keys": remote_keys,
+    })
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// A JWKS answer as each host delivers it: ngx_wasm_module adds `:dispatch_status: ok`.
+fn keys_answer(kind: HostKind) -> Answer {
+    let mut headers: Vec<Header> = vec![
+        (":status".into(), b"200".to_vec()),
+        ("content-type".into(), b"application/json".to_vec()),
+    ];
+    if kind == HostKind::Ngx {
+        headers.insert(0, (":dispatch_status".into(), b"ok".to_vec()));
+    }
+    Answer {
+        headers,
+        body: jwks().to_string().into_bytes(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host detection
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn each_host_is_recognized_without_reading_a_property_in_a_root_context() {
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let mut h = Harness::new(Mock::new(kind), inline(json!({})));
+        let id = h.send("/health", &[]);
+        assert!(h.host.went_upstream(id));
+        let profile = h.root.state().unwrap().known_profile().unwrap();
+        assert_eq!(profile.kind, kind);
+        assert_eq!(h.host.logged(&format!("host {}", kind.name())), 1);
+        h.host.assert_healthy();
+    }
+}
+
+#[test]
+fn the_root_probe_is_harmless_in_both_hosts() {
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let host = Mock::new(kind);
+        assert_eq!(super::host::probe_kind(&host, ROOT), kind);
+        assert_eq!(host.current.get(), ROOT);
+        host.assert_healthy();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fact: a successful call answer carries `:dispatch_status: ok`
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn remote_keys_arrive_in_both_hosts_although_ngx_marks_answers_dispatch_status_ok() {
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let mut h = Harness::new(Mock::new(kind), remote(json!({})));
+        h.tick();
+        let calls = h.host.calls_from(ROOT);
+        assert_eq!(calls.len(), 1, "{kind:?}");
+        assert_eq!(calls[0].upstream, "127.0.0.1:9443");
+        assert_eq!(calls[0].path, "/keys");
+        h.deliver(&calls[0], keys_answer(kind));
+        let id = h.send("/api", &[("authorization", &bearer())]);
+        assert!(
+            h.host.went_upstream(id),
+            "{kind:?}: {:?}",
+            h.host.status(id)
+        );
+        assert_eq!(
+            h.host.upstream_values(id, "x-identity-subject"),
+            vec!["alice"]
+        );
+        h.host.assert_healthy();
+    }
+}
+
+#[test]
+fn a_failed_call_named_by_dispatch_status_is_a_fetch_failure() {
+    let mut h = Harness::new(Mock::ngx(), remote(json!({"waiting": "none"})));
+    h.tick();
+    let call = h.host.calls_from(ROOT)[0].clone();
+    let failure = Answer {
+        headers: vec![(":dispatch_status".into(), b"timeout".to_vec())],
+        body: Vec::new(),
+    };
+    // Kong 3.9 reports the failure with no other header: num_headers is then 1.
+    h.deliver(&call, failure);
+    assert_eq!(h.host.logged("fetch failed: network"), 1);
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert_eq!(h.host.status(id), Some(503));
+    h.host.assert_healthy();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fact: removing or replacing a request header does not reach the upstream (ngx)
+// ---------------------------------------------------------------------------------------------
+
+const SPOOFS: [(&str, &str); 4] = [
+    ("x-identity-subject", "admin"),
+    ("x-identity-assertion", "forged.jwt.value"),
+    ("x-identity-report", "allow; rule=admin"),
+    ("x-identity-tenant", "acme"),
+];
+
+#[test]
+fn in_ngx_a_request_with_client_sent_identity_is_refused_before_any_other_work() {
+    for (name, value) in SPOOFS {
+        for path in ["/health", "/api"] {
+            let mut h = Harness::new(Mock::ngx(), inline(json!({})));
+            let id = h.send(path, &[(name, value), ("authorization", &bearer())]);
+            assert!(
+                !h.host.went_upstream(id),
+                "{name} on {path} reached the upstream"
+            );
+            assert_eq!(h.host.status(id), Some(400));
+            assert_eq!(
+                h.host.response_header(id, "x-identity-reason").as_deref(),
+                Some("identity_header_spoofed")
+            );
+            h.host.assert_healthy();
+        }
+    }
+}
+
+#[test]
+fn in_envoy_client_sent_identity_is_stripped_and_never_reaches_the_upstream() {
+    for (name, value) in SPOOFS {
+        let mut h = Harness::new(Mock::envoy(), inline(json!({})));
+        let id = h.send("/api", &[(name, value), ("authorization", &bearer())]);
+        assert!(h.host.went_upstream(id));
+        let got = h.host.upstream_values(id, name);
+        if name == "x-identity-subject" {
+            assert_eq!(got, vec!["alice"]);
+        } else {
+            assert!(got.is_empty(), "{name}: {got:?}");
+        }
+    }
+}
+
+#[test]
+fn strip_in_ngx_would_let_spoofed_identity_through_so_it_is_warned_about() {
+    let config = inline(json!({"headers": {
+        "claims": [{"claim": "sub", "header": "x-identity-subject"}], "spoofed_headers": "strip"}}));
+    let mut h = Harness::new(Mock::ngx(), config);
+    let id = h.send(
+        "/api",
+        &[
+            ("x-identity-subject", "admin"),
+            ("authorization", &bearer()),
+        ],
+    );
+    // The host's own behaviour, which is why `auto` chooses `reject` there.
+    assert_eq!(
+        h.host.upstream_values(id, "x-identity-subject"),
+        vec!["admin".to_string(), "alice".to_string()]
+    );
+    assert_eq!(h.host.logged("spoofed_headers is `strip`"), 1);
+}
+
+#[test]
+fn reject_can_be_chosen_in_envoy_too() {
+    let config = inline(json!({"headers": {"spoofed_headers": "reject"}}));
+    let mut h = Harness::new(Mock::envoy(), config);
+    let id = h.send("/health", &[("X-Identity-Email", "a@b")]);
+    assert_eq!(h.host.status(id), Some(400));
+    let clean = h.send("/health", &[]);
+    assert!(h.host.went_upstream(clean));
+}
+
+#[test]
+fn in_ngx_the_decision_log_does_not_claim_the_token_was_removed() {
+    let mut h = Harness::new(Mock::ngx(), inline(json!({})));
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert!(h.host.went_upstream(id));
+    // The token reaches the upstream in this host, whatever the filter asked for.
+    assert_eq!(h.host.upstream_values(id, "authorization").len(), 1);
+    assert_eq!(h.host.logged("\"token_removed\":false"), 1);
+    assert_eq!(h.host.logged("forward_token is false"), 1);
+
+    let mut e = Harness::new(Mock::envoy(), inline(json!({})));
+    let id = e.send("/api", &[("authorization", &bearer())]);
+    assert!(e.host.upstream_values(id, "authorization").is_empty());
+    assert_eq!(e.host.logged("\"token_removed\":true"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fact: set_effective_context from the root context, then resuming or answering, crashes (ngx)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn in_ngx_cold_start_waiters_are_woken_by_their_own_fetch_never_from_the_root() {
+    let mut h = Harness::new(Mock::ngx(), remote(json!({})));
+    let a = h.send("/api", &[("authorization", &bearer())]);
+    let b = h.send("/api", &[("authorization", &bearer())]);
+    assert_eq!(h.host.status(a), None);
+    assert_eq!(
+        h.host.calls_from(a).len(),
+        1,
+        "a waits on a fetch of its own"
+    );
+    assert_eq!(h.host.calls_from(b).len(), 1);
+    // The root's own fetch answers first: nobody may be woken from there.
+    h.tick();
+    for call in h.host.calls_from(ROOT) {
+        h.deliver(&call, keys_answer(HostKind::Ngx));
+    }
+    assert!(!h.host.went_upstream(a) && !h.host.went_upstream(b));
+    for id in [a, b] {
+        let call = h.host.calls_from(id)[0].clone();
+        h.deliver(&call, keys_answer(HostKind::Ngx));
+        assert!(h.host.went_upstream(id));
+    }
+    // A waiter that outlives its wait is not answered from the root either.
+    h.advance(10_000);
+    h.tick();
+    h.host.assert_healthy();
+}
+
+#[test]
+fn in_ngx_an_explicit_resume_is_taken_as_own_fetch() {
+    let mut h = Harness::new(Mock::ngx(), remote(json!({"waiting": "resume"})));
+    let a = h.send("/api", &[("authorization", &bearer())]);
+    assert_eq!(h.host.calls_from(a).len(), 1);
+    assert_eq!(h.host.logged("`resume` cannot work in this host"), 1);
+    h.advance(10_000);
+    h.tick();
+    h.host.assert_healthy();
+}
+
+#[test]
+fn in_envoy_waiters_are_resumed_by_the_root_contexts_one_fetch() {
+    let mut h = Harness::new(Mock::envoy(), remote(json!({})));
+    let a = h.send("/api", &[("authorization", &bearer())]);
+    let b = h.send("/api", &[("authorization", &bearer())]);
+    assert!(h.host.calls_from(a).is_empty() && h.host.calls_from(b).is_empty());
+    h.tick();
+    let calls = h.host.calls_from(ROOT);
+    assert_eq!(calls.len(), 1);
+    h.deliver(&calls[0], keys_answer(HostKind::Envoy));
+    assert!(h.host.went_upstream(a) && h.host.went_upstream(b));
+    h.host.assert_healthy();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Facts: a trap in a call-response callback lets the paused request through, and shared data
+// without an shm_kv zone traps (ngx)
+// ---------------------------------------------------------------------------------------------
+
+fn bad_token() -> String {
+    let mut t = token(json!({}));
+    t.push('A');
+    format!("Bearer {t}")
+}
+
+#[test]
+fn in_ngx_shared_data_without_a_zone_never_traps_and_bad_tokens_stay_refused() {
+    let mut h = Harness::new(Mock::ngx(), remote(json!({"shared_data": true})));
+    let bad = h.send("/api", &[("authorization", &bad_token())]);
+    let good = h.send("/api", &[("authorization", &bearer())]);
+    for id in [bad, good] {
+        let call = h.host.calls_from(id)[0].clone();
+        h.deliver(&call, keys_answer(HostKind::Ngx));
+    }
+    for _ in 0..5 {
+        h.tick();
+        for call in h.host.calls_from(ROOT) {
+            h.deliver(&call, keys_answer(HostKind::Ngx));
+        }
+        h.advance(700_000);
+    }
+    assert_eq!(h.host.status(bad), Some(401));
+    assert!(!h.host.went_upstream(bad));
+    assert!(h.host.went_upstream(good));
+    assert_eq!(h.host.logged("no shm_kv zone is known"), 1);
+    h.host.assert_healthy();
+}
+
+#[test]
+fn in_ngx_with_a_zone_shared_data_is_used_only_while_no_request_is_paused() {
+    let mut host = Mock::ngx();
+    host.zone = true;
+    let mut h = Harness::new(host, remote(json!({"shared_data": true})));
+    let a = h.send("/api", &[("authorization", &bearer())]);
+    // While `a` waits, the tick must not touch shared data.
+    h.tick();
+    assert!(h.host.shared.borrow().is_empty());
+    let call = h.host.calls_from(a)[0].clone();
+    h.deliver(&call, keys_answer(HostKind::Ngx));
+    assert!(h.host.went_upstream(a));
+    assert!(
+        h.host.shared.borrow().is_empty(),
+        "not written inside the callback"
+    );
+    h.tick();
+    let shared = h.host.shared.borrow();
+    assert!(
+        shared.keys().any(|k| k.ends_with(".set")),
+        "{:?}",
+        shared.keys()
+    );
+    drop(shared);
+    h.host.assert_healthy();
+}
+
+#[test]
+fn in_envoy_shared_data_is_used_from_the_first_tick() {
+    let mut h = Harness::new(Mock::envoy(), remote(json!({"shared_data": true})));
+    h.tick();
+    assert!(h.host.shared.borrow().keys().any(|k| k.ends_with(".lease")));
+    let calls = h.host.calls_from(ROOT);
+    h.deliver(&calls[0], keys_answer(HostKind::Envoy));
+    h.tick();
+    assert!(h.host.shared.borrow().keys().any(|k| k.ends_with(".set")));
+    h.host.assert_healthy();
+}
+
+#[test]
+fn a_request_that_ends_while_waiting_is_no_longer_counted_as_paused() {
+    let mut h = Harness::new(Mock::ngx(), remote(json!({})));
+    let a = h.send("/api", &[("authorization", &bearer())]);
+    assert_eq!(paused_requests(), 1);
+    h.end(a);
+    assert_eq!(paused_requests(), 0);
+    h.host.assert_healthy();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fact: `:authority` is nginx's server_name:port; the client's host is in `host` (ngx)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn host_rules_match_the_host_the_client_asked_for_in_both_hosts() {
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let mut h = Harness::new(Mock::new(kind), inline(json!({})));
+        // The admin rule applies to admin.test only: a reader is refused there...
+        let admin = h.send(
+            "/admin/x",
+            &[("host", "admin.test"), ("authorization", &bearer())],
+        );
+        assert_eq!(h.host.status(admin), Some(403), "{kind:?}");
+        // ... and let through on another host, where the default (authenticated) applies.
+        let other = h.send(
+            "/admin/x",
+            &[("host", "api.test"), ("authorization", &bearer())],
+        );
+        assert!(h.host.went_upstream(other), "{kind:?}");
+        h.host.assert_healthy();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration that cannot work
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_invalid_configuration_answers_500_in_both_hosts() {
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let mut h = Harness::new(Mock::new(kind), json!({"providers": []}));
+        let id = h.send("/api", &[]);
+        assert_eq!(h.host.status(id), Some(500));
+        h.host.assert_healthy();
+    }
+}
