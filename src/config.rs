@@ -899,7 +899,7 @@ impl Config {
     /// Parse and validate a configuration document.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ConfigError::new(path, strip_position(&inner.to_string()))
@@ -907,7 +907,28 @@ impl Config {
         de.end()
             .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
         config.validate()?;
+        config.normalize();
         Ok(config)
+    }
+
+    /// Request header names in one form, lower case, decided once here: every comparison and
+    /// every header the filter sets uses it.
+    fn normalize(&mut self) {
+        let lower = |s: &mut String| *s = s.to_ascii_lowercase();
+        for c in &mut self.headers.claims {
+            lower(&mut c.header);
+        }
+        self.headers.strip.iter_mut().for_each(lower);
+        lower(&mut self.headers.report_header);
+        if let Some(a) = &mut self.headers.assertion {
+            lower(&mut a.header);
+            lower(&mut a.request_id_header);
+        }
+        for t in &mut self.token_sources {
+            if let Some(h) = &mut t.header {
+                lower(h);
+            }
+        }
     }
 
     /// Checks serde cannot express. Keys are checked when they are loaded (see `jwks`).
@@ -1328,6 +1349,23 @@ mod tests {
         assert!(!c.headers.forward_token);
         assert_eq!(c.errors.reason_header, "x-identity-reason");
         assert_eq!(c.errors.detail, Detail::Reason);
+    }
+
+    #[test]
+    fn header_names_are_lower_cased_once_at_configuration() {
+        let doc = r#"{"providers": [{"name": "p", "issuer": "i", "jwks": {"keys": []}}],
+            "token_sources": [{"header": "X-Token"}],
+            "headers": {"claims": [{"claim": "sub", "header": "X-Sub"}], "strip": ["X-User"],
+                "report_header": "X-Report",
+                "assertion": {"audience": "a", "header": "X-Assert", "request_id_header": "X-Req",
+                    "keys": [{"kid": "k", "secret": "0123456789abcdef0123456789abcdef"}]}}}"#;
+        let c = Config::from_json(doc.as_bytes()).unwrap();
+        assert_eq!(c.headers.claims[0].header, "x-sub");
+        assert_eq!(c.headers.strip, vec!["x-user"]);
+        assert_eq!(c.headers.report_header, "x-report");
+        let a = c.headers.assertion.unwrap();
+        assert_eq!((a.header.as_str(), a.request_id_header.as_str()), ("x-assert", "x-req"));
+        assert_eq!(c.token_sources[0].header.as_deref(), Some("x-token"));
     }
 
     #[test]
