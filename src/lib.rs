@@ -32,6 +32,8 @@ pub mod assertion;
 pub mod cache;
 pub mod claims;
 pub mod config;
+#[cfg(test)]
+mod config_bounds_tests;
 pub mod crypto;
 pub mod decide;
 pub mod fetch;
