@@ -63,6 +63,10 @@ pub struct Config {
     /// How remote keys (`jwks_uri`, `discovery`) are fetched and waited for, for all providers.
     #[serde(default)]
     pub remote_keys: RemoteKeysConfig,
+    /// How request paths are matched: rules see one canonical form of the path (see
+    /// docs/configuration.md, "Paths").
+    #[serde(default)]
+    pub paths: crate::path::PathsConfig,
 }
 
 /// Host-level settings of remote key fetching (see docs/remote-keys.md).
@@ -453,6 +457,9 @@ pub struct RouteMatch {
     /// HTTP methods (upper case). Empty (the default) means any method.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Compare this rule's path ASCII case-insensitively. Default: `paths.ignore_case`.
+    #[serde(default)]
+    pub ignore_case: Option<bool>,
 }
 
 /// What happens to requests no rule matches.
@@ -887,6 +894,25 @@ impl CacheConfig {
     }
 }
 
+impl Config {
+    /// Rule paths are written in canonical form (see `path`): requests are matched on it.
+    fn check_rule_paths(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.rules.iter().enumerate() {
+            for (field, value) in [
+                ("path", &r.route.path),
+                ("path_prefix", &r.route.path_prefix),
+                ("path_template", &r.route.path_template),
+            ] {
+                if let Some(value) = value {
+                    crate::path::check_rule_path(value)
+                        .map_err(|m| ConfigError::new(format!("rules[{i}].match.{field}"), m))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RemoteKeysConfig {
     fn check(&self) -> Result<(), ConfigError> {
         if !(10..=60_000).contains(&self.tick_ms) {
@@ -1118,6 +1144,7 @@ impl Config {
             .map_err(|m| ConfigError::new("errors.reason_header", m))?;
         self.remote_keys.check()?;
         self.cache.check()?;
+        self.check_rule_paths()?;
         Ok(())
     }
 }

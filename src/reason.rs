@@ -39,6 +39,7 @@ pub enum Reason {
     InsufficientScope,
     KeysUnavailable,
     ConfigInvalid,
+    PathNotCanonical,
 }
 
 /// What kind of answer a reason produces.
@@ -52,11 +53,13 @@ pub enum Class {
     Unavailable,
     /// 500: the filter's own configuration is broken.
     Internal,
+    /// 400: the request cannot be matched safely.
+    BadRequest,
 }
 
 impl Reason {
     /// Every reason, for tests and metric definitions.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::TokenTooLarge,
@@ -74,6 +77,7 @@ impl Reason {
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
         Reason::ConfigInvalid,
+        Reason::PathNotCanonical,
     ];
 
     /// The stable code.
@@ -96,6 +100,7 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::ConfigInvalid => "config_invalid",
+            Reason::PathNotCanonical => "path_not_canonical",
         }
     }
 
@@ -119,6 +124,7 @@ impl Reason {
             Reason::InsufficientScope => "the token lacks a required scope",
             Reason::KeysUnavailable => "the issuer's keys are unavailable; retry later",
             Reason::ConfigInvalid => "the identity filter is misconfigured",
+            Reason::PathNotCanonical => "the request path cannot be matched safely",
         }
     }
 
@@ -127,6 +133,7 @@ impl Reason {
             Reason::Forbidden | Reason::InsufficientScope => Class::Forbidden,
             Reason::KeysUnavailable => Class::Unavailable,
             Reason::ConfigInvalid => Class::Internal,
+            Reason::PathNotCanonical => Class::BadRequest,
             _ => Class::Unauthenticated,
         }
     }
@@ -137,6 +144,7 @@ impl Reason {
             Class::Forbidden => 403,
             Class::Unavailable => 503,
             Class::Internal => 500,
+            Class::BadRequest => 400,
         }
     }
 }
@@ -249,7 +257,7 @@ fn www_authenticate(denial: &Denial, detail: Detail, realm: Option<&str>) -> Opt
                 params.push(format!("scope=\"{}\"", scopes.join(" ")));
             }
         }
-        Class::Unavailable | Class::Internal => return None,
+        Class::Unavailable | Class::Internal | Class::BadRequest => return None,
     }
     if params.is_empty() {
         Some("Bearer".to_string())
@@ -369,6 +377,20 @@ mod tests {
         );
         assert_eq!(r.status, 500);
         assert_eq!(header(&r, "content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn path_not_canonical_is_400_without_a_challenge() {
+        let r = render(
+            &Denial::new(Reason::PathNotCanonical),
+            Detail::Reason,
+            Some("api"),
+            "x-identity-reason",
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(header(&r, "x-identity-reason"), Some("path_not_canonical"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
     }
 
     #[test]
