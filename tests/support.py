@@ -235,6 +235,7 @@ STATUS = {
     "algorithm_not_allowed": 401, "key_not_found": 401, "signature_invalid": 401,
     "issuer_unknown": 401, "audience_mismatch": 401, "claim_missing": 401,
     "forbidden": 403, "insufficient_scope": 403, "keys_unavailable": 503, "config_invalid": 500,
+    "path_not_canonical": 400,
 }
 
 

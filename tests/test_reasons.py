@@ -99,6 +99,14 @@ def test_config_invalid_answers_every_request_with_500(envoy_with, keys):
         assert_reason_body(reply, "config_invalid")
 
 
+
+def test_path_not_canonical_for_an_encoded_slash(main, keys):
+    # One segment to the filter, two to many upstreams: no rule can be matched safely.
+    reply = main.get("/api%2Fitems", bearer(token(keys)))
+    assert_denied(reply, "path_not_canonical")
+    assert reply.header("www-authenticate") is None
+    assert_reason_body(reply, "path_not_canonical")
+
 # ----------------------------------------------------------------------------------------------
 # The list above stays complete.
 
