@@ -33,8 +33,7 @@ def b64(n: int, size: int) -> str:
 
 def p384(i: int) -> dict:
     nums = ec.generate_private_key(ec.SECP384R1()).public_key().public_numbers()
-    return {"kty": "EC", "crv": "P-384", "kid": f"k{i}", "use": "sig", "alg": "ES384",
-            "x": b64(nums.x, 48), "y": b64(nums.y, 48)}
+    return {"kty": "EC", "crv": "P-384", "kid": f"k{i}", "x": b64(nums.x, 48), "y": b64(nums.y, 48)}
 
 
 def rsa4096(numbers, i: int) -> dict:
