@@ -4,7 +4,6 @@
 //! Entries die with the token's `exp` (plus skew) or `max_ttl_seconds`, whichever comes first,
 //! and are ignored once the issuer's key set changes (its fingerprint differs).
 
-use std::num::NonZeroUsize;
 use std::rc::Rc;
 
 use lru::LruCache;
@@ -26,7 +25,9 @@ pub struct Entry {
 
 /// A bounded cache of verified tokens.
 pub struct TokenCache {
+    /// Grows with use up to `max_entries`: nothing is allocated in proportion to the setting.
     entries: Option<LruCache<[u8; 32], Entry>>,
+    max_entries: usize,
     max_ttl: u64,
     hits: u64,
     misses: u64,
@@ -44,10 +45,12 @@ impl std::fmt::Debug for TokenCache {
 
 impl TokenCache {
     /// A cache of at most `max_entries` tokens (0 disables it), each kept at most `max_ttl`
-    /// seconds.
+    /// seconds. The map starts empty and grows as tokens are added (an `LruCache` created with
+    /// its capacity would preallocate it all, and abort on an absurd one).
     pub fn new(max_entries: usize, max_ttl: u64) -> TokenCache {
         TokenCache {
-            entries: NonZeroUsize::new(max_entries).map(LruCache::new),
+            entries: (max_entries > 0).then(LruCache::unbounded),
+            max_entries,
             max_ttl,
             hits: 0,
             misses: 0,
@@ -101,6 +104,9 @@ impl TokenCache {
         let cap = now.saturating_add(self.max_ttl);
         let until = valid_until.map_or(cap, |v| v.min(cap));
         if until > now {
+            if !entries.contains(&key) && entries.len() >= self.max_entries {
+                entries.pop_lru();
+            }
             entries.put(
                 key,
                 Entry {
@@ -230,6 +236,16 @@ mod tests {
             );
         }
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn a_huge_capacity_allocates_nothing_up_front() {
+        // `LruCache::new(4_000_000_000)` aborted with "Hash table capacity overflow".
+        let mut c = TokenCache::new(usize::MAX, 300);
+        assert_eq!(c.len(), 0);
+        let k = TokenCache::key("t");
+        c.put(k, 0, 7, identity("a"), None, 0);
+        assert!(c.get(&k, 0, same_keys).is_some());
     }
 
     #[test]

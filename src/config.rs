@@ -29,7 +29,7 @@ pub struct Config {
     pub token_sources: Vec<TokenSource>,
     /// Largest accepted token in bytes, checked before any parsing (`token_too_large`). Default 8192.
     #[serde(default = "default_max_token_bytes")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65536))]
     pub max_token_bytes: usize,
     /// Route rules; the first whose `match` fits the request decides. Default: none.
     #[serde(default)]
@@ -63,6 +63,10 @@ pub struct Config {
     /// How remote keys (`jwks_uri`, `discovery`) are fetched and waited for, for all providers.
     #[serde(default)]
     pub remote_keys: RemoteKeysConfig,
+    /// How request paths are matched: rules see one canonical form of the path (see
+    /// docs/configuration.md, "Paths").
+    #[serde(default)]
+    pub paths: crate::path::PathsConfig,
 }
 
 /// Host-level settings of remote key fetching (see docs/remote-keys.md).
@@ -95,6 +99,7 @@ pub struct RemoteKeysConfig {
     /// requests that waited too long, in milliseconds (10–60000). A refetch for an unknown
     /// `kid` starts on the next tick. Default 100.
     #[serde(default = "default_tick_ms")]
+    #[schemars(range(min = 10, max = 60000))]
     pub tick_ms: u64,
 }
 
@@ -160,31 +165,38 @@ pub struct Provider {
     /// Timeout of one fetch in milliseconds (Kong applies it to connect, send and read
     /// separately). Default 5000.
     #[serde(default = "default_fetch_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub fetch_timeout_ms: u64,
     /// Shortest refresh interval in seconds: a smaller `Cache-Control: max-age` (or
     /// `no-cache`/`no-store`) is raised to it. Default 60.
     #[serde(default = "default_min_refresh_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
     pub min_refresh_seconds: u64,
     /// Longest refresh interval in seconds: a larger `max-age` is lowered to it, and it is the
     /// interval when the answer has no `max-age`. Default 600.
     #[serde(default = "default_max_refresh_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
     pub max_refresh_seconds: u64,
     /// Smallest time in seconds between two refetches caused by tokens whose `kid` is not in
     /// the key set (per provider and worker), so junk `kid`s cannot flood the IdP. Default 30.
     #[serde(default = "default_refetch_min_interval_seconds")]
+    #[schemars(range(max = 86400))]
     pub refetch_min_interval_seconds: u64,
     /// While fetches fail, the last good key set stays in use for this many seconds after its
     /// refresh came due; then requests get 503 `keys_unavailable`. Default 86400.
     #[serde(default = "default_max_stale_seconds")]
+    #[schemars(range(max = 2592000))]
     pub max_stale_seconds: u64,
     /// How long, in milliseconds, a request that arrives before the issuer's keys are known
     /// waits (paused) for them before it is answered 503 `keys_unavailable`. 0 never waits.
     /// Default 3000.
     #[serde(default = "default_cold_start_wait_ms")]
+    #[schemars(range(max = 60000))]
     pub cold_start_wait_ms: u64,
     /// Largest accepted body of a JWKS or discovery answer in bytes; a larger one is a failed
     /// fetch. Default 262144.
     #[serde(default = "default_max_response_bytes")]
+    #[schemars(range(min = 64, max = 1048576))]
     pub max_response_bytes: usize,
     /// Allowed signing algorithms. The algorithm never comes from the token alone: a token whose
     /// `alg` is not listed here is refused. Default: RS256, RS384, RS512, PS256, PS384, PS512,
@@ -193,10 +205,12 @@ pub struct Provider {
     pub algorithms: Vec<Algorithm>,
     /// Allowed clock skew in seconds for `exp`, `nbf` and `iat`. Default 60.
     #[serde(default = "default_clock_skew")]
+    #[schemars(range(max = 3600))]
     pub clock_skew_seconds: u64,
     /// Largest accepted token lifetime (`exp - iat`, or `exp - now` without `iat`) in seconds.
     /// Default: no limit.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 31536000))]
     pub max_lifetime_seconds: Option<u64>,
     /// Refuse tokens without `exp`. Default `true`.
     #[serde(default = "default_true")]
@@ -450,6 +464,9 @@ pub struct RouteMatch {
     /// HTTP methods (upper case). Empty (the default) means any method.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Compare this rule's path ASCII case-insensitively. Default: `paths.ignore_case`.
+    #[serde(default)]
+    pub ignore_case: Option<bool>,
 }
 
 /// What happens to requests no rule matches.
@@ -547,6 +564,7 @@ pub struct AssertionConfig {
     pub audience: String,
     /// Seconds from `iat` to `exp`. Default 60.
     #[serde(default = "default_assertion_lifetime")]
+    #[schemars(range(min = 1, max = 3600))]
     pub lifetime_seconds: u64,
     /// Signing keys; the first signs, all are published (EdDSA) so keys can rotate.
     pub keys: Vec<AssertionKey>,
@@ -641,9 +659,11 @@ impl Default for MetricsConfig {
 pub struct CacheConfig {
     /// Most tokens kept (least recently used go first); 0 turns the cache off. Default 1024.
     #[serde(default = "default_cache_entries")]
+    #[schemars(range(max = 100000))]
     pub max_entries: usize,
     /// Longest an entry is kept, in seconds; never past the token's `exp` plus skew. Default 300.
     #[serde(default = "default_cache_ttl")]
+    #[schemars(range(max = 86400))]
     pub max_ttl_seconds: u64,
 }
 
@@ -802,35 +822,133 @@ impl Provider {
             }
             Some(_) => {}
         }
-        if self.fetch_timeout_ms == 0 || self.fetch_timeout_ms > 60_000 {
-            return Err(ConfigError::new(
-                at("fetch_timeout_ms"),
-                "must be between 1 and 60000",
-            ));
-        }
-        if self.min_refresh_seconds == 0 {
-            return Err(ConfigError::new(
-                at("min_refresh_seconds"),
-                "must be greater than 0",
-            ));
-        }
         if self.max_refresh_seconds < self.min_refresh_seconds {
             return Err(ConfigError::new(
                 at("max_refresh_seconds"),
                 "must not be less than `min_refresh_seconds`",
             ));
         }
-        if self.cold_start_wait_ms > 60_000 {
-            return Err(ConfigError::new(
-                at("cold_start_wait_ms"),
-                "must be at most 60000",
-            ));
+        Ok(())
+    }
+}
+
+/// Inclusive bounds of every numeric field, the same as the `range(...)` of its schema (the
+/// tests drive each with 0, its bound and `u64::MAX`). Nothing is allocated in proportion to a
+/// configured number, and no later arithmetic on one can overflow.
+pub mod bounds {
+    pub const MAX_TOKEN_BYTES: (u64, u64) = (1, 65_536);
+    pub const FETCH_TIMEOUT_MS: (u64, u64) = (1, 60_000);
+    pub const REFRESH_SECONDS: (u64, u64) = (1, 86_400);
+    pub const REFETCH_MIN_INTERVAL_SECONDS: (u64, u64) = (0, 86_400);
+    pub const MAX_STALE_SECONDS: (u64, u64) = (0, 2_592_000);
+    pub const COLD_START_WAIT_MS: (u64, u64) = (0, 60_000);
+    pub const MAX_RESPONSE_BYTES: (u64, u64) = (64, 1_048_576);
+    pub const CLOCK_SKEW_SECONDS: (u64, u64) = (0, 3_600);
+    pub const MAX_LIFETIME_SECONDS: (u64, u64) = (1, 31_536_000);
+    pub const CACHE_MAX_ENTRIES: (u64, u64) = (0, 100_000);
+    pub const CACHE_MAX_TTL_SECONDS: (u64, u64) = (0, 86_400);
+}
+
+/// `value` within the inclusive `(min, max)`, or an error naming the field.
+fn within(at: impl Into<String>, value: u64, (min, max): (u64, u64)) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            at,
+            format!("must be between {min} and {max}"),
+        ))
+    }
+}
+
+fn within_usize(at: impl Into<String>, value: usize, range: (u64, u64)) -> Result<(), ConfigError> {
+    within(at, u64::try_from(value).unwrap_or(u64::MAX), range)
+}
+
+impl Provider {
+    /// Every numeric field within its bounds (whatever the key source).
+    fn check_bounds(&self, i: usize) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("providers[{i}].{field}");
+        within(
+            at("fetch_timeout_ms"),
+            self.fetch_timeout_ms,
+            bounds::FETCH_TIMEOUT_MS,
+        )?;
+        within(
+            at("min_refresh_seconds"),
+            self.min_refresh_seconds,
+            bounds::REFRESH_SECONDS,
+        )?;
+        within(
+            at("max_refresh_seconds"),
+            self.max_refresh_seconds,
+            bounds::REFRESH_SECONDS,
+        )?;
+        within(
+            at("refetch_min_interval_seconds"),
+            self.refetch_min_interval_seconds,
+            bounds::REFETCH_MIN_INTERVAL_SECONDS,
+        )?;
+        within(
+            at("max_stale_seconds"),
+            self.max_stale_seconds,
+            bounds::MAX_STALE_SECONDS,
+        )?;
+        within(
+            at("cold_start_wait_ms"),
+            self.cold_start_wait_ms,
+            bounds::COLD_START_WAIT_MS,
+        )?;
+        within_usize(
+            at("max_response_bytes"),
+            self.max_response_bytes,
+            bounds::MAX_RESPONSE_BYTES,
+        )?;
+        within(
+            at("clock_skew_seconds"),
+            self.clock_skew_seconds,
+            bounds::CLOCK_SKEW_SECONDS,
+        )?;
+        if let Some(lifetime) = self.max_lifetime_seconds {
+            within(
+                at("max_lifetime_seconds"),
+                lifetime,
+                bounds::MAX_LIFETIME_SECONDS,
+            )?;
         }
-        if self.max_response_bytes < 64 || self.max_response_bytes > 16 << 20 {
-            return Err(ConfigError::new(
-                at("max_response_bytes"),
-                "must be between 64 and 16777216",
-            ));
+        Ok(())
+    }
+}
+
+impl CacheConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        within_usize(
+            "cache.max_entries",
+            self.max_entries,
+            bounds::CACHE_MAX_ENTRIES,
+        )?;
+        within(
+            "cache.max_ttl_seconds",
+            self.max_ttl_seconds,
+            bounds::CACHE_MAX_TTL_SECONDS,
+        )
+    }
+}
+
+impl Config {
+    /// Rule paths are written in canonical form (see `path`): requests are matched on it.
+    fn check_rule_paths(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.rules.iter().enumerate() {
+            for (field, value) in [
+                ("path", &r.route.path),
+                ("path_prefix", &r.route.path_prefix),
+                ("path_template", &r.route.path_template),
+            ] {
+                if let Some(value) = value {
+                    crate::path::check_rule_path(value)
+                        .map_err(|m| ConfigError::new(format!("rules[{i}].match.{field}"), m))?;
+                }
+            }
         }
         Ok(())
     }
@@ -961,6 +1079,7 @@ impl Config {
                     ));
                 }
             }
+            p.check_bounds(i)?;
             p.check_key_source(i)?;
             for (k, claim) in p.require_claims.iter().enumerate() {
                 check_claim_path(claim)
@@ -1005,12 +1124,11 @@ impl Config {
                 }
             }
         }
-        if self.max_token_bytes == 0 {
-            return Err(ConfigError::new(
-                "max_token_bytes",
-                "must be greater than 0",
-            ));
-        }
+        within_usize(
+            "max_token_bytes",
+            self.max_token_bytes,
+            bounds::MAX_TOKEN_BYTES,
+        )?;
         for (i, r) in self.rules.iter().enumerate() {
             let at = |field: &str| format!("rules[{i}].{field}");
             let paths = [&r.route.path, &r.route.path_prefix, &r.route.path_template];
@@ -1105,6 +1223,8 @@ impl Config {
             .map_err(|m| ConfigError::new("errors.reason_header", m))?;
         self.headers.check_reserved_prefix()?;
         self.remote_keys.check()?;
+        self.cache.check()?;
+        self.check_rule_paths()?;
         Ok(())
     }
 }
@@ -1364,7 +1484,10 @@ mod tests {
         assert_eq!(c.headers.strip, vec!["x-user"]);
         assert_eq!(c.headers.report_header, "x-report");
         let a = c.headers.assertion.unwrap();
-        assert_eq!((a.header.as_str(), a.request_id_header.as_str()), ("x-assert", "x-req"));
+        assert_eq!(
+            (a.header.as_str(), a.request_id_header.as_str()),
+            ("x-assert", "x-req")
+        );
         assert_eq!(c.token_sources[0].header.as_deref(), Some("x-token"));
     }
 

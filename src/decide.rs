@@ -219,6 +219,16 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
 
     let matched = policy::select(config, &facts.method, path, &facts.authority);
     log.rule = matched.name.to_string();
+    // Rules matched the canonical path: it is what goes upstream (and what the assertion binds).
+    let canonical_facts;
+    let facts = match &matched.canonical {
+        Some(canonical) => {
+            canonical_facts = crate::path::with_path(facts, canonical);
+            ops.push(HeaderOp::Set(":path".into(), canonical_facts.path.clone()));
+            &canonical_facts
+        }
+        None => facts,
+    };
     let judgement = match judge(engine, keys, facts, &matched, now) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
@@ -306,8 +316,7 @@ fn judge(
     // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
     // in report-only mode the request passes, so its token is still verified (to identify the
     // caller) and removed like on any other route, but the reported reason stays `forbidden`.
-    let refused =
-        (matched.access == Access::Deny).then(|| Denial::by_rule(Reason::Forbidden, &matched.name));
+    let refused = (matched.access == Access::Deny).then(|| matched.refusal());
     if let (Some(denial), false) = (&refused, matched.report_only) {
         return Ok(Judgement::denied(None, None, denial.clone()));
     }

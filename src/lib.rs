@@ -24,6 +24,7 @@
 //! - `keystore`, `fetch`: per-issuer remote key state (fresh, stale, failed), fetch requests
 //!   and answers.
 //! - `identity`, `claims`: the normalized caller and claim paths.
+//! - `path`: the canonical form of request paths that rules match.
 //! - `policy`: route rules and requirements.
 //! - `headers`, `assertion`: headers stripped and set; the signed identity assertion.
 //! - `reason`: every failure, its status, `WWW-Authenticate` and body.
@@ -35,6 +36,8 @@ pub mod assertion;
 pub mod cache;
 pub mod claims;
 pub mod config;
+#[cfg(test)]
+mod config_bounds_tests;
 pub mod crypto;
 pub mod decide;
 pub mod fetch;
@@ -42,6 +45,9 @@ pub mod headers;
 pub mod identity;
 pub mod jwks;
 pub mod keystore;
+pub mod path;
+#[cfg(test)]
+mod path_decide_tests;
 pub mod policy;
 pub mod reason;
 pub mod token;

@@ -7,6 +7,7 @@ use crate::config::{
     ClaimCondition, Config, DefaultAction, Requirement, RouteMatch, Rule, SetCondition,
 };
 use crate::identity::Identity;
+use crate::reason::{Denial, Reason};
 
 /// What the covering rule asks of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,26 +32,64 @@ pub struct Matched<'a> {
     pub captures: Vec<(&'a str, String)>,
     /// Whether the decision is only reported (the rule's or the global `report_only`).
     pub report_only: bool,
+    /// The canonical path (without query) when it differs from the path as sent: rules were
+    /// matched on it, and it is the path that goes upstream (see [`crate::path`]).
+    pub canonical: Option<String>,
+}
+
+impl Matched<'_> {
+    /// The denial when the access is [`Access::Deny`]: `forbidden` naming the rule, or
+    /// `path_not_canonical` for a path that cannot be matched safely.
+    pub fn refusal(&self) -> Denial {
+        if self.name == NOT_CANONICAL_RULE && self.rule.is_none() {
+            Denial::new(Reason::PathNotCanonical)
+        } else {
+            Denial::by_rule(Reason::Forbidden, &self.name)
+        }
+    }
 }
 
 /// The pseudo-rule that refuses a path with dot segments.
 pub const DOT_SEGMENTS_RULE: &str = "path_dot_segments";
 
+/// The pseudo-rule that refuses a path without a safe canonical form (`400 path_not_canonical`).
+pub const NOT_CANONICAL_RULE: &str = "path_not_canonical";
+
+fn refused<'a>(config: &Config, name: &'static str) -> Matched<'a> {
+    Matched {
+        name: Cow::Borrowed(name),
+        access: Access::Deny,
+        rule: None,
+        captures: Vec::new(),
+        report_only: config.report_only,
+        canonical: None,
+    }
+}
+
 /// Find the first rule whose match covers `method`, `path` (without query string) and `host`
 /// (the `:authority`). A path with dot segments matches no rule: it is refused by the
-/// pseudo-rule [`DOT_SEGMENTS_RULE`] (see [`has_dot_segment`]).
+/// pseudo-rule [`DOT_SEGMENTS_RULE`] (see [`has_dot_segment`]). Rules are matched on the
+/// path's canonical form ([`crate::path`]); a path without one is refused by the pseudo-rule
+/// [`NOT_CANONICAL_RULE`].
 pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> Matched<'a> {
     if has_dot_segment(path) {
-        return Matched {
-            name: Cow::Borrowed(DOT_SEGMENTS_RULE),
-            access: Access::Deny,
-            rule: None,
-            captures: Vec::new(),
-            report_only: config.report_only,
-        };
+        return refused(config, DOT_SEGMENTS_RULE);
     }
+    let Ok(canonical) = crate::path::canonicalize(path, config.paths.allow_parameters) else {
+        return refused(config, NOT_CANONICAL_RULE);
+    };
+    let rewrite = match &canonical.path {
+        Cow::Owned(p) => Some(p.clone()),
+        Cow::Borrowed(_) => None,
+    };
+    // The host gave a path that was not UTF-8 (read lossily): it cannot be rewritten faithfully.
+    if rewrite.is_some() && path.contains('\u{FFFD}') {
+        return refused(config, NOT_CANONICAL_RULE);
+    }
+    let path = canonical.matched.as_ref();
     for (i, rule) in config.rules.iter().enumerate() {
-        if let Some(captures) = covers(&rule.route, method, path, host) {
+        let ignore_case = rule.route.ignore_case.unwrap_or(config.paths.ignore_case);
+        if let Some(captures) = covers(&rule.route, method, path, host, ignore_case) {
             let name = match &rule.name {
                 Some(n) => Cow::Borrowed(n.as_str()),
                 None => Cow::Owned(format!("rules[{i}]")),
@@ -66,6 +105,7 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> M
                 rule: Some(rule),
                 captures,
                 report_only: rule.report_only || config.report_only,
+                canonical: rewrite,
             };
         }
     }
@@ -80,15 +120,18 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> M
         rule: None,
         captures: Vec::new(),
         report_only: config.report_only,
+        canonical: rewrite,
     }
 }
 
 /// When every condition of the match holds: the template's captures (empty without one).
+/// `path` is canonical; `ignore_case` compares its letters ASCII case-insensitively.
 pub fn covers<'a>(
     route: &'a RouteMatch,
     method: &str,
     path: &str,
     host: &str,
+    ignore_case: bool,
 ) -> Option<Vec<(&'a str, String)>> {
     if !route.methods.is_empty() && !route.methods.iter().any(|m| m == method) {
         return None;
@@ -97,24 +140,29 @@ pub fn covers<'a>(
         return None;
     }
     if let Some(exact) = &route.path {
-        if exact != path {
+        if !same_text(exact, path, ignore_case) {
             return None;
         }
     }
     if let Some(prefix) = &route.path_prefix {
-        if !prefix_covers(prefix, path) {
+        if !prefix_covers(prefix, path, ignore_case) {
             return None;
         }
     }
     match &route.path_template {
-        Some(template) => template_captures(template, path),
+        Some(template) => template_captures(template, path, ignore_case),
         None => Some(Vec::new()),
     }
 }
 
 /// Match a path against `/a/{x}/b`: literal segments equal, each `{name}` takes one non-empty
-/// segment. Captures are percent-decoded when that gives UTF-8, else kept as sent.
-pub fn template_captures<'a>(template: &'a str, path: &str) -> Option<Vec<(&'a str, String)>> {
+/// segment. Captures are percent-decoded when that gives UTF-8, else kept as sent; they keep
+/// their case when literal segments are compared case-insensitively.
+pub fn template_captures<'a>(
+    template: &'a str,
+    path: &str,
+    ignore_case: bool,
+) -> Option<Vec<(&'a str, String)>> {
     let mut want = template.split('/');
     let mut have = path.split('/');
     let mut captures = Vec::new();
@@ -127,7 +175,7 @@ pub fn template_captures<'a>(template: &'a str, path: &str) -> Option<Vec<(&'a s
                         return None;
                     }
                     captures.push((name, decode_segment(h)));
-                } else if w != h {
+                } else if !same_text(w, h, ignore_case) {
                     return None;
                 }
             }
@@ -363,10 +411,26 @@ fn claim_holds(c: &ClaimCondition, who: &Identity, captures: &[(&str, String)]) 
     })
 }
 
+/// Equal, or equal but for ASCII case.
+fn same_text(a: &str, b: &str, ignore_case: bool) -> bool {
+    if ignore_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
 /// Segment-wise prefix: `/api` covers `/api` and `/api/x` but not `/apix`; `/api/` and `/`
 /// cover everything below them.
-pub fn prefix_covers(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
+pub fn prefix_covers(prefix: &str, path: &str, ignore_case: bool) -> bool {
+    let rest = if ignore_case {
+        path.get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix))
+            .and_then(|_| path.get(prefix.len()..))
+    } else {
+        path.strip_prefix(prefix)
+    };
+    match rest {
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
@@ -428,32 +492,38 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments() {
-        assert!(prefix_covers("/api", "/api"));
-        assert!(prefix_covers("/api", "/api/runs"));
-        assert!(!prefix_covers("/api", "/apix"));
-        assert!(prefix_covers("/api/", "/api/x"));
-        assert!(prefix_covers("/", "/anything"));
-        assert!(!prefix_covers("/api", "/"));
+        assert!(prefix_covers("/api", "/api", false));
+        assert!(prefix_covers("/api", "/api/runs", false));
+        assert!(!prefix_covers("/api", "/apix", false));
+        assert!(prefix_covers("/api/", "/api/x", false));
+        assert!(prefix_covers("/", "/anything", false));
+        assert!(!prefix_covers("/api", "/", false));
     }
 
     #[test]
     fn templates_capture_named_segments() {
         let t = "/api/t/{tenant}/deployments/{name}/runs";
         assert_eq!(
-            template_captures(t, "/api/t/acme/deployments/etl%20x/runs"),
+            template_captures(t, "/api/t/acme/deployments/etl%20x/runs", false),
             Some(vec![
                 ("tenant", "acme".to_string()),
                 ("name", "etl x".to_string())
             ])
         );
-        assert_eq!(template_captures(t, "/api/t//deployments/x/runs"), None);
         assert_eq!(
-            template_captures(t, "/api/t/acme/deployments/x/runs/extra"),
+            template_captures(t, "/api/t//deployments/x/runs", false),
             None
         );
-        assert_eq!(template_captures(t, "/api/t/acme/deployments/x"), None);
         assert_eq!(
-            template_captures("/a/{x}", "/a/%ff"),
+            template_captures(t, "/api/t/acme/deployments/x/runs/extra", false),
+            None
+        );
+        assert_eq!(
+            template_captures(t, "/api/t/acme/deployments/x", false),
+            None
+        );
+        assert_eq!(
+            template_captures("/a/{x}", "/a/%ff", false),
             Some(vec![("x", "%ff".to_string())])
         );
     }

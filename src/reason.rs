@@ -40,6 +40,7 @@ pub enum Reason {
     KeysUnavailable,
     ConfigInvalid,
     IdentityHeaderSpoofed,
+    PathNotCanonical,
 }
 
 /// What kind of answer a reason produces.
@@ -53,13 +54,14 @@ pub enum Class {
     Unavailable,
     /// 500: the filter's own configuration is broken.
     Internal,
-    /// 400, `error="invalid_request"`: the request itself is not acceptable (RFC 6750 §3.1).
+    /// 400: the request itself is not acceptable (a spoofed identity header, a path that
+    /// cannot be matched safely).
     BadRequest,
 }
 
 impl Reason {
     /// Every reason, for tests and metric definitions.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::TokenTooLarge,
@@ -78,6 +80,7 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::ConfigInvalid,
         Reason::IdentityHeaderSpoofed,
+        Reason::PathNotCanonical,
     ];
 
     /// The stable code.
@@ -101,6 +104,7 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::ConfigInvalid => "config_invalid",
             Reason::IdentityHeaderSpoofed => "identity_header_spoofed",
+            Reason::PathNotCanonical => "path_not_canonical",
         }
     }
 
@@ -127,6 +131,7 @@ impl Reason {
             Reason::IdentityHeaderSpoofed => {
                 "the request carries an identity header only the gateway may set"
             }
+            Reason::PathNotCanonical => "the request path cannot be matched safely",
         }
     }
 
@@ -136,6 +141,7 @@ impl Reason {
             Reason::KeysUnavailable => Class::Unavailable,
             Reason::ConfigInvalid => Class::Internal,
             Reason::IdentityHeaderSpoofed => Class::BadRequest,
+            Reason::PathNotCanonical => Class::BadRequest,
             _ => Class::Unauthenticated,
         }
     }
@@ -259,8 +265,10 @@ fn www_authenticate(denial: &Denial, detail: Detail, realm: Option<&str>) -> Opt
                 params.push(format!("scope=\"{}\"", scopes.join(" ")));
             }
         }
-        Class::BadRequest => params.push("error=\"invalid_request\"".to_string()),
-        Class::Unavailable | Class::Internal => return None,
+        Class::BadRequest if denial.reason == Reason::IdentityHeaderSpoofed => {
+            params.push("error=\"invalid_request\"".to_string())
+        }
+        Class::Unavailable | Class::Internal | Class::BadRequest => return None,
     }
     if params.is_empty() {
         Some("Bearer".to_string())
@@ -380,6 +388,20 @@ mod tests {
         );
         assert_eq!(r.status, 500);
         assert_eq!(header(&r, "content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn path_not_canonical_is_400_without_a_challenge() {
+        let r = render(
+            &Denial::new(Reason::PathNotCanonical),
+            Detail::Reason,
+            Some("api"),
+            "x-identity-reason",
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(header(&r, "x-identity-reason"), Some("path_not_canonical"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
     }
 
     #[test]

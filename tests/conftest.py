@@ -2,7 +2,8 @@
 
 - ``keys``: the session's signing keys (see support.py).
 - ``echo``: one echo upstream for the session (tools/echo_upstream.py).
-- ``envoy_with(config, name)``: an Envoy running the module with that plugin configuration,
+- ``envoy_with(config, name, hcm_options=None)``: an Envoy running the module with that plugin
+  configuration (and those HTTP connection manager options, e.g. ``NORMALIZING_HCM``),
   started on first use and shared by every test asking for the same configuration; all are
   stopped at the end of the session. Their work directories (.work/envoy/<name>-*/,
   with envoy.yaml and envoy.log) are removed after a session without failures, kept otherwise.
@@ -57,11 +58,14 @@ def echo() -> EchoServer:
 def envoy_with(request: pytest.FixtureRequest, wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
     running: dict[str, Envoy] = {}
 
-    def get(config: Any, name: str = "envoy") -> Envoy:
+    def get(config: Any, name: str = "envoy", hcm_options: dict[str, Any] | None = None) -> Envoy:
         key = config if isinstance(config, str) else json.dumps(config, sort_keys=True)
+        if hcm_options:
+            key += json.dumps(hcm_options, sort_keys=True)
         envoy = running.get(key)
         if envoy is None or not envoy.running:
-            envoy = Envoy(wasm, config, upstream_port=echo.port, name=name).start()
+            envoy = Envoy(wasm, config, upstream_port=echo.port, name=name,
+                          hcm_options=hcm_options).start()
             running[key] = envoy
         return envoy
 

@@ -236,6 +236,7 @@ STATUS = {
     "issuer_unknown": 401, "audience_mismatch": 401, "claim_missing": 401,
     "forbidden": 403, "insufficient_scope": 403, "keys_unavailable": 503, "config_invalid": 500,
     "identity_header_spoofed": 400,
+    "path_not_canonical": 400,
 }
 
 

@@ -11,6 +11,9 @@ CASES = {
     "unknown-field": (["providers", 0, "audience"], "api://x", ["providers[0].audience"]),
     "wrong-type": (["providers", 0, "clock_skew_seconds"], "60", ["providers[0].clock_skew_seconds"]),
     "bad-rule": (["rules", 0, "match"], {"path_prefix": "no-slash"}, ["rules[0].match.path_prefix"]),
+    # Found in the field: this aborted on_configure (the cache preallocated) and Envoy exited.
+    "huge-cache": (["cache"], {"max_entries": 4000000000}, ["cache.max_entries", "between 0 and 100000"]),
+    "u64-max": (["providers", 0, "max_response_bytes"], 2**64 - 1, ["providers[0].max_response_bytes"]),
 }
 
 

@@ -252,6 +252,12 @@ AGREEMENT = [
     ("empty sections", {**minimal(), "headers": {}, "errors": {}, "metrics": {}, "log": {},
                         "rules": []}, True),
     ("rule with an empty match", changed(["rules"], [{"match": {}}]), True),
+    ("tick out of range", changed(["remote_keys", "tick_ms"], 5), False),
+    ("cache larger than its bound", changed(["cache"], {"max_entries": 4000000000}), False),
+    ("cache at its bound", changed(["cache"], {"max_entries": 100000}), True),
+    ("clock skew past its bound", changed(["providers", 0, "clock_skew_seconds"], 3601), False),
+    ("paths options", changed(["paths"], {"ignore_case": False, "allow_parameters": True}), True),
+    ("case per rule", changed(["rules"], [{"match": {"path_prefix": "/a", "ignore_case": False}}]), True),
 ]
 
 
@@ -296,7 +302,6 @@ SEMANTIC_ONLY = [
     ("jwks_uri without upstream",
      changed(["providers", 0, "jwks_uri"], "https://issuer.test/keys", removed(["providers", 0, "jwks"])),
      "providers[0].upstream"),
-    ("tick out of range", changed(["remote_keys", "tick_ms"], 5), "remote_keys.tick_ms"),
     ("claim and identity together",
      changed(["headers", "claims"], [{"claim": "sub", "identity": "subject", "header": "x-a"}]),
      "headers.claims[0]"),
@@ -313,6 +318,8 @@ SEMANTIC_ONLY = [
      changed(["rules"], [{"require": {"claims": [{"claim": "a", "equals": 1, "in": [1]}]}}]),
      "rules[0].require.claims[0]"),
     ("host with a port", changed(["rules"], [{"match": {"hosts": ["a:80"]}}]), "rules[0].match.hosts[0]"),
+    ("rule path not in canonical form", changed(["rules"], [{"match": {"path_prefix": "/%61dmin"}}]),
+     "rules[0].match.path_prefix"),
 ]
 
 

@@ -112,6 +112,13 @@ def test_identity_header_spoofed_with_spoofed_headers_reject(envoy_with, keys):
     assert envoy.get("/health").status == 200
 
 
+def test_path_not_canonical_for_an_encoded_slash(main, keys):
+    # One segment to the filter, two to many upstreams: no rule can be matched safely.
+    reply = main.get("/api%2Fitems", bearer(token(keys)))
+    assert_denied(reply, "path_not_canonical")
+    assert reply.header("www-authenticate") is None
+    assert_reason_body(reply, "path_not_canonical")
+
 # ----------------------------------------------------------------------------------------------
 # The list above stays complete.
 

@@ -54,6 +54,11 @@ ECHO_HEADER = "x-echo-upstream"
 Headers = Union[Mapping[str, str], Sequence[tuple[str, str]], None]
 
 
+# Envoy's own path normalization (Istio's default): RFC 3986 normalization and merged slashes
+# before any filter sees the path.
+NORMALIZING_HCM = {"normalize_path": True, "merge_slashes": True}
+
+
 class EnvoyError(RuntimeError):
     """Envoy did not start, died, or did not answer in time. The message ends with the log tail."""
 
@@ -117,10 +122,12 @@ def static_cluster(name: str, port: int, host: str = "127.0.0.1",
 
 def bootstrap(*, upstream_port: int, http_filters: Sequence[Mapping[str, Any]],
               extra_clusters: Iterable[Mapping[str, Any]] = (), listener_port: int = 0,
-              admin_port: int = 0, route_timeout: str = "15s") -> dict[str, Any]:
+              admin_port: int = 0, route_timeout: str = "15s",
+              hcm_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An Envoy bootstrap: listener ``ingress`` on 127.0.0.1:``listener_port`` running
     ``http_filters`` then the router to cluster ``upstream`` (127.0.0.1:``upstream_port``);
-    admin on 127.0.0.1:``admin_port``. Port 0 lets the kernel choose."""
+    admin on 127.0.0.1:``admin_port``. Port 0 lets the kernel choose. ``hcm_options`` are
+    added to the HTTP connection manager's config, e.g. ``NORMALIZING_HCM``."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -144,6 +151,7 @@ def bootstrap(*, upstream_port: int, http_filters: Sequence[Mapping[str, Any]],
                         "http_filters": [*http_filters,
                                          {"name": "envoy.filters.http.router",
                                           "typed_config": {"@type": ROUTER_TYPE}}],
+                        **(hcm_options or {}),
                     },
                 }]}],
             }],
@@ -318,6 +326,7 @@ class Envoy:
             Benchmarks pass ``[]`` (no auth) or a jwt_authn filter as references.
         extra_clusters: more clusters, full dicts or ``{"name", "port"[, "host"]}`` (for
             ``dispatch_http_call`` targets such as a JWKS server).
+        hcm_options: more fields of the HTTP connection manager (``NORMALIZING_HCM``).
         listener_port, admin_port: 0 (default) for free ports chosen by the kernel.
         log_level: Envoy's ``--log-level``; ``extra_args``: more command-line flags.
         name: used in the work directory's name. ``workdir``: where config and log go.
@@ -329,7 +338,8 @@ class Envoy:
                  extra_clusters: Iterable[Mapping[str, Any]] = (), listener_port: int = 0,
                  admin_port: int = 0, log_level: str = "info", extra_args: Sequence[str] = (),
                  name: str = "envoy", workdir: str | os.PathLike[str] | None = None,
-                 envoy_bin: str | None = None, startup_timeout: float = 30.0):
+                 envoy_bin: str | None = None, startup_timeout: float = 30.0,
+                 hcm_options: Mapping[str, Any] | None = None):
         if http_filters is None:
             if config is None:
                 raise ValueError("config is required unless http_filters is given")
@@ -339,7 +349,7 @@ class Envoy:
             http_filters = [wasm_filter(wasm_path, config)]
         self.bootstrap = bootstrap(upstream_port=upstream_port, http_filters=http_filters,
                                    extra_clusters=extra_clusters, listener_port=listener_port,
-                                   admin_port=admin_port)
+                                   admin_port=admin_port, hcm_options=hcm_options)
         self.name = name
         self.log_level = log_level
         self.extra_args = list(extra_args)

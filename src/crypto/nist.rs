@@ -577,6 +577,12 @@ impl<const N: usize> Curve<N> {
         }
     }
 
+    /// Whether big-endian coordinates are a point on the curve: the check of [`Self::key`]
+    /// without building its tables (a few field operations).
+    pub(crate) fn is_point(&self, x: &[u8], y: &[u8]) -> bool {
+        self.point(x, y).is_some()
+    }
+
     /// Parse a public key from big-endian coordinates (each exactly `len` bytes).
     pub(crate) fn key(&self, x: &[u8], y: &[u8]) -> Option<Key<N>> {
         let q = self.point(x, y)?;
