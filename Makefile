@@ -92,7 +92,8 @@ run-prefect: venv wasm ## Envoy + filter + Prefect dispatcher + Prefect server +
 # installs wrk with apt-get when it is missing. BENCH_ARGS: more flags (bench/bench.py --help).
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
-.PHONY: bench bench-smoke
+BENCH_WASMTIME_ARGS ?=
+.PHONY: bench bench-smoke bench-wasmtime
 
 $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r bench/requirements.txt
@@ -103,6 +104,15 @@ bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, 
 
 bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (3 variants): proves it works, report in .work/bench/smoke/
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
+
+# The module alone in an emulated proxy-wasm host, under Wasmtime 26 (Kong) and node's V8 (Envoy):
+# guest vs host time per request, host calls counted (bench/wasm_host/run.py --help;
+# docs/benchmarks-wasmtime.md). Builds bench/wasm_host (the wasmtime crate) once, a few minutes.
+# BENCH_WASMTIME_ARGS: e.g. --profile cached (perf), --only cached,missing-401, --no-v8.
+# Needs only the wasmtime package of bench/requirements.txt (it assembles driver.wat).
+bench-wasmtime: venv wasm ## where a request's time goes in Wasmtime (Kong) vs V8 (Envoy), emulated host (~1 min): table on stdout
+	@$(VENV_PY) -c 'import wasmtime' 2>/dev/null || $(VENV_PY) -m pip install --disable-pip-version-check --no-input -q "$$(grep '^wasmtime==' bench/requirements.txt)"
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-1} $(VENV_PY) bench/wasm_host/run.py $(BENCH_WASMTIME_ARGS)
 
 token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 	@$(VENV_PY) tools/devissuer.py token --ttl '$(TTL)' --claims '$(CLAIMS)'
