@@ -3,9 +3,7 @@
 //! (method, path, request id), so a downstream service trusts it with one local key and needs
 //! nothing from the identity provider. The format is documented in docs/identity-contract.md.
 
-use jwt_simple::prelude::{
-    Claims, Duration, Ed25519KeyPair, EdDSAKeyPairLike, HS256Key, MACLike, UnixTimeStamp,
-};
+use jwt_simple::prelude::{Claims, Duration, Ed25519KeyPair, HS256Key, MACLike, UnixTimeStamp};
 use serde::Serialize;
 
 use crate::config::{AssertionConfig, ConfigError};
@@ -17,7 +15,10 @@ pub const CONTRACT_VERSION: u32 = 1;
 
 enum SigningKey {
     Hs256(HS256Key),
-    EdDsa(Box<Ed25519KeyPair>),
+    /// Signed with ed25519-dalek from a key expanded once at configuration: jwt-simple's own
+    /// EdDSA signing rebuilds its signing state on every call (about 226 µs a request under
+    /// Wasmtime, docs/benchmarks-wasmtime.md). The JWK is still read by jwt-simple.
+    EdDsa(Box<ed25519_dalek::SigningKey>),
 }
 
 /// Mints assertions with the first configured key; publishes the EdDSA public keys.
@@ -83,7 +84,14 @@ impl Signer {
                             ConfigError::new(format!("{here}.private_jwk"), e.to_string())
                         })?;
                     public.push(jwk);
-                    SigningKey::EdDsa(Box::new(pair))
+                    let seed: [u8; 32] = pair
+                        .to_bytes()
+                        .get(..32)
+                        .and_then(|s| s.try_into().ok())
+                        .ok_or_else(|| {
+                            ConfigError::new(format!("{here}.private_jwk"), "no 32-byte seed")
+                        })?;
+                    SigningKey::EdDsa(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed)))
                 }
                 (None, None) => {
                     return Err(ConfigError::new(
@@ -154,7 +162,7 @@ impl Signer {
         claims.invalid_before = None;
         match &self.key {
             SigningKey::Hs256(k) => k.authenticate(claims).ok(),
-            SigningKey::EdDsa(k) => k.sign(claims).ok(),
+            SigningKey::EdDsa(k) => sign_eddsa(k, self.kid(), &claims),
         }
     }
 
@@ -173,6 +181,26 @@ impl Signer {
             body: body.clone().into_bytes(),
         })
     }
+}
+
+/// A compact JWS with `alg: EdDSA`: the claims serialized as jwt-simple does, signed over
+/// `base64url(header).base64url(claims)`.
+fn sign_eddsa<T: Serialize>(
+    key: &ed25519_dalek::SigningKey,
+    kid: &str,
+    claims: &jwt_simple::prelude::JWTClaims<T>,
+) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?));
+    let signature = key.sign(out.as_bytes());
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+    Some(out)
 }
 
 #[cfg(test)]

@@ -415,7 +415,7 @@ fn authenticate(
         Keys::Ready(set) => Some(set.fingerprint()),
         _ => None,
     };
-    let cache_key = engine.cache_enabled().then(|| TokenCache::key(token));
+    let cache_key = engine.cache_enabled().then_some(token);
     if let Some(key) = &cache_key {
         let hit = engine.cache.borrow_mut().get(key, now, fingerprint);
         if let Some(hit) = hit {

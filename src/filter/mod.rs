@@ -402,7 +402,9 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
     };
     let (mut authority, mut host_header) = (None, None);
     for (name, value) in host.request_headers() {
-        let value = String::from_utf8_lossy(&value).into_owned();
+        // Valid UTF-8 (almost always) is taken as it is; anything else is converted lossily.
+        let value = String::from_utf8(value)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         match name.as_str() {
             ":method" => facts.method = value,
             ":path" => facts.path = value,
@@ -437,7 +439,13 @@ fn unique(host: &impl Host) -> String {
         let t = u128::from(host.now_ms()).wrapping_mul(1_000_003);
         t.to_le_bytes()
     });
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let digit = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 15));
+    }
+    out
 }
 
 /// Answer the current (effective) HTTP context locally.
