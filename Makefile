@@ -101,6 +101,7 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 
 bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, VM start (~6 min): docs/benchmarks.md
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-wasmtime
 
 bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (3 variants): proves it works, report in .work/bench/smoke/
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
