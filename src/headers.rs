@@ -24,22 +24,24 @@ pub struct Managed {
 }
 
 impl Managed {
-    /// Whether a (lower-case) request header name belongs to the filter.
+    /// Whether a request header name (any case) belongs to the filter.
     pub fn contains(&self, name: &str) -> bool {
-        if self.exempt.iter().any(|e| e == name) {
+        if self.exempt.iter().any(|e| e.eq_ignore_ascii_case(name)) {
             return false;
         }
-        self.names.iter().any(|n| n == name)
-            || (!self.prefix.is_empty() && name.starts_with(self.prefix.as_str()))
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || (!self.prefix.is_empty()
+                && name
+                    .get(..self.prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(&self.prefix)))
     }
 
     /// The managed headers a request carries, lower case and without duplicates, in order.
     pub fn present(&self, facts: &RequestFacts) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (name, _) in &facts.headers {
-            let lower = name.to_ascii_lowercase();
-            if self.contains(&lower) && !out.contains(&lower) {
-                out.push(lower);
+            if self.contains(name) && !out.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+                out.push(name.to_ascii_lowercase());
             }
         }
         out

@@ -180,7 +180,11 @@ pub fn parse_map(bytes: &[u8]) -> Option<Vec<Header>> {
         data = data.checked_add(value_len)?;
         (bytes.get(data) == Some(&0)).then_some(())?;
         data = data.checked_add(1)?;
-        out.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        let name = match std::str::from_utf8(name) {
+            Ok(text) => text.to_string(),
+            Err(_) => String::from_utf8_lossy(name).into_owned(),
+        };
+        out.push((name, value.to_vec()));
     }
     Some(out)
 }

@@ -410,12 +410,13 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
             ":path" => facts.path = value,
             ":authority" => authority = Some(value),
             n if n.starts_with(':') => {}
-            n => {
-                let lower = n.to_ascii_lowercase();
-                if lower == "host" && host_header.is_none() {
+            _ => {
+                let mut name = name;
+                name.make_ascii_lowercase();
+                if name == "host" && host_header.is_none() {
                     host_header = Some(value.clone());
                 }
-                facts.headers.push((lower, value));
+                facts.headers.push((name, value));
             }
         }
     }
