@@ -624,23 +624,13 @@ mod tests {
     mod with_tokens {
         use super::*;
         use crate::jwks::test_keys;
-        use jwt_simple::prelude::{
-            Claims as JwtClaims, Duration, Ed25519KeyPair, EdDSAKeyPairLike, UnixTimeStamp,
-        };
+        use jwt_simple::prelude::Ed25519KeyPair;
 
         const NOW: u64 = 1_800_000_000;
         const SECRET: &str = "assertion-secret-assertion-secret";
 
         fn sign(claims: serde_json::Value) -> String {
-            let pair = Ed25519KeyPair::from_pem(test_keys::ED25519).unwrap();
-            let custom = claims.as_object().unwrap().clone();
-            let mut c = JwtClaims::with_custom_claims(custom, Duration::from_secs(600))
-                .with_issuer("https://issuer.test")
-                .with_subject("alice");
-            c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
-            c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
-            c.invalid_before = None;
-            pair.sign(c).unwrap()
+            test_keys::sign_ed25519("https://issuer.test", NOW, claims)
         }
 
         fn engine(extra: serde_json::Value) -> Engine {

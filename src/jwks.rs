@@ -816,6 +816,21 @@ MC4CAQAwBQYDK2VwBCIEIGXfc6DEQRBVOtlXYtMnlUQM1XH8yH2cBYDxLZohwkn+
         json!({"kty": "EC", "crv": "P-384", "x": b64(&point[1..49]), "y": b64(&point[49..])})
     }
 
+    /// A token of `issuer` for subject `alice`, signed with [`ED25519`], issued at `now` for
+    /// 600 seconds, with `claims` added.
+    pub fn sign_ed25519(issuer: &str, now: u64, claims: Value) -> String {
+        use jwt_simple::prelude::{Claims, Duration, EdDSAKeyPairLike, UnixTimeStamp};
+        let pair = Ed25519KeyPair::from_pem(ED25519).unwrap();
+        let custom = claims.as_object().unwrap().clone();
+        let mut c = Claims::with_custom_claims(custom, Duration::from_secs(600))
+            .with_issuer(issuer)
+            .with_subject("alice");
+        c.issued_at = Some(UnixTimeStamp::from_secs(now));
+        c.expires_at = Some(UnixTimeStamp::from_secs(now + 600));
+        c.invalid_before = None;
+        pair.sign(c).unwrap()
+    }
+
     pub fn ed25519_jwk() -> Value {
         let x = Ed25519KeyPair::from_pem(ED25519)
             .unwrap()

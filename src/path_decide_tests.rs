@@ -2,9 +2,6 @@
 //! the assertion binds it, and a path without a safe canonical form is `400
 //! path_not_canonical`.
 
-use jwt_simple::prelude::{
-    Claims as JwtClaims, Duration, Ed25519KeyPair, EdDSAKeyPairLike, UnixTimeStamp,
-};
 use serde_json::{json, Value};
 
 use crate::decide::{decide, Decision, Engine};
@@ -16,15 +13,7 @@ use crate::token::RequestFacts;
 const NOW: u64 = 1_800_000_000;
 
 fn sign(claims: Value) -> String {
-    let pair = Ed25519KeyPair::from_pem(test_keys::ED25519).unwrap();
-    let custom = claims.as_object().unwrap().clone();
-    let mut c = JwtClaims::with_custom_claims(custom, Duration::from_secs(600))
-        .with_issuer("https://issuer.test")
-        .with_subject("alice");
-    c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
-    c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
-    c.invalid_before = None;
-    pair.sign(c).unwrap()
+    test_keys::sign_ed25519("https://issuer.test", NOW, claims)
 }
 
 /// `/admin` needs role `admin`; `/t/{tenant}/runs` the caller's tenant; anything else a token.

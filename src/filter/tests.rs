@@ -12,9 +12,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use jwt_simple::prelude::{
-    Claims as JwtClaims, Duration as JwtDuration, Ed25519KeyPair, EdDSAKeyPairLike, UnixTimeStamp,
-};
 use serde_json::{json, Value};
 
 use super::host::{Header, Host, HostError, HostKind, Level, MetricKind, BAD_ARGUMENT};
@@ -495,15 +492,7 @@ fn jwks() -> Value {
 }
 
 fn token(claims: Value) -> String {
-    let pair = Ed25519KeyPair::from_pem(test_keys::ED25519).unwrap();
-    let custom = claims.as_object().unwrap().clone();
-    let mut c = JwtClaims::with_custom_claims(custom, JwtDuration::from_secs(600))
-        .with_issuer(ISSUER)
-        .with_subject("alice");
-    c.issued_at = Some(UnixTimeStamp::from_secs(NOW / 1000));
-    c.expires_at = Some(UnixTimeStamp::from_secs(NOW / 1000 + 600));
-    c.invalid_before = None;
-    pair.sign(c).unwrap()
+    test_keys::sign_ed25519(ISSUER, NOW / 1000, claims)
 }
 
 fn bearer() -> String {
