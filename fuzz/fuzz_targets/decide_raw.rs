@@ -7,13 +7,13 @@
 use fuzz_support::{check, request};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: fuzz_support::seeds::write_if_asked("decide_raw"),
+    |data: &[u8]| {
     let req = request::parse(data);
     check::with_engines(req.config, |cached, uncached| {
-        let mut budget = check::Budget::new();
         let jwks = check::inline_jwks(&cached.config);
         check::decide_all(
-            &mut budget,
             cached,
             uncached,
             (cached, uncached),
@@ -21,6 +21,5 @@ fuzz_target!(|data: &[u8]| {
             req.now,
             &jwks,
         );
-        budget.finish();
     });
 });

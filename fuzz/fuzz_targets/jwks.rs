@@ -25,7 +25,9 @@ fn signatures() -> &'static Vec<(Alg, Vec<Vec<u8>>)> {
             .iter()
             .map(|&alg| {
                 let n = if alg.kid(0).starts_with("rsa") { 3 } else { 1 };
-                let sigs = (0..n).map(|k| reference::sign(alg, k, MESSAGE, 7)).collect();
+                let sigs = (0..n)
+                    .map(|k| reference::sign(alg, k, MESSAGE, 7))
+                    .collect();
                 (alg, sigs)
             })
             .collect()
@@ -45,7 +47,12 @@ fn reference_accepts(jwk: &Value) {
     let crv = jwk.get("crv").and_then(Value::as_str).unwrap_or_default();
     let ok = match (kty, crv) {
         ("EC", _) => {
-            let sec1 = [vec![4u8], member(jwk, "x").unwrap_or_default(), member(jwk, "y").unwrap_or_default()].concat();
+            let sec1 = [
+                vec![4u8],
+                member(jwk, "x").unwrap_or_default(),
+                member(jwk, "y").unwrap_or_default(),
+            ]
+            .concat();
             match crv {
                 "P-256" => p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).is_ok(),
                 "P-384" => p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).is_ok(),
@@ -56,7 +63,10 @@ fn reference_accepts(jwk: &Value) {
             .and_then(|x| <[u8; 32]>::try_from(x).ok())
             .is_some_and(|x| ed25519_dalek::VerifyingKey::from_bytes(&x).is_ok()),
         ("RSA", _) => {
-            let (n, e) = (member(jwk, "n").unwrap_or_default(), member(jwk, "e").unwrap_or_default());
+            let (n, e) = (
+                member(jwk, "n").unwrap_or_default(),
+                member(jwk, "e").unwrap_or_default(),
+            );
             rsa::RsaPublicKey::new_with_max_size(
                 rsa::BigUint::from_bytes_be(&n),
                 rsa::BigUint::from_bytes_be(&e),
@@ -67,27 +77,33 @@ fn reference_accepts(jwk: &Value) {
         ("oct", _) => true,
         _ => false,
     };
-    assert!(ok, "KEY ACCEPTED BY THE FILTER, REFUSED BY THE REFERENCE: {jwk}");
+    assert!(
+        ok,
+        "KEY ACCEPTED BY THE FILTER, REFUSED BY THE REFERENCE: {jwk}"
+    );
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: fuzz_support::seeds::write_if_asked("jwks"),
+    |data: &[u8]| {
     let Ok(doc) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let mut budget = check::Budget::new();
-    let inline = budget.run(|| KeySet::parse(&doc, Origin::Inline));
-    let remote = budget.run(|| KeySet::parse(&doc, Origin::Remote));
-    let again = budget.run(|| KeySet::parse(&doc, Origin::Inline));
-    assert_eq!(
-        inline.as_ref().map(KeySet::fingerprint).ok(),
-        again.as_ref().map(KeySet::fingerprint).ok(),
-        "parsing is not deterministic"
-    );
     let list: Vec<Value> = doc
         .get("keys")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    // The budget is per key loaded.
+    let units = check::KEY_UNITS * list.len();
+    let inline = check::Budget::pure(units, &"inline", || KeySet::parse(&doc, Origin::Inline));
+    let remote = check::Budget::pure(units, &"remote", || KeySet::parse(&doc, Origin::Remote));
+    let again = KeySet::parse(&doc, Origin::Inline);
+    assert_eq!(
+        inline.as_ref().map(KeySet::fingerprint).ok(),
+        again.as_ref().map(KeySet::fingerprint).ok(),
+        "parsing is not deterministic"
+    );
     let has_oct = list.iter().any(|k| k.get("kty").and_then(Value::as_str) == Some("oct"));
     if let (Ok(inline), false) = (&inline, has_oct) {
         if !inline.is_empty() {
@@ -104,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
     // Key by key (at most 8): acceptance and signature verdicts against the reference.
     for jwk in list.iter().take(8) {
         let single = json!({ "keys": [jwk] });
-        let Ok(set) = budget.run(|| KeySet::parse(&single, Origin::Inline)) else {
+        let Ok(set) = check::Budget::pure(check::KEY_UNITS, jwk, || KeySet::parse(&single, Origin::Inline)) else {
             continue;
         };
         if set.is_empty() {
@@ -134,7 +150,9 @@ fuzz_target!(|data: &[u8]| {
                         *b ^= 1;
                     }
                     for s in [sig, &bad] {
-                        let ours = budget.run(|| verifier.verify_signature(MESSAGE, s));
+                        let ours = check::Budget::pure(1, &(alg, jwk), || {
+                            verifier.verify_signature(MESSAGE, s)
+                        });
                         let theirs = reference::verify_with_jwk(jwk, alg.name(), MESSAGE, s);
                         assert_eq!(
                             ours, theirs,
@@ -146,5 +164,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    budget.finish();
 });

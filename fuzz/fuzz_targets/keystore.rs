@@ -28,7 +28,10 @@ enum Body {
     /// The harness keys, all or a subset (bit mask over the six keys).
     Keys(u8),
     /// A discovery document: right or wrong issuer, a usable `jwks_uri` or not.
-    Discovery { issuer_ok: bool, uri: Option<String> },
+    Discovery {
+        issuer_ok: bool,
+        uri: Option<String>,
+    },
     Raw(Vec<u8>),
     Empty,
 }
@@ -58,7 +61,12 @@ enum Op {
     OwnDone(bool, Reply),
     OwnCancel(bool),
     Adopt(bool, u8, u16, u16),
-    Request { provider: bool, alg: Alg, kid: Option<String>, exp: i8 },
+    Request {
+        provider: bool,
+        alg: Alg,
+        kid: Option<String>,
+        exp: i8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -99,7 +107,11 @@ fn body_bytes(body: &Body) -> Vec<u8> {
             json!({ "keys": list }).to_string().into_bytes()
         }
         Body::Discovery { issuer_ok, uri } => {
-            let issuer = if *issuer_ok { DISCOVERY_ISSUER } else { "https://other.fuzz" };
+            let issuer = if *issuer_ok {
+                DISCOVERY_ISSUER
+            } else {
+                "https://other.fuzz"
+            };
             let mut doc = json!({"issuer": issuer});
             if let Some(uri) = uri {
                 doc["jwks_uri"] = json!(uri);
@@ -140,6 +152,19 @@ fn answer(reply: &Reply, max: usize) -> (Answer, Option<Value>) {
     (a, json)
 }
 
+/// How many keys an operation may load (its time budget is per key, or one request).
+fn keys_in(op: &Op) -> usize {
+    let body = match op {
+        Op::Answer(_, r) | Op::OwnDone(_, r) => body_bytes(&r.body),
+        Op::Adopt(_, mask, _, _) => body_bytes(&Body::Keys(*mask)),
+        _ => return 1,
+    };
+    serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("keys").and_then(Value::as_array).map(Vec::len))
+        .unwrap_or(1)
+}
+
 struct World {
     store: KeyStore,
     cached: Engine,
@@ -155,16 +180,31 @@ struct World {
 
 impl World {
     fn max_bytes(&self, p: usize) -> usize {
-        self.cached.config.providers.get(p).map_or(0, |p| p.max_response_bytes)
+        self.cached
+            .config
+            .providers
+            .get(p)
+            .map_or(0, |p| p.max_response_bytes)
     }
 
     /// Read an answer as the glue does.
-    fn interpret(&mut self, p: usize, step: Step, reply: &Reply) -> Result<Fetched<identity_filter::jwks::KeySet>, FetchError> {
+    fn interpret(
+        &mut self,
+        p: usize,
+        step: Step,
+        reply: &Reply,
+    ) -> Result<Fetched<identity_filter::jwks::KeySet>, FetchError> {
         let max = self.max_bytes(p);
         let (answer, json) = answer(reply, max);
-        let issuer = self.store.discovery_issuer(p).unwrap_or_default().to_string();
+        let issuer = self
+            .store
+            .discovery_issuer(p)
+            .unwrap_or_default()
+            .to_string();
         let result = self.budget.run(|| match step {
-            Step::Discovery => answer.discovered_jwks(max, &issuer).map(Fetched::Discovered),
+            Step::Discovery => answer
+                .discovered_jwks(max, &issuer)
+                .map(Fetched::Discovered),
             Step::Jwks => answer.key_set(max).map(|(keys, _)| Fetched::Keys {
                 keys,
                 max_age: answer.max_age(),
@@ -194,7 +234,11 @@ impl World {
         }
         for p in 0..2 {
             let status = self.store.status(p);
-            assert_eq!(status, self.statuses.get(p).copied(), "status without an event");
+            assert_eq!(
+                status,
+                self.statuses.get(p).copied(),
+                "status without an event"
+            );
             if let KeyState::Ready(_) = self.store.keys(p, self.now) {
                 assert!(
                     matches!(status, Some(Status::Fresh | Status::Stale)),
@@ -205,7 +249,11 @@ impl World {
     }
 
     fn request(&mut self, provider: bool, alg: Alg, kid: &Option<String>, exp: i8) {
-        let issuer = if provider { DISCOVERY_ISSUER } else { keys::ISSUER };
+        let issuer = if provider {
+            DISCOVERY_ISSUER
+        } else {
+            keys::ISSUER
+        };
         let kid = kid.clone().unwrap_or_else(|| alg.kid(0).to_string());
         let exp = NOW.saturating_add_signed(i64::from(exp) * 60);
         let claims = json!({"iss": issuer, "sub": "s", "exp": exp, "iat": NOW - 10});
@@ -219,15 +267,30 @@ impl World {
             reject_spoofed: false,
         };
         let now_ms = self.now;
-        let cached = KeyView { engine: &self.cached, store: &self.store, now_ms };
-        let uncached = KeyView { engine: &self.uncached, store: &self.store, now_ms };
+        let cached = KeyView {
+            engine: &self.cached,
+            store: &self.store,
+            now_ms,
+        };
+        let uncached = KeyView {
+            engine: &self.uncached,
+            store: &self.store,
+            now_ms,
+        };
         let store = &self.store;
         let docs = &self.docs;
         let jwks = |p: usize| {
             let fp = store.good(p)?.keys.fingerprint();
             docs.get(&fp).cloned()
         };
-        check::decide_all(&mut self.budget, &self.cached, &self.uncached, (&cached, &uncached), &facts, now_ms / 1000, &jwks);
+        check::decide_all(
+            &self.cached,
+            &self.uncached,
+            (&cached, &uncached),
+            &facts,
+            now_ms / 1000,
+            &jwks,
+        );
     }
 
     fn step(&mut self, op: &Op) {
@@ -253,25 +316,45 @@ impl World {
                 let before = self.good(p);
                 let result = self.interpret(p, step, reply);
                 let failed = result.is_err();
-                let c = self.budget.run(|| self.store.complete(p, id, result, now, 7));
+                let c = self
+                    .budget
+                    .run(|| self.store.complete(p, id, result, now, 7));
                 if let Completion::Next(next) = &c {
                     self.flights.push((p, next.id, next.step));
                 }
                 if failed || c == Completion::Ignored {
-                    assert_eq!(before, self.good(p), "a failed or ignored answer changed the key set");
+                    assert_eq!(
+                        before,
+                        self.good(p),
+                        "a failed or ignored answer changed the key set"
+                    );
                 }
             }
             Op::Late(p, back) => {
                 let p = usize::from(*p);
                 let current = self.flights.iter().find(|f| f.0 == p).map(|f| f.1);
-                let id = current.unwrap_or(1_000).saturating_sub(u64::from(*back) + 1);
+                let id = current
+                    .unwrap_or(1_000)
+                    .saturating_sub(u64::from(*back) + 1);
                 let before = self.good(p);
                 let keys = identity_filter::jwks::KeySet::default();
                 let c = self.budget.run(|| {
-                    self.store
-                        .complete(p, id, Ok(Fetched::Keys { keys, max_age: None }), now, 1)
+                    self.store.complete(
+                        p,
+                        id,
+                        Ok(Fetched::Keys {
+                            keys,
+                            max_age: None,
+                        }),
+                        now,
+                        1,
+                    )
                 });
-                assert_eq!(c, Completion::Ignored, "an answer to fetch {id}, not in flight, was used");
+                assert_eq!(
+                    c,
+                    Completion::Ignored,
+                    "an answer to fetch {id}, not in flight, was used"
+                );
                 assert_eq!(before, self.good(p), "a late answer changed the key set");
             }
             Op::Wait(p) => {
@@ -287,7 +370,11 @@ impl World {
                 let failed = result.is_err();
                 let _ = self.budget.run(|| self.store.own_done(p, result, now, 3));
                 if failed {
-                    assert_eq!(before, self.good(p), "a failed own fetch changed the key set");
+                    assert_eq!(
+                        before,
+                        self.good(p),
+                        "a failed own fetch changed the key set"
+                    );
                 }
             }
             Op::OwnCancel(p) => self.budget.run(|| self.store.own_cancel(usize::from(*p))),
@@ -307,7 +394,12 @@ impl World {
                     .budget
                     .run(|| self.store.adopt(p, keys, fetched_at, refresh_at, now));
             }
-            Op::Request { provider, alg, kid, exp } => self.request(*provider, *alg, kid, *exp),
+            Op::Request {
+                provider,
+                alg,
+                kid,
+                exp,
+            } => self.request(*provider, *alg, kid, *exp),
         }
     }
 
@@ -325,7 +417,9 @@ impl World {
     }
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(
+    init: fuzz_support::seeds::write_if_asked("keystore"),
+    |input: Input| {
     let doc = config(input.own_fetch, input.cold_start_wait);
     let mut budget = check::Budget::new();
     let cached = budget.run(|| Engine::from_json(doc.to_string().as_bytes()));
@@ -345,9 +439,11 @@ fuzz_target!(|input: Input| {
         statuses: [Status::Empty, Status::Empty],
         budget,
     };
+    std::mem::take(&mut world.budget).finish();
     for op in input.ops.iter().take(64) {
+        world.budget = check::Budget::for_units(check::KEY_UNITS * keys_in(op));
         world.step(op);
         world.invariants();
+        std::mem::take(&mut world.budget).finish_for(op);
     }
-    world.budget.finish();
 });

@@ -66,10 +66,19 @@ struct Claims {
 #[derive(Debug, Arbitrary)]
 enum Mutation {
     /// Flip one bit of the decoded header (0), payload (1) or signature (2), re-encoded.
-    FlipBit { part: u8, at: u16, bit: u8 },
+    FlipBit {
+        part: u8,
+        at: u16,
+        bit: u8,
+    },
     /// Replace one character of the compact form.
-    SetChar { at: u16, to: u8 },
-    Truncate { at: u16 },
+    SetChar {
+        at: u16,
+        to: u8,
+    },
+    Truncate {
+        at: u16,
+    },
     Append(u8),
     /// Another `alg` in the header, the signature kept.
     ReplaceAlg(String),
@@ -299,7 +308,9 @@ fn facts(input: &Input, token: &str) -> RequestFacts {
     }
 }
 
-fuzz_target!(|input: Input| {
+fuzz_target!(
+    init: fuzz_support::seeds::write_if_asked("token"),
+    |input: Input| {
     let alg = input.alg;
     let rsa = usize::from(input.rsa_key);
     let mut header = Map::new();
@@ -338,14 +349,13 @@ fuzz_target!(|input: Input| {
         Some(m) => mutate(&signed, &header, alg, m),
         None => signed.clone(),
     };
+    let sent = request::as_host_delivers(&sent);
     let facts = facts(&input, &sent);
     let now = request::now_for(input.time);
     check::with_engines(usize::from(input.config), |cached, uncached| {
         let config = &cached.config;
         let jwks = check::inline_jwks(config);
-        let mut budget = check::Budget::new();
         let decision = check::decide_all(
-            &mut budget,
             cached,
             uncached,
             (cached, uncached),
@@ -353,7 +363,6 @@ fuzz_target!(|input: Input| {
             now,
             &jwks,
         );
-        budget.finish();
         let verified = check::verified_provider(&decision);
         // What the filter reads from the request (sources differ per configuration).
         let read = token::find(&config.token_sources, &facts, config.max_token_bytes);

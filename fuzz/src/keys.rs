@@ -190,7 +190,7 @@ pub fn configs() -> &'static [Value] {
             {"name": "tenant", "match": {"path_template": "/t/{tenant}/runs", "methods": ["GET", "POST"]},
              "require": {"tenant_from_path": "tenant", "scopes": {"all_of": ["runs:read"]}}},
             {"name": "claims", "match": {"path": "/claims", "hosts": ["api.test"]},
-             "require": {"any_of": [{"claims": [{"claim": "email", "one_of": ["a@x.test", "b@x.test"]}]},
+             "require": {"any_of": [{"claims": [{"claim": "email", "in": ["a@x.test", "b@x.test"]}]},
                                     {"issuers": [ISSUER_HS]}]}},
             {"name": "report", "match": {"path_prefix": "/report"}, "report_only": true,
              "require": {"groups": {"all_of": ["g1"]}}}

@@ -13,6 +13,7 @@ pub mod check;
 pub mod keys;
 pub mod reference;
 pub mod request;
+pub mod seeds;
 
 /// The fixed "now" of the harness (Unix seconds); tokens are minted relative to it.
 pub const NOW: u64 = 1_800_000_000;

@@ -171,9 +171,7 @@ pub fn sign(alg: Alg, rsa: usize, msg: &[u8], seed: u64) -> Vec<u8> {
 }
 
 fn member(jwk: &Value, name: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD
-        .decode(jwk.get(name)?.as_str()?)
-        .ok()
+    URL_SAFE_NO_PAD.decode(jwk.get(name)?.as_str()?).ok()
 }
 
 /// Does `sig` verify over `msg` with this JWK and algorithm (a JWS `alg` name), according to

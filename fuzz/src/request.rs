@@ -12,6 +12,14 @@
 
 use identity_filter::RequestFacts;
 
+/// A request line or header value as a host hands it to the filter: Envoy's and Kong's HTTP
+/// codecs refuse control characters in header values and paths, so they never reach the
+/// filter (and the filter's rewritten `cookie` / `:path`, which keep the client's other
+/// cookies and parameters, cannot carry any).
+pub fn as_host_delivers(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// One decoded input of the raw request target.
 #[derive(Debug, Clone)]
 pub struct RawRequest {
@@ -33,13 +41,13 @@ pub fn parse(data: &[u8]) -> RawRequest {
     let mut lines = text.split('\n');
     let first = lines.next().unwrap_or_default();
     let mut parts = first.splitn(3, ' ');
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or("/").to_string();
-    let authority = parts.next().unwrap_or("api.test").to_string();
+    let method = as_host_delivers(parts.next().unwrap_or_default());
+    let path = as_host_delivers(parts.next().unwrap_or("/"));
+    let authority = as_host_delivers(parts.next().unwrap_or("api.test"));
     let headers = lines
         .map(|line| match line.split_once(':') {
-            Some((name, value)) => (name.to_string(), value.trim_start().to_string()),
-            None => (line.to_string(), String::new()),
+            Some((name, value)) => (as_host_delivers(name), as_host_delivers(value.trim_start())),
+            None => (as_host_delivers(line), String::new()),
         })
         .collect();
     RawRequest {
@@ -59,7 +67,9 @@ pub fn parse(data: &[u8]) -> RawRequest {
 /// The inverse of [`parse`], for writing seeds.
 pub fn encode(config: u8, time: u8, facts: &RequestFacts) -> Vec<u8> {
     let mut out = vec![config | if facts.reject_spoofed { 0x80 } else { 0 }, time];
-    out.extend_from_slice(format!("{} {} {}", facts.method, facts.path, facts.authority).as_bytes());
+    out.extend_from_slice(
+        format!("{} {} {}", facts.method, facts.path, facts.authority).as_bytes(),
+    );
     for (name, value) in &facts.headers {
         out.extend_from_slice(format!("\n{name}: {value}").as_bytes());
     }
