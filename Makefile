@@ -71,7 +71,7 @@ integration-old-envoy: venv wasm $(OLD_ENVOY_STAMP) ## the integration tests aga
 prefect-test: venv wasm ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
 	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
-test: lint unit schema-check integration integration-old-envoy prefect-test ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect tests
+test: lint unit schema-check integration integration-old-envoy prefect-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect tests, fuzz smoke
 
 schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
@@ -115,6 +115,33 @@ bench-wasmtime: venv wasm ## where a request's time goes in Wasmtime (Kong) vs V
 	@$(VENV_PY) -c 'import wasmtime' 2>/dev/null || $(VENV_PY) -m pip install --disable-pip-version-check --no-input -q "$$(grep '^wasmtime==' bench/requirements.txt)"
 	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-1} $(VENV_PY) bench/wasm_host/run.py $(BENCH_WASMTIME_ARGS)
 
+# Fuzzing (fuzz/: its own crate and lock file, docs/testing.md). libFuzzer comes from the
+# libfuzzer-sys crate (built from source with the C++ compiler); the targets are built on stable
+# Rust with the sanitizer-coverage flags cargo-fuzz passes. Nothing else to install.
+FUZZ_TARGETS       ?= decide_raw token config jwks keystore crypto_diff bigint_diff
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_TRIPLE        := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_RUSTFLAGS     := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+                      -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+                      -Cllvm-args=-sanitizer-coverage-pc-table \
+                      -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+FUZZ_ENV           := FUZZ_BIN=$(CURDIR)/fuzz/target/$(FUZZ_TRIPLE)/release
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-seeds
+
+# --target keeps RUSTFLAGS off build scripts and proc macros (as cargo-fuzz does).
+fuzz-build: ## build the fuzz targets (instrumented, release): fuzz/target/<host>/release/
+	cd fuzz && RUSTFLAGS='$(FUZZ_RUSTFLAGS)' cargo build --release --locked --target $(FUZZ_TRIPLE) --bins
+
+fuzz: fuzz-build ## fuzz each target FUZZ_SECONDS (60) s (FUZZ_TARGETS='token jwks'); corpora in fuzz/gen-corpus/, crashes in fuzz/artifacts/
+	$(FUZZ_ENV) fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build ## every fuzz target FUZZ_SMOKE_SECONDS (10) s over its committed seeds (part of make test)
+	$(FUZZ_ENV) fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-seeds: fuzz-build ## rewrite the hand-made seeds of decide_raw, config and jwks in fuzz/corpus/
+	for t in decide_raw config jwks; do FUZZ_WRITE_SEEDS=fuzz/corpus/$$t fuzz/target/$(FUZZ_TRIPLE)/release/$$t; done
+
 token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 	@$(VENV_PY) tools/devissuer.py token --ttl '$(TTL)' --claims '$(CLAIMS)'
 
@@ -132,9 +159,12 @@ lint: toolchain ## rustfmt check and clippy (native and wasm32) with warnings as
 	cargo fmt --check --manifest-path tools/oci-image/Cargo.toml
 	cargo clippy --all-targets $(TOOLS_CARGO) -- -D warnings
 	cargo clippy --all-targets $(OCI_CARGO) -- -D warnings
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo clippy --all-targets --locked --manifest-path fuzz/Cargo.toml -- -D warnings
 
 clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issuer)
 	cargo clean
+	rm -rf fuzz/target
 	rm -rf .work .pytest_cache tests/__pycache__ tools/__pycache__
 
 distclean: clean ## also remove .venv and the dev issuer (.dev)

@@ -15,7 +15,7 @@
 //! Nothing here handles secrets: timing depends on the (public) exponent and operands.
 
 /// Largest modulus, in bits.
-pub(crate) const MAX_BITS: usize = 8192;
+pub const MAX_BITS: usize = 8192;
 /// Zero limbs kept before and after each operand, so that the four-row loops below can read
 /// b[j − 3 .. j] for any j without bounds arithmetic.
 const PAD: usize = 3;
@@ -30,7 +30,7 @@ const BUF: usize = MAX_LIMBS + 2 * PAD;
 
 /// An odd modulus n ≥ 3 with its Montgomery constants.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Modulus {
+pub struct Modulus {
     /// n in little-endian w-bit limbs, padded: PAD zeros, L limbs, PAD zeros.
     n: Vec<u32>,
     /// R² mod n, R = 2^(w·L), padded like `n`.
@@ -69,7 +69,7 @@ impl Scratch {
 impl Modulus {
     /// Precompute the constants for the odd modulus `n_be` (big-endian, no leading zero byte)
     /// of `bits` bits. `None` if n is even, below 3 or above [`MAX_BITS`].
-    pub(crate) fn new(n_be: &[u8], bits: usize) -> Option<Modulus> {
+    pub fn new(n_be: &[u8], bits: usize) -> Option<Modulus> {
         if !(2..=MAX_BITS).contains(&bits) || n_be.last().is_none_or(|b| b & 1 == 0) {
             return None;
         }
@@ -109,7 +109,7 @@ impl Modulus {
 
     /// `out` = s^e mod n as big-endian bytes (`out.len()` of them), for s (big-endian bytes) < n
     /// and odd e ≥ 3. `None` if a length is out of range.
-    pub(crate) fn pow_be(&self, s_be: &[u8], e: u64, out: &mut [u8]) -> Option<()> {
+    pub fn pow_be(&self, s_be: &[u8], e: u64, out: &mut [u8]) -> Option<()> {
         if e < 3 || e & 1 == 0 {
             return None;
         }

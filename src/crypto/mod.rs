@@ -14,7 +14,7 @@
 //! verification then takes the message and the raw JWS signature and returns a plain `bool`.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-mod bigint;
+pub mod bigint;
 pub mod ec;
 pub mod ed25519;
 pub(crate) mod nist;
