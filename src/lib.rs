@@ -1,5 +1,6 @@
 //! Identity filter: verifies JWTs in-process, authorizes the request against the caller's claims,
-//! strips client-sent identity headers and injects the verified identity. One `wasm32-wasip1`
+//! keeps client-sent identity headers from the upstream (stripped, or refused where the host
+//! cannot strip) and injects the verified identity. One `wasm32-wasip1`
 //! module for Envoy, Istio and Kong (proxy-wasm).
 //!
 //! The decision is pure Rust with no host calls (every module but `filter`), tested natively;
