@@ -1,12 +1,13 @@
 //! The verified-token cache: a bounded LRU map from a token (the whole token, compared byte for
 //! byte) to the identity it verified to. It used to be keyed by SHA-256(token); hashing the token
-//! with the map's fast seeded hasher and comparing it in full is as exact and took the cached
-//! request path under Wasmtime (Kong's runtime) from about 18 to about 5 µs
+//! with the map's fast seeded hasher and comparing it in full is as exact, and took the cached
+//! request path under Wasmtime (Kong's runtime) from about 18 to about 8 µs
 //! (docs/benchmarks-wasmtime.md). Tokens over [`MAX_CACHED_TOKEN_BYTES`] are not cached (as in
-//! Envoy's jwt_authn), which bounds the memory to that times `max_entries`. A hit skips parsing and the signature check only: the caller re-checks the time claims
-//! (and every other registered claim) and applies the route's policy as for any request.
-//! Entries die with the token's `exp` (plus skew) or `max_ttl_seconds`, whichever comes first,
-//! and are ignored once the issuer's key set changes (its fingerprint differs).
+//! Envoy's jwt_authn), which bounds the memory to that times `max_entries`. A hit skips parsing
+//! and the signature check only: the caller re-checks the time claims (and every other registered
+//! claim) and applies the route's policy as for any request. Entries die with the token's `exp`
+//! (plus skew) or `max_ttl_seconds`, whichever comes first, and are ignored once the issuer's key
+//! set changes (its fingerprint differs).
 
 use std::rc::Rc;
 

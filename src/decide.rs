@@ -197,13 +197,14 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         report_only: false,
         token_removed: None,
     };
-    if facts.reject_spoofed && !engine.managed.present(facts).is_empty() {
+    let present = engine.managed.present(facts);
+    if facts.reject_spoofed && !present.is_empty() {
         // Before any other work, on every route and in report-only mode too: the host cannot
         // keep the client's header from the upstream, so the request cannot go on.
         log.rule = "spoofed_headers".into();
         return deny(engine, Denial::new(Reason::IdentityHeaderSpoofed), log);
     }
-    let mut ops = headers::strip(&engine.managed, facts);
+    let mut ops = headers::strip(present);
 
     if let Some(response) = engine
         .signer

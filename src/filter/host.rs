@@ -134,14 +134,11 @@ impl HostKind {
         self == HostKind::Envoy
     }
 
-    /// The request header that holds the host the client asked for: in ngx_wasm_module
-    /// `:authority` is nginx's `server_name:port`, the client's host is in `host`; Envoy folds
-    /// `Host` into `:authority`.
-    pub fn authority_headers(self) -> [&'static str; 2] {
-        match self {
-            HostKind::Envoy => [":authority", "host"],
-            HostKind::Ngx => ["host", ":authority"],
-        }
+    /// Whether the host the client asked for is read from the `host` header first: in
+    /// ngx_wasm_module `:authority` is nginx's `server_name:port`, the client's host is in
+    /// `host`; Envoy folds `Host` into `:authority`, which is read first there.
+    pub fn authority_from_host_header(self) -> bool {
+        self == HostKind::Ngx
     }
 
     pub fn name(self) -> &'static str {

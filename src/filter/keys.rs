@@ -117,7 +117,8 @@ struct Inner {
 pub(super) struct RemoteKeys {
     inner: RefCell<Inner>,
     root_id: u32,
-    /// `remote_keys.shared_data` as configured.
+    /// `remote_keys.shared_data` as configured (whether it may be used now is decided when it
+    /// would be: [`RemoteKeys::shared_now`]).
     shared_configured: bool,
     /// `remote_keys.waiting`, resolved once the host is known (`State::profile`).
     mode: Cell<WaitMode>,
@@ -625,7 +626,7 @@ impl RemoteKeys {
                     .map(Fetched::Discovered)
             }
             Step::Jwks => answer.key_set(max).map(|(keys, json)| {
-                if self.shares() {
+                if self.shared_configured {
                     let mut inner = self.inner.borrow_mut();
                     inner.publish.retain(|(q, _)| *q != p);
                     inner.publish.push((p, json));
@@ -642,12 +643,6 @@ impl RemoteKeys {
             Ok(Fetched::Discovered(_)) => {}
         }
         result
-    }
-
-    /// Whether `remote_keys.shared_data` is configured (whether it may be used is decided when
-    /// it would be: [`RemoteKeys::shared_now`]).
-    fn shares(&self) -> bool {
-        !self.shared_keys.is_empty() && self.shared_configured
     }
 
     /// `own_fetch`: dispatch a fetch from the current HTTP context (the host delivers the

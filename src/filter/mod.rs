@@ -420,8 +420,7 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
             }
         }
     }
-    let [first, _] = profile.kind.authority_headers();
-    facts.authority = if first == "host" {
+    facts.authority = if profile.kind.authority_from_host_header() {
         host_header.or(authority)
     } else {
         authority.or(host_header)
