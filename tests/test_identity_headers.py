@@ -81,6 +81,25 @@ def test_spoofed_headers_with_a_cors_preflight_are_removed(main):
     assert "x-identity-subject" not in seen["headers"]
 
 
+def test_every_header_under_the_reserved_prefix_is_removed_though_not_configured(main):
+    # main_config has no assertion and no `x-identity-anything` claim header: the prefix covers them.
+    unconfigured = {"x-identity-assertion": "forged.jwt.x", "X-Identity-Tenant": "acme",
+                    "x-identity-report": "allow; rule=admin", "x-identity-anything": "1"}
+    seen = assert_allowed(main.get("/public/page", {**unconfigured, "x-other": "kept"}))
+    for header in unconfigured:
+        assert header.lower() not in seen["headers"], header
+    assert seen["headers"]["x-other"] == "kept"
+
+
+def test_an_empty_reserved_prefix_strips_only_configured_headers(envoy_with, keys):
+    config = support.with_change(support.main_config(keys), ["headers", "reserved_prefix"], "")
+    envoy = envoy_with(config, "no-reserved-prefix")
+    seen = assert_allowed(envoy.get("/public/page", {"x-identity-anything": "1", **SPOOFED}))
+    assert seen["headers"]["x-identity-anything"] == "1"
+    for header in SPOOFED:
+        assert header not in seen["headers"], header
+
+
 def test_anonymous_route_with_a_valid_token_gets_identity(main, keys):
     seen = assert_allowed(main.get("/public/page", bearer(token(keys))))
     assert seen["headers"]["x-identity-subject"] == "alice"
