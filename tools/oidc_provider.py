@@ -325,6 +325,22 @@ class OidcProvider:
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def count(self, path: str, method: str = "GET") -> int:
+        """How many ``method path`` requests the server answered so far (from its log)."""
+        needle = f" {method} {path} "
+        return sum(1 for line in self.log_text().splitlines() if needle in line and " control " not in line)
+
+    def wait_for_count(self, path: str, at_least: int, *, method: str = "GET", timeout: float = 10.0) -> int:
+        """Wait until ``method path`` was answered ``at_least`` times; returns the count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.count(path, method)
+            if seen >= at_least:
+                return seen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{method} {path} answered {seen} times, wanted {at_least}")
+            time.sleep(0.05)
+
     def _tail_note(self) -> str:
         tail = self.log_tail()
         return f"\n--- {self.log_path} ---\n{tail}" if tail else ""
