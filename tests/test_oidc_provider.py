@@ -189,6 +189,15 @@ def test_real_tokens_pass_with_identity_headers_for_both_client_auth_methods(was
         assert op.count("/jwks") >= 1
 
 
+@pytest.mark.parametrize("alg", ["PS256", "ES256", "ES384", "EdDSA"])
+def test_real_tokens_signed_with_other_algorithms_pass(wasm, echo, oidc_provider_with, alg):
+    op = oidc_provider_with(clients=[Client.basic("svc", scope="orders:read")], resources=resources(), alg=alg)
+    with gateway(wasm, echo, op) as envoy:
+        token = op.token("svc", scope="orders:read", resource=ORDERS)
+        assert jwt.get_unverified_header(token)["alg"] == alg
+        assert assert_allowed(envoy.get("/orders", headers=bearer(token)))["headers"]["x-identity-subject"] == "svc"
+
+
 def test_token_for_another_resource_is_audience_mismatch(wasm, echo, oidc_provider_with):
     op = oidc_provider_with(clients=[Client.basic("svc", scope="orders:read billing:read")],
                             resources=resources())

@@ -17,6 +17,7 @@
 //                    indicator), "access_token_ttl": seconds (default 300)}}
 //   clients          [{"client_id", "client_secret" (client_secret_basic) or "jwks" (its public
 //                    keys: private_key_jwt), "token_endpoint_auth_method" (default from the two),
+//                    "token_endpoint_auth_signing_alg" (private_key_jwt; default: any allowed),
 //                    "scope": "allowed scopes" (default: any), "extra_claims": {...}}]
 //
 // What it serves: discovery (/.well-known/openid-configuration), the JWKS (/jwks) and the token
@@ -158,6 +159,9 @@ function buildProvider(issuer) {
     scopes: allScopes(),
     cookies: { keys: cookieKeys },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    // Every client's default ID token algorithm must be one the key store serves.
+    clientDefaults: { id_token_signed_response_alg: state.alg },
+    enabledJWA: { idTokenSigningAlgValues: Object.keys(KEY_TYPES) },
     ttl: {
       // Only tokens without a resource (opaque) use it; resource servers set their own.
       ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? DEFAULT_TTL,
