@@ -156,18 +156,6 @@ pub fn lookup<'a>(claims: &'a Claims, path: &ClaimPath) -> Option<&'a Value> {
     path.lookup(claims)
 }
 
-impl std::fmt::Display for ClaimPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Form::Dotted { text, .. } => f.write_str(text),
-            Form::Keys(keys) if keys.len() == 1 && !keys.iter().any(|k| k.contains('.')) => {
-                f.write_str(keys.first().map(String::as_str).unwrap_or_default())
-            }
-            Form::Keys(keys) => write!(f, "{}", Value::from(keys.clone())),
-        }
-    }
-}
-
 impl<'de> Deserialize<'de> for ClaimPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(ClaimPathVisitor)
