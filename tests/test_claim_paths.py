@@ -216,3 +216,12 @@ def test_a_providers_claim_header_sent_by_the_client_is_refused_when_rejecting(r
     assert_denied(rejecting.get("/public/page", {header: "forged"}), "identity_header_spoofed")
     reply = rejecting.get("/api/items", {header: "forged", **bearer(partner_token(keys, cognito_access()))})
     assert_denied(reply, "identity_header_spoofed")
+
+
+def test_in_report_only_mode_a_would_be_refused_request_loses_every_claim_header_too(envoy_with, keys):
+    report_only = envoy_with({**config(keys), "report_only": True}, "claim-paths-report-only")
+    tok = partner_token(keys, cognito_access(client_id="another-client"))
+    seen = assert_allowed(report_only.get("/nowhere", {**SPOOFED, **bearer(tok)}))
+    assert seen["headers"]["x-identity-report"] == "deny; reason=forbidden; rule=default"
+    for header in SPOOFED:
+        assert header not in seen["headers"], header
