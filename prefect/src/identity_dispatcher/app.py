@@ -9,6 +9,9 @@
     so that nobody learns which runs exist.
 ``GET /healthz``  liveness, no identity needed.
 
+With ``DISPATCHER_BACKEND=airflow`` the run endpoints are Airflow's DAG runs instead
+(:mod:`.airflow_backend`); everything else here is shared.
+
 Every refusal carries ``x-identity-reason: <code>[; rule=<name>]`` and a JSON body
 ``{"error", "status", "message", "rule"?}``; every decision is one JSON log line on stdout.
 """
@@ -50,7 +53,7 @@ class Dispatcher:
         settings: Settings,
         policy: Policy,
         keys: KeyStore,
-        prefect: PrefectApi,
+        prefect: PrefectApi | None,
         log: DecisionLog,
     ) -> None:
         self.settings = settings
@@ -290,6 +293,8 @@ def build_dispatcher(settings: Settings, jwks_http: httpx.AsyncClient | None = N
         cache_seconds=settings.jwks_cache_seconds,
         min_refetch_seconds=settings.jwks_min_refetch_seconds,
     )
+    if settings.backend != "prefect":
+        return Dispatcher(settings, policy, keys, None, DecisionLog())
     prefect = PrefectApi(
         settings.prefect_api_url,
         auth_string=settings.prefect_api_auth_string,
@@ -305,24 +310,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     jwks_http = httpx.AsyncClient() if settings.jwks_url else None
     dispatcher = build_dispatcher(settings, jwks_http)
+    backend_api: Any = dispatcher.prefect
+    if settings.backend == "airflow":
+        from . import airflow_backend
+
+        backend_api = airflow_backend.build_api(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        await dispatcher.prefect.aclose()
+        await backend_api.aclose()
         if jwks_http is not None:
             await jwks_http.aclose()
 
     app = FastAPI(
         title="identity dispatcher",
-        description="Starts Prefect flow runs for callers identified by the gateway's signed assertion.",
+        description=f"Starts {settings.backend.title()} runs for callers identified by the gateway's signed assertion.",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
     app.state.dispatcher = dispatcher
+    if settings.backend == "airflow":
+        airflow_backend.add_routes(app, dispatcher, backend_api)
+    else:
+        _add_prefect_routes(app, dispatcher)
 
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _add_prefect_routes(app: FastAPI, dispatcher: Dispatcher) -> None:
     @app.post("/runs/{flow}/{deployment}")
     async def start_run(request: Request, flow: str, deployment: str) -> JSONResponse:
         try:
@@ -338,9 +360,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as error:
             return dispatcher.refuse(request, Refusal("internal_error", detail=repr(error)), None,
                                      flow_run_id=flow_run_id)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app

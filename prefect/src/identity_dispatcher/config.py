@@ -15,12 +15,29 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+#: The orchestrators the dispatcher can start runs in (``DISPATCHER_BACKEND``).
+BACKENDS = ("prefect", "airflow")
+
+
 @dataclass(frozen=True)
 class Settings:
     #: Policy file (YAML or JSON). Required.
     policy_file: str
-    #: Base URL of the Prefect API, e.g. ``http://127.0.0.1:4200/api``.
-    prefect_api_url: str
+    #: Base URL of the Prefect API, e.g. ``http://127.0.0.1:4200/api`` (the prefect backend).
+    prefect_api_url: str = ""
+    #: ``prefect`` (flow runs) or ``airflow`` (DAG runs).
+    backend: str = "prefect"
+    #: Root URL of the Airflow API server, e.g. ``http://127.0.0.1:8080`` (the airflow backend).
+    airflow_api_url: str = ""
+    #: The dispatcher's own Airflow account (simple auth manager / ``POST /auth/token``).
+    airflow_username: str | None = None
+    airflow_password: str | None = None
+    #: A ready API token instead (e.g. issued by the auth manager in use); no login then.
+    airflow_token: str | None = None
+    #: Attempts, first back-off and timeout of one Airflow call (as the Prefect ones).
+    airflow_attempts: int = 5
+    airflow_backoff_seconds: float = 0.2
+    airflow_timeout_seconds: float = 30.0
     #: Optional ``user:password`` for a Prefect server started with basic auth.
     prefect_api_auth_string: str | None = None
     #: Expected ``aud`` of the assertion: the name the filter gives this service.
@@ -91,9 +108,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not policy_file:
         raise ConfigError("DISPATCHER_POLICY_FILE: required (a YAML or JSON policy file)")
 
-    api_url = env.get("PREFECT_API_URL")
-    if not api_url:
+    backend = env.get("DISPATCHER_BACKEND") or "prefect"
+    if backend not in BACKENDS:
+        raise ConfigError(f"DISPATCHER_BACKEND: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    api_url = env.get("PREFECT_API_URL") or ""
+    if backend == "prefect" and not api_url:
         raise ConfigError("PREFECT_API_URL: required, e.g. http://127.0.0.1:4200/api")
+    airflow = _airflow_settings(env) if backend == "airflow" else {}
 
     secret: bytes | None = None
     if env.get("DISPATCHER_HS256_SECRET") and env.get("DISPATCHER_HS256_SECRET_FILE"):
@@ -122,7 +143,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         policy_file=policy_file,
         prefect_api_url=api_url.rstrip("/"),
         prefect_api_auth_string=env.get("PREFECT_API_AUTH_STRING") or None,
-        audience=env.get("DISPATCHER_AUDIENCE") or "prefect-dispatcher",
+        backend=backend,
+        **airflow,
+        audience=env.get("DISPATCHER_AUDIENCE") or f"{backend}-dispatcher",
         assertion_issuer=env.get("DISPATCHER_ASSERTION_ISSUER") or "identity-filter",
         assertion_header=_header_name(env, "DISPATCHER_ASSERTION_HEADER", "x-identity-assertion"),
         reason_header=_header_name(env, "DISPATCHER_REASON_HEADER", "x-identity-reason"),
@@ -146,3 +169,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "or DISPATCHER_JWKS_URL"
         )
     return settings
+
+
+def _airflow_settings(env: Mapping[str, str]) -> dict:
+    url = (env.get("AIRFLOW_API_URL") or "").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("AIRFLOW_API_URL: required with DISPATCHER_BACKEND=airflow, the API "
+                          f"server's root URL, e.g. http://127.0.0.1:8080 (got {url!r})")
+    if url.endswith("/api/v2"):
+        url = url[: -len("/api/v2")]
+    password = env.get("DISPATCHER_AIRFLOW_PASSWORD") or None
+    password_file = env.get("DISPATCHER_AIRFLOW_PASSWORD_FILE")
+    if password and password_file:
+        raise ConfigError("DISPATCHER_AIRFLOW_PASSWORD and DISPATCHER_AIRFLOW_PASSWORD_FILE: set only one")
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as handle:
+                password = handle.read().rstrip("\r\n")
+        except OSError as error:
+            raise ConfigError(f"DISPATCHER_AIRFLOW_PASSWORD_FILE: cannot read {password_file}: {error}") from None
+    username = env.get("DISPATCHER_AIRFLOW_USERNAME") or None
+    token = env.get("DISPATCHER_AIRFLOW_TOKEN") or None
+    if token is None and not (username and password):
+        raise ConfigError("DISPATCHER_AIRFLOW_USERNAME and DISPATCHER_AIRFLOW_PASSWORD(_FILE): "
+                          "required with DISPATCHER_BACKEND=airflow (or DISPATCHER_AIRFLOW_TOKEN)")
+    return {"airflow_api_url": url, "airflow_username": username, "airflow_password": password,
+            "airflow_token": token,
+            "airflow_attempts": _number(env, "DISPATCHER_AIRFLOW_ATTEMPTS", 5, int, 1),
+            "airflow_backoff_seconds": _number(env, "DISPATCHER_AIRFLOW_BACKOFF_SECONDS", 0.2),
+            "airflow_timeout_seconds": _number(env, "DISPATCHER_AIRFLOW_TIMEOUT_SECONDS", 30.0)}

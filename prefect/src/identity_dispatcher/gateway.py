@@ -37,6 +37,11 @@ DEFAULT_RUN_ROLES = ("flow-runner", "flow-admin")
 START_RULE = "runs-start"
 READ_RULE = "runs-read"
 
+#: The Airflow backend's endpoints: roles that may start a DAG run, and the rule names.
+DEFAULT_DAG_RUN_ROLES = ("dag-runner", "dag-admin")
+DAG_START_RULE = "dag-runs-start"
+DAG_READ_RULE = "dag-runs-read"
+
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -84,8 +89,11 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
                   *, audience: str = "prefect-dispatcher", issuer: str = "identity-filter",
                   run_roles: Sequence[str] = DEFAULT_RUN_ROLES, lifetime_seconds: int = 60,
                   jwks_path: str | None = JWKS_PATH,
-                  strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS) -> dict[str, Any]:
+                  strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS,
+                  rules: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The plugin configuration of the filter in front of the dispatcher.
+
+    ``rules`` replaces the Prefect endpoints' rules (e.g. :func:`airflow_rules`).
 
     ``jwks_path`` is used only when the signing key is EdDSA (the filter refuses it otherwise).
     """
@@ -99,7 +107,7 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
         assertion["jwks_path"] = jwks_path
     return {
         "providers": [dict(p) for p in providers],
-        "rules": [
+        "rules": [dict(r) for r in rules] if rules is not None else [
             {"name": START_RULE,
              "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
              "require": {"roles": {"any_of": list(run_roles)}}},
@@ -109,3 +117,16 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
         "headers": {"strip": list(strip), "assertion": assertion},
         "errors": {"detail": "reason"},
     }
+
+
+def airflow_rules(run_roles: Sequence[str] = DEFAULT_DAG_RUN_ROLES) -> list[dict[str, Any]]:
+    """The filter's rules in front of the Airflow backend: ``POST /dags/{dag_id}/runs`` (rule
+    ``dag-runs-start``) needs one of ``run_roles``; ``GET /dags/{dag_id}/runs/{dag_run_id}``
+    (rule ``dag-runs-read``) any valid token; the dispatcher's policy decides per DAG."""
+    return [
+        {"name": DAG_START_RULE,
+         "match": {"path_template": "/dags/{dag_id}/runs", "methods": ["POST"]},
+         "require": {"roles": {"any_of": list(run_roles)}}},
+        {"name": DAG_READ_RULE,
+         "match": {"path_template": "/dags/{dag_id}/runs/{dag_run_id}", "methods": ["GET"]}},
+    ]

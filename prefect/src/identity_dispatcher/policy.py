@@ -1,12 +1,13 @@
-"""Which identities may run which deployment, with which parameters, and who may read the runs.
+"""Which identities may run which deployment (Prefect) or DAG (Airflow), with which parameters
+(a DAG run's ``conf`` keys), and who may read the runs.
 
 The policy file is YAML or JSON (README.md, "Policy file"). It is strict: an unknown or mistyped
 field stops the dispatcher with an error naming its path, e.g. ``rules[1].roles.any_of``.
 
 Evaluation, for a caller and a deployment ``flow/deployment``:
 
-* rules are read in order; a rule *applies* when one of its ``deployments`` globs matches and
-  every condition it states holds for the caller;
+* rules are read in order; a rule *applies* when one of its ``deployments`` globs (for a DAG:
+  its ``dags`` globs) matches and every condition it states holds for the caller;
 * the first rule that applies decides: ``effect: allow`` allows (with its ``parameters`` and
   ``read``), ``effect: deny`` refuses naming that rule;
 * when no rule applies the request is refused (default deny), naming the first ``allow`` rule
@@ -54,6 +55,8 @@ class Rule:
     name: str
     deployments: tuple[str, ...]
     effect: str = "allow"
+    #: Airflow DAG ids (globs) the rule is about; ``deployments`` are Prefect's.
+    dags: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
     subjects: tuple[str, ...] = ()
@@ -68,6 +71,10 @@ class Rule:
 
     def matches_deployment(self, deployment: str) -> bool:
         return _any_glob(self.deployments, deployment)
+
+    def matches(self, target: str, kind: str = "deployment") -> bool:
+        """Whether the rule is about ``target``: a deployment (``flow/deployment``) or a DAG id."""
+        return _any_glob(self.dags if kind == "dag" else self.deployments, target)
 
     def holds_for(self, identity: Identity) -> bool:
         if self.issuers and not _any_glob(self.issuers, identity.idp):
@@ -98,11 +105,12 @@ class Policy:
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
 
-    def decide(self, identity: Identity, deployment: str) -> Rule:
-        """The allowing rule, or :class:`Refusal` ``forbidden`` naming the denying rule."""
+    def decide(self, identity: Identity, deployment: str, kind: str = "deployment") -> Rule:
+        """The allowing rule, or :class:`Refusal` ``forbidden`` naming the denying rule.
+        ``kind`` is ``deployment`` (Prefect, ``flow/deployment``) or ``dag`` (an Airflow DAG id)."""
         first_for_deployment: Rule | None = None
         for rule in self.rules:
-            if not rule.matches_deployment(deployment):
+            if not rule.matches(deployment, kind):
                 continue
             if rule.effect == "allow":
                 first_for_deployment = first_for_deployment or rule
@@ -129,7 +137,7 @@ def _any_glob(patterns: Iterable[str], value: str) -> bool:
 
 
 _RULE_FIELDS = {
-    "name", "deployments", "effect", "issuers", "providers", "subjects", "tenants",
+    "name", "deployments", "dags", "effect", "issuers", "providers", "subjects", "tenants",
     "roles", "groups", "scopes", "parameters", "read", "description",
 }
 
@@ -169,8 +177,9 @@ def _rule(value: Any, path: str) -> Rule:
     name = value.get("name")
     if not isinstance(name, str) or not name or any(c in name for c in ";,\r\n\" "):
         raise PolicyError(f"{path}.name", "required; a non-empty name without spaces, ';' or ','")
-    if "deployments" not in value:
-        raise PolicyError(f"{path}.deployments", "required: flow/deployment names or globs")
+    if "deployments" not in value and "dags" not in value:
+        raise PolicyError(f"{path}.deployments",
+                          "required: flow/deployment names or globs (or dags: Airflow DAG ids)")
     effect = value.get("effect", "allow")
     if effect not in ("allow", "deny"):
         raise PolicyError(f"{path}.effect", "expected 'allow' or 'deny'")
@@ -181,8 +190,10 @@ def _rule(value: Any, path: str) -> Rule:
         raise PolicyError(f"{path}.description", "expected a string")
     return Rule(
         name=name,
-        deployments=_strings(value["deployments"], f"{path}.deployments", allow_empty=False),
+        deployments=(_strings(value["deployments"], f"{path}.deployments", allow_empty=False)
+                     if "deployments" in value else ()),
         effect=effect,
+        dags=_strings(value["dags"], f"{path}.dags", allow_empty=False) if "dags" in value else (),
         issuers=_strings(value.get("issuers", []), f"{path}.issuers"),
         providers=_strings(value.get("providers", []), f"{path}.providers"),
         subjects=_strings(value.get("subjects", []), f"{path}.subjects"),

@@ -38,6 +38,10 @@ REASONS: dict[str, tuple[int, str]] = {
     "keys_unavailable": (503, "the assertion's verification keys are unavailable; retry later"),
     "prefect_unavailable": (503, "the Prefect API is unavailable; retry later"),
     "prefect_error": (502, "the Prefect API answered unexpectedly"),
+    # Airflow backend (DISPATCHER_BACKEND=airflow).
+    "dag_not_found": (404, "no such DAG"),
+    "airflow_unavailable": (503, "the Airflow API is unavailable; retry later"),
+    "airflow_error": (502, "the Airflow API answered unexpectedly"),
     "internal_error": (500, "the dispatcher failed unexpectedly"),
 }
 
@@ -45,7 +49,7 @@ REASONS: dict[str, tuple[int, str]] = {
 #: (why a signature failed, whose run it is, internal URLs) stay in the decision log.
 PUBLIC_DETAIL = frozenset({
     "parameter_forbidden", "parameter_template_refused", "parameters_invalid", "body_invalid",
-    "body_too_large", "idempotency_conflict", "deployment_not_found",
+    "body_too_large", "idempotency_conflict", "deployment_not_found", "dag_not_found",
 })
 
 #: Seconds suggested in ``Retry-After`` for 503 answers.
