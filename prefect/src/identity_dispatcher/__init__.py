@@ -1,4 +1,4 @@
-"""Prefect side of the identity filter.
+"""Prefect (and Airflow) side of the identity filter.
 
 Modules, one job each:
 
@@ -14,6 +14,8 @@ Modules, one job each:
 - :mod:`.client` — for flows calling APIs through the gateway: typed errors with reason codes
 - :mod:`.gateway` — the identity filter's configuration in front of the dispatcher
 - :mod:`.testing` — starts a real Prefect server, served flows and a dispatcher (tests, demos)
+- :mod:`.airflow_api`, :mod:`.airflow_backend` — the Airflow backend (``DISPATCHER_BACKEND=airflow``)
+- :mod:`.airflow_testing` — starts a real Airflow on SQLite (tests)
 """
 
 from .assertion import CONTRACT_VERSION, Identity, verify_assertion
