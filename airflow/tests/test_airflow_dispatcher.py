@@ -3,8 +3,8 @@ Airflow backend, and a real Airflow that runs the DAG. See conftest.py for the s
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import subprocess
+import sys
 import uuid
 
 import httpx
@@ -24,10 +24,12 @@ def decisions_for(dispatcher, request_id: str) -> list[dict]:
     return [d for d in dispatcher.decisions() if d.get("request_id") == request_id]
 
 
-def test_the_dispatcher_runs_here_without_prefect():
-    # This venv is Airflow's: the dispatcher (started from it by the fixtures) has no Prefect.
-    assert importlib.util.find_spec("prefect") is None or not hasattr(
-        importlib.import_module("prefect"), "flow")
+def test_the_dispatcher_runs_here_without_prefect(dispatcher, tmp_path):
+    # The dispatcher serving these tests runs with this venv's Python, which has no Prefect.
+    assert dispatcher.process.popen.args[0] == sys.executable
+    probe = subprocess.run([sys.executable, "-c", "import prefect"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode != 0 and "No module named 'prefect'" in probe.stderr
 
 
 def test_permitted_caller_starts_a_run_that_records_them_and_completes(through_gateway, airflow,
