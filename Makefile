@@ -38,7 +38,7 @@ OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
 .PHONY: schema schema-check oci
-.PHONY: prefect-test run-prefect integration-old-envoy oidc-provider airflow-venv airflow-test
+.PHONY: prefect-test run-prefect integration-old-envoy oidc-provider airflow-venv airflow-test run-airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ airflow-venv: $(AIRFLOW_STAMP) ## Airflow 3 venv (.venv-airflow) from airflow/re
 
 airflow-test: venv wasm airflow-venv ## dispatcher's Airflow backend: real Airflow on SQLite, real Envoy + filter (AIRFLOW_PYTEST_ARGS='-k name')
 	IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
+
+run-airflow: venv wasm airflow-venv ## Envoy + filter + dispatcher (Airflow backend) + Airflow on SQLite on 127.0.0.1; Ctrl-C stops
+	ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) tools/run_airflow.py
 
 test: lint unit schema-check integration integration-old-envoy prefect-test airflow-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect and Airflow tests, fuzz smoke
 

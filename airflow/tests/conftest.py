@@ -1,4 +1,6 @@
-"""The Airflow backend of the dispatcher against real components, started once per session:
+"""The Airflow backend of the dispatcher against real components, started once per test module
+(only test_airflow_dispatcher.py uses them; test_run_airflow.py starts its own chain, after these
+are stopped):
 
 - Airflow 3 on SQLite (:class:`identity_dispatcher.airflow_testing.AirflowServer`: api-server,
   scheduler, dag-processor) with the DAGs of ``airflow/dags``, and a service account for the
@@ -79,7 +81,7 @@ def gateway_unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="airflow-chain-"))
     yield path
@@ -87,7 +89,7 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow(workdir: Path) -> Iterator[AirflowServer]:
     server = AirflowServer(workdir, DAGS)
     try:
@@ -98,22 +100,22 @@ def airflow(workdir: Path) -> Iterator[AirflowServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def minter() -> AssertionMinter:
     return AssertionMinter(audience=AUDIENCE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def token_issuer() -> TokenIssuer:
     return TokenIssuer(audience="airflow-gateway")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dispatcher_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gateway(workdir: Path, token_issuer: TokenIssuer, minter: AssertionMinter,
             dispatcher_port: int) -> Iterator[Any]:
     """Envoy + filter in front of the dispatcher (started first: the dispatcher fetches the
@@ -139,7 +141,7 @@ def gateway(workdir: Path, token_issuer: TokenIssuer, minter: AssertionMinter,
         envoy.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dispatcher(workdir: Path, airflow: AirflowServer, minter: AssertionMinter, gateway: Any,
                dispatcher_port: int) -> Iterator[DispatcherProcess]:
     env = {**minter.dispatcher_env(workdir), **airflow.dispatcher_env()}
