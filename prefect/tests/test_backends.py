@@ -105,3 +105,49 @@ def test_run_id_is_per_caller_and_request_and_proves_its_owner():
     forged = {"dag_run_id": run_id, "conf": {"requested_by": {**requested_by(ALICE, "dags"), "sub": "bob"}}}
     assert not _created_by_dispatcher(forged, "hello")
     assert not _created_by_dispatcher({"dag_run_id": "manual__1", "conf": {}}, "hello")
+
+
+def test_airflow_api_logs_in_once_and_again_after_a_401():
+    import asyncio
+
+    import httpx
+
+    from identity_dispatcher.airflow_api import AirflowApi, AirflowUnavailable
+
+    seen: list[tuple[str, str, str | None]] = []
+    tokens = iter(["t1", "t2"])
+    state = {"valid": None, "busy": 2}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        auth = request.headers.get("authorization")
+        seen.append((request.method, request.url.path, auth))
+        if request.url.path == "/auth/token":
+            assert request.read() == b'{"username":"svc","password":"pw"}'
+            state["valid"] = next(tokens)
+            return httpx.Response(201, json={"access_token": state["valid"]})
+        if auth != f"Bearer {state['valid']}":
+            return httpx.Response(401, json={"detail": "expired"})
+        if request.url.path == "/api/v2/dags/busy" and state["busy"]:
+            state["busy"] -= 1
+            return httpx.Response(503)
+        if request.url.path == "/api/v2/dags/down":
+            return httpx.Response(502)
+        return httpx.Response(200, json={"dag_id": request.url.path.rsplit("/", 1)[1]})
+
+    async def scenario() -> None:
+        api = AirflowApi("http://airflow.test/", username="svc", password="pw", backoff_seconds=0.001,
+                         attempts=3, transport=httpx.MockTransport(handler))
+        assert (await api.read_dag("hello"))["dag_id"] == "hello"
+        state["valid"] = "rotated"  # Airflow no longer accepts t1
+        assert (await api.read_dag("hello"))["dag_id"] == "hello"
+        assert (await api.read_dag("busy"))["dag_id"] == "busy"  # two 503s, then 200
+        with pytest.raises(AirflowUnavailable):
+            await api.read_dag("down")
+        assert (api.logins, api.retries) == (2, 4)
+        await api.aclose()
+
+    asyncio.run(scenario())
+    assert [s for s in seen if s[1] == "/auth/token"] == [("POST", "/auth/token", None)] * 2
+    assert seen[1] == ("GET", "/api/v2/dags/hello", "Bearer t1")
+    assert seen[2] == ("GET", "/api/v2/dags/hello", "Bearer t1")  # refused: 401
+    assert seen[4] == ("GET", "/api/v2/dags/hello", "Bearer t2")
