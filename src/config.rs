@@ -203,6 +203,14 @@ pub struct Provider {
     /// ES256, ES384, EdDSA. HS256/384/512 must be listed explicitly and need an `oct` key.
     #[serde(default)]
     pub algorithms: Vec<Algorithm>,
+    /// Smallest RSA modulus, in bits, of this issuer's keys (1024–4096). A shorter RSA key in
+    /// the key set, inline or fetched, is skipped (logged once per read, counted in
+    /// `identity_filter.keys.weak_skipped`); tokens it signed get 401 `key_not_found`, the rest
+    /// of the set works. The upper bound is the largest RSA key accepted at all; below 1024 bits
+    /// keys have been factored publicly. Default 2048.
+    #[serde(default = "default_min_rsa_bits")]
+    #[schemars(range(min = 1024, max = 4096))]
+    pub min_rsa_bits: u64,
     /// Allowed clock skew in seconds for `exp`, `nbf` and `iat`. Default 60.
     #[serde(default = "default_clock_skew")]
     #[schemars(range(max = 3600))]
@@ -770,6 +778,9 @@ fn default_cold_start_wait_ms() -> u64 {
 fn default_max_response_bytes() -> usize {
     262_144
 }
+fn default_min_rsa_bits() -> u64 {
+    crate::jwks::MIN_RSA_BITS as u64
+}
 fn default_tick_ms() -> u64 {
     100
 }
@@ -844,6 +855,8 @@ pub mod bounds {
     pub const COLD_START_WAIT_MS: (u64, u64) = (0, 60_000);
     pub const MAX_RESPONSE_BYTES: (u64, u64) = (64, 1_048_576);
     pub const CLOCK_SKEW_SECONDS: (u64, u64) = (0, 3_600);
+    /// `jwks::LOWEST_MIN_RSA_BITS` to `jwks::MAX_RSA_BITS`.
+    pub const MIN_RSA_BITS: (u64, u64) = (1_024, 4_096);
     pub const MAX_LIFETIME_SECONDS: (u64, u64) = (1, 31_536_000);
     pub const CACHE_MAX_ENTRIES: (u64, u64) = (0, 100_000);
     pub const CACHE_MAX_TTL_SECONDS: (u64, u64) = (0, 86_400);
@@ -909,6 +922,7 @@ impl Provider {
             self.clock_skew_seconds,
             bounds::CLOCK_SKEW_SECONDS,
         )?;
+        within(at("min_rsa_bits"), self.min_rsa_bits, bounds::MIN_RSA_BITS)?;
         if let Some(lifetime) = self.max_lifetime_seconds {
             within(
                 at("max_lifetime_seconds"),
@@ -1618,6 +1632,7 @@ mod tests {
         assert_eq!(p.max_stale_seconds, 86400);
         assert_eq!(p.cold_start_wait_ms, 3000);
         assert_eq!(p.max_response_bytes, 262_144);
+        assert_eq!(p.min_rsa_bits, 2048);
         assert!(!c.remote_keys.shared_data);
         assert_eq!(c.remote_keys.waiting, WaitMode::Auto);
         assert_eq!(c.remote_keys.tick_ms, 100);

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use crate::assertion::{Binding, Signer};
 use crate::cache::TokenCache;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Provider};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
-use crate::jwks::{KeySet, Origin};
+use crate::jwks::{KeySet, Origin, WeakKey};
 use crate::policy::{self, Access, Failure, Matched};
 use crate::reason::{self, Denial, Reason, Response};
 use crate::token::{self, Found};
@@ -73,14 +73,16 @@ impl Engine {
         let mut by_issuer = HashMap::new();
         for (i, p) in config.providers.iter().enumerate() {
             let set = match &p.jwks {
-                Some(jwks) => Some(KeySet::parse(jwks, Origin::Inline).map_err(|e| {
-                    let path = if e.path.is_empty() {
-                        format!("providers[{i}].jwks")
-                    } else {
-                        format!("providers[{i}].jwks.{}", e.path)
-                    };
-                    ConfigError::new(path, e.message)
-                })?),
+                Some(jwks) => Some(
+                    KeySet::parse_with(jwks, Origin::Inline, min_rsa_bits(p)).map_err(|e| {
+                        let path = if e.path.is_empty() {
+                            format!("providers[{i}].jwks")
+                        } else {
+                            format!("providers[{i}].jwks.{}", e.path)
+                        };
+                        ConfigError::new(path, e.message)
+                    })?,
+                ),
                 None => None,
             };
             keys.push(set);
@@ -100,6 +102,18 @@ impl Engine {
             signer,
             cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
         })
+    }
+
+    /// Inline RSA keys skipped for being shorter than their provider's `min_rsa_bits`: the
+    /// provider and its skipped keys.
+    pub fn weak_keys(&self) -> Vec<(&Provider, &[WeakKey])> {
+        self.config
+            .providers
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(p, set)| Some((p, set.as_ref()?.weak_keys())))
+            .filter(|(_, weak)| !weak.is_empty())
+            .collect()
     }
 
     /// Parse, validate and prepare a configuration document.
@@ -133,6 +147,11 @@ impl Engine {
             &errors.reason_header,
         )
     }
+}
+
+/// A provider's `min_rsa_bits` as a size (it is bounded to 1024–4096 by validation).
+pub fn min_rsa_bits(provider: &Provider) -> usize {
+    usize::try_from(provider.min_rsa_bits).unwrap_or(crate::jwks::MIN_RSA_BITS)
 }
 
 /// What to do with a request.
@@ -1002,6 +1021,44 @@ mod tests {
             forged.push('A');
             let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
             assert!(matches!(d, Decision::Deny { .. }));
+        }
+
+        /// An RS256 token naming `kid`, with a signature no key made.
+        fn rs256_token(kid: &str) -> String {
+            let header = test_keys::b64(json!({"alg": "RS256", "kid": kid}).to_string().as_bytes());
+            let claims = json!({"iss": "https://issuer.test", "sub": "alice", "exp": NOW + 600});
+            let payload = test_keys::b64(claims.to_string().as_bytes());
+            format!("{header}.{payload}.{}", test_keys::b64(&[1; 128]))
+        }
+
+        #[test]
+        fn a_short_inline_rsa_key_is_skipped_and_its_tokens_get_key_not_found() {
+            let small =
+                json!({"kty": "RSA", "kid": "old", "n": test_keys::b64(&[0xcb; 128]), "e": "AQAB"});
+            let provider = |min: u64| {
+                json!({"providers": [{
+                    "name": "p", "issuer": "https://issuer.test", "min_rsa_bits": min,
+                    "jwks": {"keys": [small.clone(), test_keys::ed25519_jwk()]}
+                }]})
+            };
+            let e = engine(provider(2048));
+            let weak: Vec<_> = e
+                .weak_keys()
+                .iter()
+                .map(|(p, w)| (p.name.clone(), w.len()))
+                .collect();
+            assert_eq!(weak, vec![("p".to_string(), 1)]);
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/", &sign(json!({})), &[]), NOW),
+                Decision::Allow { .. }
+            ));
+            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            assert_eq!(denial(&d).1, "key_not_found");
+            // With `min_rsa_bits: 1024` the key is in the set: the bad signature is what fails.
+            let e = engine(provider(1024));
+            assert!(e.weak_keys().is_empty());
+            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            assert_eq!(denial(&d).1, "signature_invalid");
         }
 
         #[test]
