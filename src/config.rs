@@ -406,9 +406,16 @@ pub struct Requirement {
     /// Conditions on the caller's scopes (a failure here alone is `insufficient_scope`).
     #[serde(default)]
     pub scopes: Option<SetCondition>,
-    /// The token's issuer is one of these.
+    /// The token's issuer (its `iss`) is one of these. In an `any_of` branch, `issuers` and
+    /// `providers` are the branch's gate: a denial reports the failure of the branches whose
+    /// gate holds for the caller (`insufficient_scope` naming the scopes when those failed only
+    /// on scopes), not of branches meant for other issuers.
     #[serde(default)]
     pub issuers: Option<Vec<String>>,
+    /// The token was issued by one of these providers (`providers[].name`); a gate like
+    /// `issuers`.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
     /// The caller's tenant is one of these.
     #[serde(default)]
     pub tenants: Option<Vec<String>>,
@@ -475,6 +482,14 @@ pub struct RouteMatch {
     /// Compare this rule's path ASCII case-insensitively. Default: `paths.ignore_case`.
     #[serde(default)]
     pub ignore_case: Option<bool>,
+    /// Provider names (`providers[].name`): the rule applies only to a request whose token was
+    /// verified and issued by one of them. Rules are still taken in order: when the first rule
+    /// whose path, method and host fit is gated this way, the token is verified first (no
+    /// token: 401 `token_missing`; a bad one: its 401), then the first fitting rule that is
+    /// not gated or is gated to the token's provider decides (none: `default`). Cannot be
+    /// combined with `allow_anonymous`. Empty (the default) means any caller.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 /// What happens to requests no rule matches.
@@ -1239,6 +1254,54 @@ impl Config {
         self.remote_keys.check()?;
         self.cache.check()?;
         self.check_rule_paths()?;
+        self.check_provider_names()?;
+        Ok(())
+    }
+
+    /// `match.providers` and `require.providers` name configured providers; a provider-gated
+    /// rule is not anonymous.
+    fn check_provider_names(&self) -> Result<(), ConfigError> {
+        let known = |names: &[String], at: &str| -> Result<(), ConfigError> {
+            if let Some((k, name)) = names
+                .iter()
+                .enumerate()
+                .find(|(_, n)| !self.providers.iter().any(|p| &p.name == *n))
+            {
+                return Err(ConfigError::new(
+                    format!("{at}[{k}]"),
+                    format!("`{name}` is not the name of a provider"),
+                ));
+            }
+            Ok(())
+        };
+        fn walk(
+            req: &Requirement,
+            at: &str,
+            known: &dyn Fn(&[String], &str) -> Result<(), ConfigError>,
+        ) -> Result<(), ConfigError> {
+            if let Some(names) = &req.providers {
+                known(names, &format!("{at}.providers"))?;
+            }
+            for (field, list) in [("any_of", &req.any_of), ("all_of", &req.all_of)] {
+                for (i, r) in list.iter().flatten().enumerate() {
+                    walk(r, &format!("{at}.{field}[{i}]"), known)?;
+                }
+            }
+            Ok(())
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            known(&r.route.providers, &format!("rules[{i}].match.providers"))?;
+            if r.allow_anonymous && !r.route.providers.is_empty() {
+                return Err(ConfigError::new(
+                    format!("rules[{i}].allow_anonymous"),
+                    "cannot be combined with `match.providers` (the rule applies only to \
+                     verified tokens of those providers)",
+                ));
+            }
+            if let Some(req) = &r.require {
+                walk(req, &format!("rules[{i}].require"), &known)?;
+            }
+        }
         Ok(())
     }
 }
@@ -1276,7 +1339,11 @@ impl Requirement {
                 }
             }
         }
-        for (field, list) in [("issuers", &self.issuers), ("tenants", &self.tenants)] {
+        for (field, list) in [
+            ("issuers", &self.issuers),
+            ("providers", &self.providers),
+            ("tenants", &self.tenants),
+        ] {
             if let Some(list) = list {
                 any = true;
                 if list.is_empty() {
@@ -1599,6 +1666,30 @@ mod tests {
         assert_eq!(parse(&v).unwrap_err().path, "rules[0].match.methods[0]");
         v["rules"] = serde_json::json!([{"match": {"paths": "/"}}]);
         assert_eq!(parse(&v).unwrap_err().path, "rules[0].match.paths");
+    }
+
+    #[test]
+    fn provider_gates_name_configured_providers() {
+        let mut v = minimal();
+        v["rules"] = serde_json::json!([{"match": {"providers": ["dev", "okta"]}}]);
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.path, "rules[0].match.providers[1]");
+        assert!(e.message.contains("`okta`"), "{}", e.message);
+        v["rules"] =
+            serde_json::json!([{"match": {"providers": ["dev"]}, "allow_anonymous": true}]);
+        assert_eq!(parse(&v).unwrap_err().path, "rules[0].allow_anonymous");
+        v["rules"] = serde_json::json!([{"require": {"any_of": [{"providers": ["nope"]}, {"providers": []}]}}]);
+        assert_eq!(
+            parse(&v).unwrap_err().path,
+            "rules[0].require.any_of[1].providers"
+        );
+        v["rules"] = serde_json::json!([{"require": {"any_of": [{"providers": ["nope"]}]}}]);
+        assert_eq!(
+            parse(&v).unwrap_err().path,
+            "rules[0].require.any_of[0].providers[0]"
+        );
+        v["rules"] = serde_json::json!([{"match": {"providers": ["dev"]}, "require": {"providers": ["dev"]}}]);
+        assert!(parse(&v).is_ok());
     }
 
     fn remote(extra: serde_json::Value) -> serde_json::Value {

@@ -249,10 +249,13 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         }
         None => facts,
     };
-    let judgement = match judge(engine, keys, facts, &matched, now) {
+    let judgement = match judge(engine, keys, facts, matched, now) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
+    // A rule gated by provider may have given way to a later one (or the default).
+    let matched = &judgement.matched;
+    log.rule = matched.name.to_string();
     if let Some(who) = &judgement.caller {
         log.provider = Some(who.provider.clone());
         log.sub = who.subject.clone();
@@ -306,17 +309,24 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
     allow(ops, log)
 }
 
-/// What the rule concluded: the verified caller (if any), and the denial (if any). Both can be
-/// set: a verified caller the policy refuses.
-struct Judgement {
+/// What the rule concluded: the rule that decided, the verified caller (if any), and the
+/// denial (if any). Both can be set: a verified caller the policy refuses.
+struct Judgement<'a> {
+    matched: Matched<'a>,
     found: Option<Found>,
     caller: Option<Rc<Identity>>,
     denial: Option<Denial>,
 }
 
-impl Judgement {
-    fn denied(found: Option<Found>, caller: Option<Rc<Identity>>, denial: Denial) -> Self {
+impl<'a> Judgement<'a> {
+    fn denied(
+        matched: Matched<'a>,
+        found: Option<Found>,
+        caller: Option<Rc<Identity>>,
+        denial: Denial,
+    ) -> Self {
         Judgement {
+            matched,
             found,
             caller,
             denial: Some(denial),
@@ -325,25 +335,32 @@ impl Judgement {
 }
 
 /// Apply the covering rule. `Err(index)` when provider `index`'s keys must be waited for.
-fn judge(
-    engine: &Engine,
+///
+/// When the covering rule is gated by `match.providers`, the token is verified before the rule
+/// is known: a request without a valid token is refused under that first rule (401), and a
+/// verified one is matched again among the rules its provider may use
+/// ([`policy::select_for_provider`]), which may end at a later rule or the default.
+fn judge<'a>(
+    engine: &'a Engine,
     keys: &dyn KeySource,
     facts: &RequestFacts,
-    matched: &Matched<'_>,
+    matched: Matched<'a>,
     now: u64,
-) -> Result<Judgement, usize> {
+) -> Result<Judgement<'a>, usize> {
     let config = &engine.config;
     // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
     // in report-only mode the request passes, so its token is still verified (to identify the
     // caller) and removed like on any other route, but the reported reason stays `forbidden`.
     let refused = (matched.access == Access::Deny).then(|| matched.refusal());
     if let (Some(denial), false) = (&refused, matched.report_only) {
-        return Ok(Judgement::denied(None, None, denial.clone()));
+        let denial = denial.clone();
+        return Ok(Judgement::denied(matched, None, None, denial));
     }
     let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
         Ok(Some(found)) => found,
         Ok(None) if matched.access != Access::Authenticated => {
             return Ok(Judgement {
+                matched,
                 found: None,
                 caller: None,
                 denial: refused,
@@ -351,6 +368,7 @@ fn judge(
         }
         Ok(None) => {
             return Ok(Judgement::denied(
+                matched,
                 None,
                 None,
                 Denial::new(Reason::TokenMissing),
@@ -358,19 +376,32 @@ fn judge(
         }
         Err(reason) => {
             let denial = refused.unwrap_or_else(|| Denial::new(reason));
-            return Ok(Judgement::denied(None, None, denial));
+            return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
     let who = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
             let denial = refused.unwrap_or_else(|| Denial::new(reason));
-            return Ok(Judgement::denied(Some(found), None, denial));
+            return Ok(Judgement::denied(matched, Some(found), None, denial));
         }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
+    let (matched, refused) = if matched.provider_gated() {
+        let again = policy::select_for_provider(
+            config,
+            &facts.method,
+            facts.path_only(),
+            &facts.authority,
+            &who.provider,
+        );
+        let refused = (again.access == Access::Deny).then(|| again.refusal());
+        (again, refused)
+    } else {
+        (matched, refused)
+    };
     if let Some(denial) = refused {
-        return Ok(Judgement::denied(Some(found), Some(who), denial));
+        return Ok(Judgement::denied(matched, Some(found), Some(who), denial));
     }
     let denial = matched
         .rule
@@ -384,6 +415,7 @@ fn judge(
             Failure::Other => Denial::by_rule(Reason::Forbidden, &matched.name),
         });
     Ok(Judgement {
+        matched,
         found: Some(found),
         caller: Some(who),
         denial,
@@ -1021,6 +1053,141 @@ mod tests {
             forged.push('A');
             let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
             assert!(matches!(d, Decision::Deny { .. }));
+        }
+
+        /// Three providers sharing one key; `okta` and `github` have rules of their own.
+        fn per_provider(rules: serde_json::Value, default: &str) -> Engine {
+            let provider = |name: &str| {
+                json!({"name": name, "issuer": format!("https://{name}.test"),
+                       "jwks": {"keys": [test_keys::ed25519_jwk()]}})
+            };
+            engine(json!({
+                "providers": [provider("okta"), provider("github"), provider("other")],
+                "rules": rules,
+                "default": default,
+            }))
+        }
+
+        fn signed(provider: &str, claims: serde_json::Value) -> String {
+            test_keys::sign_ed25519(&format!("https://{provider}.test"), NOW, claims)
+        }
+
+        fn two_issuer_rules(then: serde_json::Value) -> serde_json::Value {
+            let mut rules = json!([
+                {"name": "okta-runs", "match": {"path_prefix": "/runs", "providers": ["okta"]},
+                 "require": {"scopes": {"all_of": ["runs:write"]}}},
+                {"name": "ci-runs", "match": {"path_prefix": "/runs", "providers": ["github"]},
+                 "require": {"claims": [{"claim": "repository", "equals": "acme/etl"}]}}
+            ]);
+            if let (Some(list), Some(more)) = (rules.as_array_mut(), then.as_array()) {
+                list.extend(more.iter().cloned());
+            }
+            rules
+        }
+
+        fn allowed_by(d: &Decision) -> String {
+            match d {
+                Decision::Allow { log, .. } => log.rule.clone(),
+                other => panic!("expected allow, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn a_provider_gated_route_without_a_token_is_401_never_a_later_anonymous_rule() {
+            let later = json!([{"name": "open", "match": {"path_prefix": "/runs"}, "allow_anonymous": true}]);
+            let e = per_provider(two_issuer_rules(later), "deny");
+            let d = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW);
+            assert_eq!(
+                denial(&d),
+                (401, "token_missing".into(), Some("Bearer".into()))
+            );
+            let Decision::Deny { log, .. } = d else {
+                unreachable!()
+            };
+            assert_eq!(log.rule, "okta-runs");
+            let d = decide(&e, &e, &request("GET", "/runs/1", "junk", &[]), NOW);
+            assert_eq!(denial(&d).1, "token_malformed");
+            let old = signed("github", json!({"repository": "acme/etl"}));
+            let d = decide(&e, &e, &request("GET", "/runs/1", &old, &[]), NOW + 700);
+            assert_eq!(denial(&d).1, "token_expired");
+            // A verified token of a provider without a rule of its own: the next rule.
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/runs/1", &signed("other", json!({})), &[]),
+                NOW,
+            );
+            assert_eq!(allowed_by(&d), "open");
+        }
+
+        #[test]
+        fn each_issuer_gets_its_own_rule_and_its_own_denial() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let get = |token: &str| decide(&e, &e, &request("POST", "/runs/1", token, &[]), NOW);
+            let d = get(&signed("okta", json!({"scope": "runs:write"})));
+            assert_eq!(allowed_by(&d), "okta-runs");
+            let d = get(&signed("okta", json!({"scope": "runs:read"})));
+            assert_eq!(
+                denial(&d),
+                (
+                    403,
+                    "insufficient_scope; rule=okta-runs".into(),
+                    Some("Bearer error=\"insufficient_scope\", scope=\"runs:write\"".into())
+                )
+            );
+            let d = get(&signed("github", json!({"repository": "acme/etl"})));
+            assert_eq!(allowed_by(&d), "ci-runs");
+            let d = get(&signed(
+                "github",
+                json!({"repository": "acme/web", "scope": "runs:write"}),
+            ));
+            assert_eq!(
+                denial(&d).1,
+                "forbidden; rule=ci-runs",
+                "okta's rule is not github's"
+            );
+            // No rule for `other`: the default.
+            let d = get(&signed("other", json!({"scope": "runs:write"})));
+            assert_eq!(denial(&d).1, "forbidden; rule=default");
+            let e = per_provider(two_issuer_rules(json!([])), "authenticated");
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/runs/1", &signed("other", json!({})), &[]),
+                NOW,
+            );
+            assert_eq!(allowed_by(&d), "default");
+        }
+
+        #[test]
+        fn report_only_on_a_gated_rule_reports_the_missing_token_and_the_chosen_rule() {
+            let mut rules = two_issuer_rules(json!([]));
+            rules[0]["report_only"] = json!(true);
+            let e = per_provider(rules, "deny");
+            let Decision::Allow { ops, log } = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=token_missing; rule=okta-runs")
+            );
+            assert_eq!(log.rule, "okta-runs");
+            // A github token goes on to the enforced github rule.
+            let token = signed("github", json!({"repository": "acme/web"}));
+            let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=ci-runs");
+        }
+
+        #[test]
+        fn a_gated_rule_uses_the_cache_like_any_other() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let token = signed("github", json!({"repository": "acme/etl"}));
+            for _ in 0..2 {
+                let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+                assert_eq!(allowed_by(&d), "ci-runs");
+            }
+            assert_eq!(e.cache_stats(), (1, 1, 1), "verified once, then a hit");
         }
 
         /// An RS256 token naming `kid`, with a signature no key made.
