@@ -1261,36 +1261,8 @@ impl Config {
     /// `match.providers` and `require.providers` name configured providers; a provider-gated
     /// rule is not anonymous.
     fn check_provider_names(&self) -> Result<(), ConfigError> {
-        let known = |names: &[String], at: &str| -> Result<(), ConfigError> {
-            if let Some((k, name)) = names
-                .iter()
-                .enumerate()
-                .find(|(_, n)| !self.providers.iter().any(|p| &p.name == *n))
-            {
-                return Err(ConfigError::new(
-                    format!("{at}[{k}]"),
-                    format!("`{name}` is not the name of a provider"),
-                ));
-            }
-            Ok(())
-        };
-        fn walk(
-            req: &Requirement,
-            at: &str,
-            known: &dyn Fn(&[String], &str) -> Result<(), ConfigError>,
-        ) -> Result<(), ConfigError> {
-            if let Some(names) = &req.providers {
-                known(names, &format!("{at}.providers"))?;
-            }
-            for (field, list) in [("any_of", &req.any_of), ("all_of", &req.all_of)] {
-                for (i, r) in list.iter().flatten().enumerate() {
-                    walk(r, &format!("{at}.{field}[{i}]"), known)?;
-                }
-            }
-            Ok(())
-        }
         for (i, r) in self.rules.iter().enumerate() {
-            known(&r.route.providers, &format!("rules[{i}].match.providers"))?;
+            self.check_provider_list(&r.route.providers, &format!("rules[{i}].match.providers"))?;
             if r.allow_anonymous && !r.route.providers.is_empty() {
                 return Err(ConfigError::new(
                     format!("rules[{i}].allow_anonymous"),
@@ -1299,7 +1271,33 @@ impl Config {
                 ));
             }
             if let Some(req) = &r.require {
-                walk(req, &format!("rules[{i}].require"), &known)?;
+                self.check_requirement_providers(req, &format!("rules[{i}].require"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_provider_list(&self, names: &[String], at: &str) -> Result<(), ConfigError> {
+        match names
+            .iter()
+            .enumerate()
+            .find(|(_, n)| !self.providers.iter().any(|p| &p.name == *n))
+        {
+            Some((k, name)) => Err(ConfigError::new(
+                format!("{at}[{k}]"),
+                format!("`{name}` is not the name of a provider"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_requirement_providers(&self, req: &Requirement, at: &str) -> Result<(), ConfigError> {
+        if let Some(names) = &req.providers {
+            self.check_provider_list(names, &format!("{at}.providers"))?;
+        }
+        for (field, list) in [("any_of", &req.any_of), ("all_of", &req.all_of)] {
+            for (i, r) in list.iter().flatten().enumerate() {
+                self.check_requirement_providers(r, &format!("{at}.{field}[{i}]"))?;
             }
         }
         Ok(())
