@@ -134,8 +134,17 @@ pub enum WaitMode {
 pub struct Provider {
     /// A short name, used in logs and metrics. Must be unique.
     pub name: String,
-    /// The exact `iss` value of this issuer's tokens. Must be unique across providers.
+    /// The exact `iss` value of this issuer's tokens, or a pattern with one `{tenant}` path
+    /// segment for a multi-tenant issuer (`https://login.microsoftonline.com/{tenant}/v2.0`),
+    /// which then needs `tenants`. No `iss` may match two providers.
     pub issuer: String,
+    /// With an issuer pattern: the tenants accepted, as they appear in `iss` (compared
+    /// exactly). A token of another tenant gets 401 `issuer_unknown`. The matched tenant is the
+    /// caller's tenant (a tenant claim of `identity.tenant`, when the token has one, must name
+    /// the same tenant). Required, non-empty, with a pattern (`"*"` is not accepted: anyone can
+    /// create a tenant of a public multi-tenant IdP); not allowed without one. Default: none.
+    #[serde(default)]
+    pub tenants: Vec<String>,
     /// Accepted `aud` values; a token passes when any of its audiences is listed. Empty (the
     /// default) means the audience is not checked.
     #[serde(default)]
@@ -801,6 +810,40 @@ fn default_tick_ms() -> u64 {
 }
 
 impl Provider {
+    /// An issuer pattern has a tenant allow-list; an exact issuer has none.
+    fn check_tenants(&self, i: usize) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("providers[{i}].{field}");
+        if !crate::issuer::is_pattern(&self.issuer) {
+            if !self.tenants.is_empty() {
+                return Err(ConfigError::new(
+                    at("tenants"),
+                    "only allowed with an issuer pattern (`{tenant}` in `issuer`)",
+                ));
+            }
+            return Ok(());
+        }
+        crate::issuer::check_pattern(&self.issuer)
+            .map_err(|m| ConfigError::new(at("issuer"), m))?;
+        if self.tenants.is_empty() {
+            return Err(ConfigError::new(
+                at("tenants"),
+                "is required with an issuer pattern: list the tenants to accept",
+            ));
+        }
+        for (k, t) in self.tenants.iter().enumerate() {
+            let message = if t == "*" {
+                "`*` is not accepted: list the tenants (anyone can create a tenant)"
+            } else if t.is_empty() || t.contains(['/', '{', '}']) || t.chars().any(char::is_control)
+            {
+                "must be a non-empty path segment"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::new(at(&format!("tenants[{k}]")), message));
+        }
+        Ok(())
+    }
+
     /// Whether this provider's keys are fetched (`jwks_uri` or `discovery`).
     pub fn is_remote(&self) -> bool {
         self.jwks_uri.is_some() || self.discovery
@@ -829,12 +872,14 @@ impl Provider {
             crate::fetch::Target::parse(uri).map_err(|m| ConfigError::new(at("jwks_uri"), m))?;
         }
         if self.discovery {
-            crate::fetch::Target::discovery(&self.issuer).map_err(|m| {
-                ConfigError::new(
-                    at("discovery"),
-                    format!("needs an http(s) URL as `issuer`: {m}"),
-                )
-            })?;
+            crate::fetch::Target::discovery(&crate::issuer::discovery_issuer(self)).map_err(
+                |m| {
+                    ConfigError::new(
+                        at("discovery"),
+                        format!("needs an http(s) URL as `issuer`: {m}"),
+                    )
+                },
+            )?;
         }
         match &self.upstream {
             None => {
@@ -1107,7 +1152,14 @@ impl Config {
                         format!("duplicates providers[{j}].issuer"),
                     ));
                 }
+                if crate::issuer::overlap(&q.issuer, &p.issuer) {
+                    return Err(ConfigError::new(
+                        at("issuer"),
+                        format!("one `iss` could match both this and providers[{j}].issuer"),
+                    ));
+                }
             }
+            p.check_tenants(i)?;
             p.check_bounds(i)?;
             p.check_key_source(i)?;
             for (k, claim) in p.require_claims.iter().enumerate() {
@@ -1688,6 +1740,62 @@ mod tests {
         );
         v["rules"] = serde_json::json!([{"match": {"providers": ["dev"]}, "require": {"providers": ["dev"]}}]);
         assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_pattern_needs_a_tenant_list_and_no_overlap() {
+        let entra = "https://login.microsoftonline.com/{tenant}/v2.0";
+        let mut v = minimal();
+        v["providers"][0]["issuer"] = entra.into();
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants");
+        v["providers"][0]["tenants"] = serde_json::json!([]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants");
+        v["providers"][0]["tenants"] = serde_json::json!(["acme", "*"]);
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.path, "providers[0].tenants[1]");
+        assert!(e.message.contains("`*`"), "{}", e.message);
+        v["providers"][0]["tenants"] = serde_json::json!(["a/b"]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants[0]");
+        v["providers"][0]["tenants"] = serde_json::json!(["acme"]);
+        assert!(parse(&v).is_ok());
+        v["providers"][0]["issuer"] = "https://login.microsoftonline.com/x{tenant}/v2.0".into();
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].issuer");
+        // Tenants without a pattern.
+        let mut w = minimal();
+        w["providers"][0]["tenants"] = serde_json::json!(["acme"]);
+        assert_eq!(parse(&w).unwrap_err().path, "providers[0].tenants");
+        // An exact issuer the pattern also matches, or two patterns that meet.
+        let pattern = serde_json::json!({"name": "entra", "issuer": entra, "tenants": ["acme"], "jwks": {"keys": []}});
+        for other in [
+            "https://login.microsoftonline.com/globex/v2.0",
+            "https://login.microsoftonline.com/common/{tenant}",
+        ] {
+            let mut q = pattern.clone();
+            q["name"] = "other".into();
+            q["issuer"] = other.into();
+            if !other.contains("{tenant}") {
+                q.as_object_mut().unwrap().remove("tenants");
+            }
+            let doc = serde_json::json!({"providers": [pattern.clone(), q]});
+            let e = parse(&doc).unwrap_err();
+            assert_eq!(e.path, "providers[1].issuer", "{other}");
+            assert!(e.message.contains("providers[0].issuer"), "{}", e.message);
+        }
+        let v1 = serde_json::json!({"name": "v1", "issuer": "https://sts.windows.net/{tenant}/", "tenants": ["acme"], "jwks": {"keys": []}});
+        assert!(parse(&serde_json::json!({"providers": [pattern, v1]})).is_ok());
+    }
+
+    #[test]
+    fn discovery_of_a_pattern_fetches_its_first_tenants_document() {
+        let c = parse(&remote(serde_json::json!({
+            "issuer": "https://login.microsoftonline.com/{tenant}/v2.0",
+            "tenants": ["acme", "globex"], "jwks_uri": null, "discovery": true
+        })))
+        .unwrap();
+        assert_eq!(
+            crate::issuer::discovery_issuer(&c.providers[0]),
+            "https://login.microsoftonline.com/acme/v2.0"
+        );
     }
 
     fn remote(extra: serde_json::Value) -> serde_json::Value {

@@ -27,6 +27,8 @@ pub struct Engine {
     /// Inline keys per provider, in `config.providers` order (`None`: fetched, see `keystore`).
     keys: Vec<Option<KeySet>>,
     by_issuer: HashMap<String, usize>,
+    /// Providers whose issuer is a pattern (`{tenant}`), in configuration order.
+    patterns: Vec<usize>,
     /// Headers that belong to the filter: removed from (or refused in) every request.
     managed: headers::Managed,
     /// Mints the signed assertion, when configured.
@@ -71,6 +73,7 @@ impl Engine {
     pub fn new(config: Config) -> Result<Engine, ConfigError> {
         let mut keys = Vec::with_capacity(config.providers.len());
         let mut by_issuer = HashMap::new();
+        let mut patterns = Vec::new();
         for (i, p) in config.providers.iter().enumerate() {
             let set = match &p.jwks {
                 Some(jwks) => Some(
@@ -86,7 +89,11 @@ impl Engine {
                 None => None,
             };
             keys.push(set);
-            by_issuer.insert(p.issuer.clone(), i);
+            if crate::issuer::is_pattern(&p.issuer) {
+                patterns.push(i);
+            } else {
+                by_issuer.insert(p.issuer.clone(), i);
+            }
         }
         let managed = headers::managed(&config);
         let cache = config.cache.clone();
@@ -98,6 +105,7 @@ impl Engine {
             config,
             keys,
             by_issuer,
+            patterns,
             managed,
             signer,
             cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
@@ -135,6 +143,26 @@ impl Engine {
     /// Headers that belong to the filter.
     pub fn managed_headers(&self) -> &headers::Managed {
         &self.managed
+    }
+
+    /// The provider of a token's (unverified) `iss`, and for an issuer pattern the tenant it
+    /// names. A tenant that is not listed is `issuer_unknown`, like an unknown issuer.
+    fn provider_for<'t>(&self, iss: &'t str) -> Result<(usize, Option<&'t str>), Reason> {
+        if let Some(i) = self.by_issuer.get(iss) {
+            return Ok((*i, None));
+        }
+        for &i in &self.patterns {
+            let Some(p) = self.config.providers.get(i) else {
+                continue;
+            };
+            if crate::issuer::tenant_of(&p.issuer, iss).is_some() {
+                return match crate::issuer::accepts(p, iss) {
+                    Some(tenant) => Ok((i, tenant)),
+                    None => Err(Reason::IssuerUnknown),
+                };
+            }
+        }
+        Err(Reason::IssuerUnknown)
     }
 
     /// Render a denial as this configuration says.
@@ -483,10 +511,7 @@ fn authenticate(
     }
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
     let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-    let index = *engine
-        .by_issuer
-        .get(issuer)
-        .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+    let (index, tenant) = engine.provider_for(issuer).map_err(Outcome::Deny)?;
     let provider = engine
         .config
         .providers
@@ -509,7 +534,18 @@ fn authenticate(
         .get("exp")
         .and_then(serde_json::Value::as_f64)
         .map(|e| e.max(0.0) as u64);
-    let identity = Rc::new(Identity::from_claims(provider, claims));
+    let mut identity = Identity::from_claims(provider, claims);
+    if let Some(tenant) = tenant {
+        // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that
+        // concrete `iss`. A tenant claim (`identity.tenant`) that names another tenant makes
+        // the token contradict itself: it is not trusted.
+        if identity.tenant.as_deref().is_some_and(|t| t != tenant) {
+            return Err(Outcome::Deny(Reason::IssuerUnknown));
+        }
+        identity.tenant = Some(tenant.to_string());
+        identity.issuer = issuer.to_string();
+    }
+    let identity = Rc::new(identity);
     if let Some(key) = cache_key {
         let until = expires.map(|exp| exp.saturating_add(provider.clock_skew_seconds));
         engine
@@ -1188,6 +1224,95 @@ mod tests {
                 assert_eq!(allowed_by(&d), "ci-runs");
             }
             assert_eq!(e.cache_stats(), (1, 1, 1), "verified once, then a hit");
+        }
+
+        const ENTRA: &str = "https://login.microsoftonline.com/{tenant}/v2.0";
+
+        fn entra(extra: serde_json::Value) -> Engine {
+            let mut provider = json!({
+                "name": "entra", "issuer": ENTRA, "tenants": ["acme", "globex"],
+                "jwks": {"keys": [test_keys::ed25519_jwk()]},
+                "identity": {"tenant": ["tid"]}
+            });
+            if let (Some(p), Some(extra)) = (provider.as_object_mut(), extra.as_object()) {
+                for (k, v) in extra {
+                    p.insert(k.clone(), v.clone());
+                }
+            }
+            engine(json!({
+                "providers": [provider],
+                "rules": [
+                    {"name": "t", "match": {"path_template": "/t/{tenant}/runs"}, "require": {"tenant_from_path": "tenant"}},
+                    {"name": "acme-only", "match": {"path": "/acme"}, "require": {"tenants": ["acme"]}}
+                ],
+                "headers": {
+                    "claims": [{"identity": "tenant", "header": "x-identity-tenant"}, {"identity": "issuer", "header": "x-identity-issuer"}],
+                    "assertion": {"audience": "svc", "keys": [{"kid": "a1", "secret": SECRET}]}
+                }
+            }))
+        }
+
+        fn of_tenant(tenant: &str, claims: serde_json::Value) -> String {
+            let iss = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+            test_keys::sign_ed25519(&iss, NOW, claims)
+        }
+
+        #[test]
+        fn a_listed_tenant_of_an_issuer_pattern_is_the_callers_tenant() {
+            let e = entra(json!({}));
+            let token = of_tenant("acme", json!({"tid": "acme"}));
+            let Decision::Allow { ops, log } =
+                decide(&e, &e, &request("GET", "/t/acme/runs", &token, &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert_eq!(set(&ops, "x-identity-tenant"), Some("acme"));
+            assert_eq!(
+                set(&ops, "x-identity-issuer"),
+                Some("https://login.microsoftonline.com/acme/v2.0"),
+                "the concrete issuer, not the pattern"
+            );
+            let p = assertion_payload(set(&ops, "x-identity-assertion").unwrap());
+            assert_eq!(p["tenant"], "acme");
+            assert_eq!(log.provider.as_deref(), Some("entra"));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=t");
+            // Without a tenant claim, the issuer's tenant still counts.
+            let globex = of_tenant("globex", json!({}));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &globex, &[]), NOW);
+            assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+            let d = decide(&e, &e, &request("GET", "/acme", &globex, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=acme-only");
+        }
+
+        #[test]
+        fn a_tenant_not_listed_is_issuer_unknown() {
+            let e = entra(json!({}));
+            let token = of_tenant("initech", json!({"tid": "initech"}));
+            let d = decide(&e, &e, &request("GET", "/t/initech/runs", &token, &[]), NOW);
+            assert_eq!(
+                denial(&d),
+                (
+                    401,
+                    "issuer_unknown".into(),
+                    Some("Bearer error=\"invalid_token\"".into())
+                )
+            );
+            // The pattern itself is no tenant.
+            let token = test_keys::sign_ed25519(ENTRA, NOW, json!({}));
+            let d = decide(&e, &e, &request("GET", "/acme", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
+        }
+
+        #[test]
+        fn a_tenant_claim_that_contradicts_the_issuer_is_refused() {
+            let e = entra(json!({}));
+            let token = of_tenant("acme", json!({"tid": "globex"}));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
+            // Twice: a refused token is not cached.
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
         }
 
         /// An RS256 token naming `kid`, with a signature no key made.
