@@ -69,7 +69,8 @@ impl KeySource for Engine {
 
 impl Engine {
     /// Prepare a validated configuration; inline key sets are parsed here, and an unusable key
-    /// is a configuration error naming its path.
+    /// is a configuration error naming its path (an RSA key shorter than the provider's
+    /// `min_rsa_bits` is skipped instead: see [`Engine::weak_keys`]).
     pub fn new(config: Config) -> Result<Engine, ConfigError> {
         let mut keys = Vec::with_capacity(config.providers.len());
         let mut by_issuer = HashMap::new();

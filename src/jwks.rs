@@ -7,6 +7,8 @@
 //! tables, Ed25519 decompression: up to 0.85 ms a key in wasm32) only when a token first needs
 //! it. A hostile set of 1,300 P-384 keys took 1.1 s to read when every key was prepared at once.
 //! Inline keys are prepared when the configuration loads, so an unusable one is an error there.
+//! Key strength is one policy for both: an RSA key shorter than the provider's `min_rsa_bits`
+//! is skipped (and reported, see [`KeySet::weak_keys`]), inline or fetched.
 //!
 //! A key's type decides which algorithms it may serve: RSA → RS*/PS*, EC P-256 → ES256, EC P-384
 //! → ES384, OKP Ed25519 → EdDSA, `oct` → HS* only. A JWK's own `alg` narrows that to one; `use`
@@ -37,7 +39,8 @@ pub const MAX_KEYS: usize = 100;
 /// Where a key set came from decides how strictly it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Written in the configuration: any unusable key is an error naming its path.
+    /// Written in the configuration: any unusable key is an error naming its path (an RSA key
+    /// shorter than `min_rsa_bits` is skipped, as in a fetched set).
     Inline,
     /// Fetched from an issuer: unusable keys (and every `oct` key) are skipped; an error only
     /// when none is usable.
