@@ -1216,6 +1216,25 @@ mod tests {
             assert_eq!(denial(&d).1, "forbidden; rule=ci-runs");
         }
 
+        struct Pending;
+
+        impl KeySource for Pending {
+            fn keys(&self, _provider: usize) -> Keys<'_> {
+                Keys::Pending
+            }
+        }
+
+        #[test]
+        fn on_a_gated_route_a_token_waits_for_its_providers_keys_before_a_rule_is_chosen() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let token = signed("github", json!({"repository": "acme/etl"}));
+            let d = decide(&e, &Pending, &request("GET", "/runs/1", &token, &[]), NOW);
+            assert_eq!(d, Decision::NeedKeys(1), "github's keys");
+            // Nothing to wait for without a token.
+            let d = decide(&e, &Pending, &facts("GET", "/runs/1", &[]), NOW);
+            assert_eq!(denial(&d).1, "token_missing");
+        }
+
         #[test]
         fn a_gated_rule_uses_the_cache_like_any_other() {
             let e = per_provider(two_issuer_rules(json!([])), "deny");
