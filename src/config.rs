@@ -6,6 +6,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::claims::ClaimPath;
 use crate::reason::Detail;
 
 /// Default maximum token size in bytes, checked before any parsing.
@@ -145,10 +146,15 @@ pub struct Provider {
     /// create a tenant of a public multi-tenant IdP); not allowed without one. Default: none.
     #[serde(default)]
     pub tenants: Vec<String>,
-    /// Accepted `aud` values; a token passes when any of its audiences is listed. Empty (the
-    /// default) means the audience is not checked.
+    /// Accepted audiences; a token passes when any of its audiences (see `audience_claims`) is
+    /// listed. Empty (the default) means the audience is not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// The claims (claim paths) that hold the token's audiences: its audiences are every string
+    /// found in any of them (a string, or the strings of an array). E.g. `["client_id"]` for
+    /// Cognito access tokens, which carry no `aud`. At least one. Default `["aud"]`.
+    #[serde(default = "default_audience_claims")]
+    pub audience_claims: Vec<ClaimPath>,
     /// Inline JSON Web Key Set (RFC 7517) with the issuer's keys: RSA, EC P-256/P-384, OKP
     /// Ed25519 and, for HS algorithms only, `oct` secrets. Exactly one of `jwks`, `jwks_uri`
     /// and `discovery: true` gives the keys. Default: none.
@@ -232,37 +238,44 @@ pub struct Provider {
     /// Refuse tokens without `exp`. Default `true`.
     #[serde(default = "default_true")]
     pub require_expiration: bool,
-    /// Claims (dotted paths) that must be present, e.g. `["sub", "realm_access.roles"]`.
+    /// Claims (claim paths) that must be present, e.g. `["sub", "realm_access.roles"]`.
     #[serde(default)]
-    pub require_claims: Vec<String>,
+    pub require_claims: Vec<ClaimPath>,
     /// How this issuer's claims map onto the normalized caller (subject, roles, groups,
     /// scopes, tenant). Default: `sub`, `roles`, `groups`, `scope` + `scp`, no tenant.
     #[serde(default)]
     pub identity: IdentityMapping,
+    /// Claim headers for this issuer's tokens, in the shape of `headers.claims`; when set, it
+    /// replaces `headers.claims` for them (`[]`: none). Every header named here is managed
+    /// like `headers.claims`: stripped from (or refused in) every request, whichever issuer
+    /// sent it. Default: none (`headers.claims` applies).
+    #[serde(default)]
+    pub claim_headers: Option<Vec<ClaimHeader>>,
 }
 
-/// Claim paths of the normalized caller. Dotted paths reach into objects
-/// (`realm_access.roles`); a top-level name containing dots or colons is found as it is
-/// (`cognito:groups`). Lists take every string found under any listed path; a space-delimited
-/// string (OAuth `scope`) becomes a list.
+/// Claim paths of the normalized caller. A dotted string reaches into objects
+/// (`realm_access.roles`), the longest claim name first at every level, so names with dots
+/// are found (`https://example.com/roles`, `kubernetes.io.namespace`); an array names each
+/// key explicitly (`["kubernetes.io", "namespace"]`). Lists take every string found under any
+/// listed path; a space-delimited string (OAuth `scope`) becomes a list.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityMapping {
     /// The subject claim. Default `sub`.
     #[serde(default = "default_subject_claim")]
-    pub subject: String,
+    pub subject: ClaimPath,
     /// Role claims. Default `["roles"]`.
     #[serde(default = "default_roles_claims")]
-    pub roles: Vec<String>,
+    pub roles: Vec<ClaimPath>,
     /// Group claims. Default `["groups"]`.
     #[serde(default = "default_groups_claims")]
-    pub groups: Vec<String>,
+    pub groups: Vec<ClaimPath>,
     /// Scope claims. Default `["scope", "scp"]`.
     #[serde(default = "default_scopes_claims")]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ClaimPath>,
     /// Tenant claims; the first that holds a string (or number) wins. Default: none.
     #[serde(default)]
-    pub tenant: Vec<String>,
+    pub tenant: Vec<ClaimPath>,
 }
 
 impl Default for IdentityMapping {
@@ -454,8 +467,8 @@ pub struct SetCondition {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimCondition {
-    /// A claim path (`email_verified`, `org.id`).
-    pub claim: String,
+    /// A claim path (`email_verified`, `org.id`, `["kubernetes.io", "namespace"]`).
+    pub claim: ClaimPath,
     /// The claim equals this JSON value.
     #[serde(default)]
     pub equals: Option<serde_json::Value>,
@@ -518,7 +531,8 @@ pub enum DefaultAction {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
-    /// Claims copied into request headers. Default: none.
+    /// Claims copied into request headers, for tokens of providers without their own
+    /// `claim_headers`. Default: none.
     #[serde(default)]
     pub claims: Vec<ClaimHeader>,
     /// Further request headers always removed from the client's request (any route, allowed or
@@ -629,12 +643,13 @@ pub struct AssertionKey {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeader {
-    /// A claim path: a top-level name (`sub`) or dotted path into objects (`realm_access.roles`).
-    /// Strings are copied as they are, numbers and booleans as text, arrays joined with `,`,
-    /// objects as compact JSON. A value with control characters is never written.
-    /// Exactly one of `claim` and `identity`.
+    /// A claim path: a top-level name (`sub`), a dotted path into objects
+    /// (`realm_access.roles`, `kubernetes.io.namespace`) or an array of names
+    /// (`["kubernetes.io", "namespace"]`). Strings are copied as they are, numbers and booleans
+    /// as text, arrays joined with `,`, objects as compact JSON. A value with control characters
+    /// is never written. Exactly one of `claim` and `identity`.
     #[serde(default)]
-    pub claim: Option<String>,
+    pub claim: Option<ClaimPath>,
     /// A field of the normalized caller instead of a raw claim: `subject`, `issuer`,
     /// `provider`, `roles`, `groups`, `scopes` (lists joined with `,`) or `tenant`.
     #[serde(default)]
@@ -768,17 +783,20 @@ fn default_assertion_lifetime() -> u64 {
 fn default_request_id_header() -> String {
     "x-request-id".to_string()
 }
-fn default_subject_claim() -> String {
-    "sub".to_string()
+fn default_subject_claim() -> ClaimPath {
+    ClaimPath::name("sub")
 }
-fn default_roles_claims() -> Vec<String> {
-    vec!["roles".to_string()]
+fn default_roles_claims() -> Vec<ClaimPath> {
+    vec![ClaimPath::name("roles")]
 }
-fn default_groups_claims() -> Vec<String> {
-    vec!["groups".to_string()]
+fn default_groups_claims() -> Vec<ClaimPath> {
+    vec![ClaimPath::name("groups")]
 }
-fn default_scopes_claims() -> Vec<String> {
-    vec!["scope".to_string(), "scp".to_string()]
+fn default_scopes_claims() -> Vec<ClaimPath> {
+    vec![ClaimPath::name("scope"), ClaimPath::name("scp")]
+}
+fn default_audience_claims() -> Vec<ClaimPath> {
+    vec![ClaimPath::name("aud")]
 }
 
 fn default_fetch_timeout_ms() -> u64 {
@@ -1110,6 +1128,11 @@ impl Config {
         for c in &mut self.headers.claims {
             lower(&mut c.header);
         }
+        for p in &mut self.providers {
+            for c in p.claim_headers.iter_mut().flatten() {
+                lower(&mut c.header);
+            }
+        }
         self.headers.strip.iter_mut().for_each(lower);
         lower(&mut self.headers.report_header);
         if let Some(a) = &mut self.headers.assertion {
@@ -1162,9 +1185,14 @@ impl Config {
             p.check_tenants(i)?;
             p.check_bounds(i)?;
             p.check_key_source(i)?;
-            for (k, claim) in p.require_claims.iter().enumerate() {
-                check_claim_path(claim)
-                    .map_err(|m| ConfigError::new(at(&format!("require_claims[{k}]")), m))?;
+            if p.audience_claims.is_empty() {
+                return Err(ConfigError::new(
+                    at("audience_claims"),
+                    "name at least one claim (the default is `[\"aud\"]`)",
+                ));
+            }
+            if let Some(list) = &p.claim_headers {
+                check_claim_headers(list, &at("claim_headers"))?;
             }
         }
         if self.token_sources.is_empty() {
@@ -1264,38 +1292,11 @@ impl Config {
                 }
             }
         }
-        for (i, c) in self.headers.claims.iter().enumerate() {
-            let at = |field: &str| format!("headers.claims[{i}].{field}");
-            match (&c.claim, &c.identity) {
-                (Some(claim), None) => {
-                    check_claim_path(claim).map_err(|m| ConfigError::new(at("claim"), m))?
-                }
-                (None, Some(_)) => {}
-                _ => {
-                    return Err(ConfigError::new(
-                        format!("headers.claims[{i}]"),
-                        "set exactly one of `claim`, `identity`",
-                    ))
-                }
-            }
-            check_header_name(&c.header).map_err(|m| ConfigError::new(at("header"), m))?;
-        }
+        check_claim_headers(&self.headers.claims, "headers.claims")?;
         check_header_name(&self.headers.report_header)
             .map_err(|m| ConfigError::new("headers.report_header", m))?;
         if let Some(a) = &self.headers.assertion {
             a.validate("headers.assertion")?;
-        }
-        for (i, p) in self.providers.iter().enumerate() {
-            let m = &p.identity;
-            let paths = std::iter::once(&m.subject)
-                .chain(&m.roles)
-                .chain(&m.groups)
-                .chain(&m.scopes)
-                .chain(&m.tenant);
-            for path in paths {
-                check_claim_path(path)
-                    .map_err(|e| ConfigError::new(format!("providers[{i}].identity"), e))?;
-            }
         }
         for (i, h) in self.headers.strip.iter().enumerate() {
             check_header_name(h).map_err(|m| ConfigError::new(format!("headers.strip[{i}]"), m))?;
@@ -1421,7 +1422,6 @@ impl Requirement {
         for (i, c) in self.claims.iter().enumerate() {
             any = true;
             let here = format!("{at}.claims[{i}]");
-            check_claim_path(&c.claim).map_err(|m| ConfigError::new(format!("{here}.claim"), m))?;
             let set = [
                 c.equals.is_some(),
                 c.one_of.is_some(),
@@ -1563,12 +1563,23 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A dotted claim path with no empty segment.
+/// A dotted claim path with no empty segment, within the bounds of [`ClaimPath`].
 pub fn check_claim_path(path: &str) -> Result<(), String> {
-    if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(format!(
-            "`{path}` is not a claim path (names separated by `.`)"
-        ));
+    ClaimPath::dotted(path).map(|_| ())
+}
+
+/// Claim headers (`headers.claims`, `providers[].claim_headers`): exactly one of `claim` and
+/// `identity` each (claim paths are checked as they are parsed), and a header name we may set.
+fn check_claim_headers(list: &[ClaimHeader], at: &str) -> Result<(), ConfigError> {
+    for (i, c) in list.iter().enumerate() {
+        if c.claim.is_some() == c.identity.is_some() {
+            return Err(ConfigError::new(
+                format!("{at}[{i}]"),
+                "set exactly one of `claim`, `identity`",
+            ));
+        }
+        check_header_name(&c.header)
+            .map_err(|m| ConfigError::new(format!("{at}[{i}].header"), m))?;
     }
     Ok(())
 }
@@ -1703,6 +1714,138 @@ mod tests {
         assert_eq!(parse(&v).unwrap_err().path, "headers.claims[0].claim");
         v["headers"] = serde_json::json!({"strip": ["Host"]});
         assert_eq!(parse(&v).unwrap_err().path, "headers.strip[0]");
+    }
+
+    #[test]
+    fn claim_paths_take_both_forms_wherever_a_claim_is_named() {
+        let v = serde_json::json!({
+            "providers": [{
+                "name": "k8s", "issuer": "https://kubernetes.default.svc.cluster.local",
+                "jwks": {"keys": []},
+                "audience_claims": ["aud", ["kubernetes.io", "audience"]],
+                "require_claims": ["kubernetes.io.namespace", ["kubernetes.io", "pod", "uid"]],
+                "identity": {
+                    "subject": ["kubernetes.io", "serviceaccount", "name"],
+                    "roles": ["kubernetes.io.serviceaccount.name"],
+                    "tenant": [["kubernetes.io", "namespace"]]
+                },
+                "claim_headers": [{"claim": ["kubernetes.io", "namespace"], "header": "X-K8s-Namespace"}]
+            }],
+            "rules": [{"require": {"claims": [
+                {"claim": "kubernetes.io.namespace", "equals": "flows"},
+                {"claim": ["kubernetes.io", "serviceaccount", "name"], "equals": "worker"}
+            ]}}],
+            "headers": {"claims": [{"claim": ["https://example.com/roles"], "header": "x-roles"}]}
+        });
+        let c = parse(&v).unwrap();
+        let p = &c.providers[0];
+        assert_eq!(p.audience_claims.len(), 2);
+        assert_eq!(
+            p.require_claims[0],
+            ClaimPath::dotted("kubernetes.io.namespace").unwrap()
+        );
+        assert_eq!(
+            p.identity.subject,
+            ClaimPath::keys(vec![
+                "kubernetes.io".into(),
+                "serviceaccount".into(),
+                "name".into()
+            ])
+            .unwrap()
+        );
+        let own = p.claim_headers.as_ref().unwrap();
+        assert_eq!(
+            own[0].header, "x-k8s-namespace",
+            "lower-cased like headers.claims"
+        );
+
+        for (path, value, at) in [
+            (
+                &["providers", "0", "require_claims"][..],
+                serde_json::json!(["a..b"]),
+                "providers[0].require_claims[0]",
+            ),
+            (
+                &["providers", "0", "audience_claims"],
+                serde_json::json!(["aud", []]),
+                "providers[0].audience_claims[1]",
+            ),
+            (
+                &["providers", "0", "identity", "roles"],
+                serde_json::json!(["ok", "x."]),
+                "providers[0].identity.roles[1]",
+            ),
+            (
+                &["providers", "0", "identity", "subject"],
+                serde_json::json!(["a", ""]),
+                "providers[0].identity.subject",
+            ),
+            (
+                &["providers", "0", "identity", "tenant"],
+                serde_json::json!([7]),
+                "providers[0].identity.tenant[0]",
+            ),
+            (
+                &["providers", "0", "claim_headers"],
+                serde_json::json!([{"claim": ".a", "header": "x"}]),
+                "providers[0].claim_headers[0].claim",
+            ),
+            (
+                &["headers", "claims"],
+                serde_json::json!([{"claim": [], "header": "x"}]),
+                "headers.claims[0].claim",
+            ),
+        ] {
+            let mut bad = v.clone();
+            let mut target = &mut bad;
+            for step in &path[..path.len() - 1] {
+                target = match step.parse::<usize>() {
+                    Ok(i) => &mut target[i],
+                    Err(_) => &mut target[*step],
+                };
+            }
+            target[path[path.len() - 1]] = value;
+            let e = parse(&bad).unwrap_err();
+            assert_eq!(e.path, at, "{e}");
+        }
+        let mut bad = v.clone();
+        bad["rules"][0]["require"]["claims"][0]["claim"] = serde_json::json!("");
+        assert_eq!(
+            parse(&bad).unwrap_err().path,
+            "rules[0].require.claims[0].claim"
+        );
+    }
+
+    #[test]
+    fn audience_claims_default_to_aud_and_cannot_be_empty() {
+        let c = parse(&minimal()).unwrap();
+        assert_eq!(c.providers[0].audience_claims, vec![ClaimPath::name("aud")]);
+        let mut v = minimal();
+        v["providers"][0]["audience_claims"] = serde_json::json!([]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].audience_claims");
+    }
+
+    #[test]
+    fn provider_claim_headers_are_checked_like_the_global_ones() {
+        let mut v = minimal();
+        assert!(parse(&v).unwrap().providers[0].claim_headers.is_none());
+        v["providers"][0]["claim_headers"] = serde_json::json!([]);
+        let none = parse(&v).unwrap();
+        assert_eq!(
+            none.providers[0].claim_headers.as_ref().map(Vec::len),
+            Some(0)
+        );
+        v["providers"][0]["claim_headers"] =
+            serde_json::json!([{"claim": "sub", "identity": "subject", "header": "x-a"}]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].claim_headers[0]");
+        v["providers"][0]["claim_headers"] = serde_json::json!([{"header": "x-a"}]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].claim_headers[0]");
+        v["providers"][0]["claim_headers"] =
+            serde_json::json!([{"claim": "sub", "header": "Host"}]);
+        assert_eq!(
+            parse(&v).unwrap_err().path,
+            "providers[0].claim_headers[0].header"
+        );
     }
 
     #[test]

@@ -212,3 +212,111 @@ fn the_error_message_states_the_bounds() {
         "invalid configuration at cache.max_entries: must be between 0 and 100000"
     );
 }
+
+/// Every place a claim path is configured, as (JSON pointer of the path in the document, the
+/// field path an error names), on top of `base()`.
+const CLAIM_PATH_FIELDS: &[(&str, &str)] = &[
+    (
+        "/providers/0/require_claims/0",
+        "providers[0].require_claims[0]",
+    ),
+    (
+        "/providers/0/audience_claims/0",
+        "providers[0].audience_claims[0]",
+    ),
+    (
+        "/providers/0/identity/subject",
+        "providers[0].identity.subject",
+    ),
+    (
+        "/providers/0/identity/roles/0",
+        "providers[0].identity.roles[0]",
+    ),
+    (
+        "/providers/0/identity/groups/0",
+        "providers[0].identity.groups[0]",
+    ),
+    (
+        "/providers/0/identity/scopes/0",
+        "providers[0].identity.scopes[0]",
+    ),
+    (
+        "/providers/0/identity/tenant/0",
+        "providers[0].identity.tenant[0]",
+    ),
+    (
+        "/providers/0/claim_headers/0/claim",
+        "providers[0].claim_headers[0].claim",
+    ),
+    ("/headers/claims/0/claim", "headers.claims[0].claim"),
+    (
+        "/rules/0/require/claims/0/claim",
+        "rules[0].require.claims[0].claim",
+    ),
+];
+
+/// `base()` with a claim path in every place, and the one at `pointer` set to `path`.
+fn load_claim_path(pointer: &str, path: Value) -> Result<(), String> {
+    let mut config = base();
+    let provider = &mut config["providers"][0];
+    provider["require_claims"] = json!(["sub"]);
+    provider["audience_claims"] = json!(["aud"]);
+    provider["identity"] = json!({"subject": "sub", "roles": ["r"], "groups": ["g"], "scopes": ["s"], "tenant": ["t"]});
+    provider["claim_headers"] = json!([{"claim": "sub", "header": "x-sub"}]);
+    config["headers"]["claims"] = json!([{"claim": "sub", "header": "x-sub"}]);
+    config["rules"] = json!([{"require": {"claims": [{"claim": "sub", "equals": "a"}]}}]);
+    *config.pointer_mut(pointer).unwrap() = path;
+    Engine::from_json(config.to_string().as_bytes())
+        .map(|_| ())
+        .map_err(|e| e.path)
+}
+
+#[test]
+fn claim_paths_load_at_their_bounds_and_not_past_them() {
+    use crate::claims::{MAX_PATH_BYTES, MAX_PATH_SEGMENTS};
+    let names = |n: usize| vec!["n"; n];
+    let longest = "x".repeat(MAX_PATH_BYTES);
+    let too_long = "x".repeat(MAX_PATH_BYTES + 1);
+    for (pointer, field) in CLAIM_PATH_FIELDS {
+        let ok = [
+            json!(longest),
+            json!(names(MAX_PATH_SEGMENTS).join(".")),
+            json!([longest]),
+            json!(names(MAX_PATH_SEGMENTS)),
+        ];
+        for path in ok {
+            assert_eq!(
+                load_claim_path(pointer, path.clone()),
+                Ok(()),
+                "{field} = {path}"
+            );
+        }
+        let bad = [
+            json!(too_long),
+            json!(names(MAX_PATH_SEGMENTS + 1).join(".")),
+            json!([too_long]),
+            json!(names(MAX_PATH_SEGMENTS + 1)),
+            json!(""),
+            json!([]),
+            json!("a..b"),
+            json!(["a", ""]),
+        ];
+        for path in bad {
+            assert_eq!(
+                load_claim_path(pointer, path.clone()),
+                Err(field.to_string()),
+                "{field} = {path}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_schema_states_the_claim_path_bounds() {
+    use crate::claims::{MAX_PATH_BYTES, MAX_PATH_SEGMENTS};
+    let schema = serde_json::to_value(schemars::schema_for!(crate::claims::ClaimPath)).unwrap();
+    let forms = schema["anyOf"].as_array().unwrap();
+    assert_eq!(forms[0]["maxLength"], json!(MAX_PATH_BYTES));
+    assert_eq!(forms[1]["maxItems"], json!(MAX_PATH_SEGMENTS));
+    assert_eq!(forms[1]["items"]["maxLength"], json!(MAX_PATH_BYTES));
+}

@@ -1374,6 +1374,27 @@ mod tests {
         }
 
         #[test]
+        fn audience_claims_are_checked_on_every_request_cached_or_not() {
+            let e = engine(json!({"providers": [{
+                "name": "cognito", "issuer": "https://issuer.test",
+                "jwks": {"keys": [test_keys::ed25519_jwk()]},
+                "audiences": ["client-1"], "audience_claims": ["aud", "client_id"]
+            }]}));
+            let access = sign(json!({"client_id": "client-1", "token_use": "access"}));
+            for _ in 0..2 {
+                let d = decide(&e, &e, &request("GET", "/", &access, &[]), NOW);
+                assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+            }
+            assert_eq!(e.cache_stats(), (1, 1, 1), "the second request was a hit");
+            let other = sign(json!({"client_id": "client-2", "aud": "client-3"}));
+            for _ in 0..2 {
+                let d = decide(&e, &e, &request("GET", "/", &other, &[]), NOW);
+                assert_eq!(denial(&d).1, "audience_mismatch");
+            }
+            assert_eq!(e.cache_stats().0, 1, "a refused token is never cached");
+        }
+
+        #[test]
         fn cache_can_be_turned_off() {
             let e = engine(json!({"cache": {"max_entries": 0}}));
             let token = sign(json!({}));

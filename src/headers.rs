@@ -13,8 +13,9 @@ pub enum HeaderOp {
     Set(String, String),
 }
 
-/// The request headers that belong to the filter: every name it may set or was told to strip
-/// (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
+/// The request headers that belong to the filter: every name it may set (the claim headers of
+/// `headers.claims` and of every provider's `claim_headers`, the report and assertion headers)
+/// or was told to strip (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
 /// token-source headers and the assertion's request id header, which clients send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Managed {
@@ -51,7 +52,17 @@ impl Managed {
 /// What a configuration manages (see [`Managed`]).
 pub fn managed(config: &Config) -> Managed {
     let mut names: Vec<String> = Vec::new();
-    let claim_headers = config.headers.claims.iter().map(|c| c.header.as_str());
+    let claim_headers = config
+        .headers
+        .claims
+        .iter()
+        .chain(
+            config
+                .providers
+                .iter()
+                .flat_map(|p| p.claim_headers.iter().flatten()),
+        )
+        .map(|c| c.header.as_str());
     let own = [
         Some(config.headers.report_header.as_str()),
         config.headers.assertion.as_ref().map(|a| a.header.as_str()),
@@ -92,16 +103,20 @@ pub fn strip(present: Vec<String>) -> Vec<HeaderOp> {
     present.into_iter().map(HeaderOp::Remove).collect()
 }
 
-/// Claim headers for a verified caller. A claim that is absent, null, or would put a control
-/// character into the header is skipped (the header stays stripped).
+/// Claim headers for a verified caller: its provider's `claim_headers` when set, else
+/// `headers.claims`. A claim that is absent, null, or would put a control character into the
+/// header is skipped (the header stays stripped).
 pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
-    config
-        .headers
-        .claims
+    let own = config
+        .providers
+        .iter()
+        .find(|p| p.name == who.provider)
+        .and_then(|p| p.claim_headers.as_ref());
+    own.unwrap_or(&config.headers.claims)
         .iter()
         .filter_map(|c| {
             let text = match (&c.claim, c.identity) {
-                (Some(path), _) => claims::header_value(claims::lookup(&who.claims, path)?)?,
+                (Some(path), _) => claims::header_value(path.lookup(&who.claims)?)?,
                 (None, Some(field)) => claims::header_value(&who.field(field)?)?,
                 (None, None) => return None,
             };
@@ -283,6 +298,78 @@ mod tests {
                 HeaderOp::Set("x-sub".into(), "alice".into()),
                 HeaderOp::Set("x-roles".into(), "a,b".into()),
                 HeaderOp::Set("x-scopes".into(), "r,w".into()),
+            ]
+        );
+    }
+
+    /// Two issuers that spell their claims differently: `corp` maps its own, `k8s` has its own
+    /// list, `plain` uses the global one.
+    fn per_provider() -> Config {
+        let v = json!({
+            "providers": [
+                {"name": "corp", "issuer": "https://corp.test", "jwks": {"keys": []},
+                 "claim_headers": [{"claim": "email", "header": "X-Corp-Email"}]},
+                {"name": "k8s", "issuer": "https://kubernetes.default.svc.cluster.local", "jwks": {"keys": []},
+                 "claim_headers": [
+                    {"claim": "kubernetes.io.namespace", "header": "x-k8s-namespace"},
+                    {"claim": ["kubernetes.io", "serviceaccount", "name"], "header": "x-k8s-sa"}
+                 ]},
+                {"name": "plain", "issuer": "https://plain.test", "jwks": {"keys": []}}
+            ],
+            "headers": {"claims": [{"claim": "email", "header": "x-email"}], "reserved_prefix": ""},
+        });
+        Config::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn caller(c: &Config, provider: usize, claims: serde_json::Value) -> Identity {
+        Identity::from_claims(&c.providers[provider], claims.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn a_providers_claim_headers_replace_the_global_ones_for_its_tokens() {
+        let c = per_provider();
+        let claims = json!({
+            "sub": "system:serviceaccount:flows:worker", "email": "a@corp.test",
+            "kubernetes.io": {"namespace": "flows", "serviceaccount": {"name": "worker"}}
+        });
+        assert_eq!(
+            identity(&c, &caller(&c, 0, claims.clone())),
+            vec![HeaderOp::Set("x-corp-email".into(), "a@corp.test".into())]
+        );
+        assert_eq!(
+            identity(&c, &caller(&c, 1, claims.clone())),
+            vec![
+                HeaderOp::Set("x-k8s-namespace".into(), "flows".into()),
+                HeaderOp::Set("x-k8s-sa".into(), "worker".into()),
+            ],
+            "the global x-email is not set for k8s tokens"
+        );
+        assert_eq!(
+            identity(&c, &caller(&c, 2, claims)),
+            vec![HeaderOp::Set("x-email".into(), "a@corp.test".into())]
+        );
+    }
+
+    #[test]
+    fn every_providers_claim_headers_are_managed() {
+        let c = per_provider();
+        let m = managed(&c);
+        for name in ["x-email", "x-corp-email", "x-k8s-namespace", "x-k8s-sa"] {
+            assert!(m.contains(name), "{name}");
+        }
+        let f = facts(
+            "/",
+            &[
+                ("X-K8s-SA", "admin"),
+                ("x-corp-email", "boss@corp.test"),
+                ("x-other", "1"),
+            ],
+        );
+        assert_eq!(
+            strip(m.present(&f)),
+            vec![
+                HeaderOp::Remove("x-k8s-sa".into()),
+                HeaderOp::Remove("x-corp-email".into())
             ]
         );
     }

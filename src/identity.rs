@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::claims::{self, Claims};
+use crate::claims::{self, ClaimPath, Claims};
 use crate::config::Provider;
 
 /// A verified caller.
@@ -57,7 +57,7 @@ impl Identity {
 pub use crate::config::IdentityField;
 
 /// The first path that holds a string (numbers are taken as text).
-fn first_string(claims: &Claims, paths: &[String]) -> Option<String> {
+fn first_string(claims: &Claims, paths: &[ClaimPath]) -> Option<String> {
     paths.iter().find_map(|p| match claims::lookup(claims, p)? {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
@@ -67,7 +67,7 @@ fn first_string(claims: &Claims, paths: &[String]) -> Option<String> {
 
 /// Every string found under any of the paths (arrays, or space-delimited strings), without
 /// duplicates, in order of appearance.
-fn union(claims: &Claims, paths: &[String]) -> Vec<String> {
+fn union(claims: &Claims, paths: &[ClaimPath]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for path in paths {
         if let Some(value) = claims::lookup(claims, path) {
@@ -133,6 +133,28 @@ mod tests {
         assert_eq!(id.roles, vec!["a", "b", "c"]);
         assert_eq!(id.groups, vec!["g1"]);
         assert_eq!(id.tenant.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn kubernetes_service_account_claims_map_through_dotted_names() {
+        let p = provider(json!({
+            "subject": "kubernetes.io.serviceaccount.name",
+            "groups": [["kubernetes.io", "serviceaccount", "name"]],
+            "tenant": ["kubernetes.io.namespace"]
+        }));
+        let id = Identity::from_claims(
+            &p,
+            claims(json!({
+                "sub": "system:serviceaccount:flows:prefect-worker",
+                "kubernetes.io": {
+                    "namespace": "flows",
+                    "serviceaccount": {"name": "prefect-worker", "uid": "0d6e"}
+                }
+            })),
+        );
+        assert_eq!(id.subject.as_deref(), Some("prefect-worker"));
+        assert_eq!(id.groups, vec!["prefect-worker"]);
+        assert_eq!(id.tenant.as_deref(), Some("flows"));
     }
 
     #[test]

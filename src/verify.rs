@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::claims::{self, Claims};
+use crate::claims::{self, ClaimPath, Claims};
 use crate::config::{Algorithm, Provider};
 use crate::jwks::KeySet;
 use crate::reason::Reason;
@@ -200,7 +200,7 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
     check_issued_at(iat, now, skew)?;
     check_lifetime(exp, iat, now, provider.max_lifetime_seconds)?;
     check_issuer(claims, provider)?;
-    check_audience(claims, &provider.audiences)?;
+    check_audience(claims, &provider.audiences, &provider.audience_claims)?;
     check_required(claims, &provider.require_claims)
 }
 
@@ -284,8 +284,14 @@ fn check_issuer(claims: &Claims, provider: &Provider) -> Result<(), Reason> {
     }
 }
 
-/// With configured audiences, `aud` (a string or an array of strings) must name one of them.
-fn check_audience(claims: &Claims, audiences: &[String]) -> Result<(), Reason> {
+/// With configured audiences, the token's audiences must include one of them. Its audiences are
+/// the strings found in the audience claims (`aud` by default): a string, or the strings of an
+/// array.
+fn check_audience(
+    claims: &Claims,
+    audiences: &[String],
+    audience_claims: &[ClaimPath],
+) -> Result<(), Reason> {
     if audiences.is_empty() {
         return Ok(());
     }
@@ -293,11 +299,13 @@ fn check_audience(claims: &Claims, audiences: &[String]) -> Result<(), Reason> {
         aud.as_str()
             .is_some_and(|a| audiences.iter().any(|x| x == a))
     };
-    let matches = match claims.get("aud") {
-        Some(Value::Array(items)) => items.iter().any(listed),
-        Some(aud) => listed(aud),
-        None => false,
-    };
+    let matches = audience_claims
+        .iter()
+        .filter_map(|path| path.lookup(claims))
+        .any(|found| match found {
+            Value::Array(items) => items.iter().any(listed),
+            aud => listed(aud),
+        });
     if !matches {
         return Err(Reason::AudienceMismatch);
     }
@@ -305,7 +313,7 @@ fn check_audience(claims: &Claims, audiences: &[String]) -> Result<(), Reason> {
 }
 
 /// Every required claim path must be present and not `null`.
-fn check_required(claims: &Claims, required: &[String]) -> Result<(), Reason> {
+fn check_required(claims: &Claims, required: &[ClaimPath]) -> Result<(), Reason> {
     for path in required {
         if claims::lookup(claims, path).is_none_or(Value::is_null) {
             return Err(Reason::ClaimMissing);
@@ -1322,6 +1330,13 @@ mod tests {
         }
     }
 
+    fn paths(texts: &[&str]) -> Vec<ClaimPath> {
+        texts
+            .iter()
+            .map(|t| ClaimPath::dotted(t).unwrap())
+            .collect()
+    }
+
     #[test]
     fn a_pattern_issuer_takes_listed_tenants_only() {
         let p = provider(json!({"issuer": "https://idp.test/{tenant}/v2.0", "tenants": ["acme"]}));
@@ -1339,18 +1354,19 @@ mod tests {
     #[test]
     fn audience_must_name_a_configured_audience() {
         let audiences = ["api".to_string(), "web".to_string()];
-        for aud in [
+        let aud = paths(&["aud"]);
+        for claims in [
             json!({"aud": "web"}),
             json!({"aud": ["x", "api"]}),
             json!({"aud": [1, "api"]}),
         ] {
             assert_eq!(
-                check_audience(&claims_of(aud.clone()), &audiences),
+                check_audience(&claims_of(claims.clone()), &audiences, &aud),
                 Ok(()),
-                "{aud}"
+                "{claims}"
             );
         }
-        for aud in [
+        for claims in [
             json!({"aud": "x"}),
             json!({"aud": []}),
             json!({"aud": ["x"]}),
@@ -1358,17 +1374,66 @@ mod tests {
             json!({}),
         ] {
             assert_eq!(
-                check_audience(&claims_of(aud.clone()), &audiences),
+                check_audience(&claims_of(claims.clone()), &audiences, &aud),
                 Err(Reason::AudienceMismatch),
-                "{aud}"
+                "{claims}"
             );
         }
-        assert_eq!(check_audience(&claims_of(json!({})), &[]), Ok(()));
+        assert_eq!(check_audience(&claims_of(json!({})), &[], &aud), Ok(()));
+    }
+
+    #[test]
+    fn audiences_are_the_union_of_the_audience_claims() {
+        let audiences = ["client-1".to_string()];
+        let cognito = paths(&["aud", "client_id"]);
+        for claims in [
+            json!({"client_id": "client-1", "token_use": "access"}),
+            json!({"aud": "client-1", "token_use": "id"}),
+            json!({"aud": ["other"], "client_id": "client-1"}),
+            json!({"aud": "other", "azp": "x", "client_id": ["client-1"]}),
+        ] {
+            assert_eq!(
+                check_audience(&claims_of(claims.clone()), &audiences, &cognito),
+                Ok(()),
+                "{claims}"
+            );
+        }
+        for claims in [
+            json!({"client_id": "client-2"}),
+            json!({"aud": "other"}),
+            json!({"client_id": {"id": "client-1"}}),
+            json!({"cid": "client-1"}),
+        ] {
+            assert_eq!(
+                check_audience(&claims_of(claims.clone()), &audiences, &cognito),
+                Err(Reason::AudienceMismatch),
+                "{claims}"
+            );
+        }
+        // Only the listed claims count: `aud` is not read when it is not listed.
+        let client_only = paths(&["client_id"]);
+        assert_eq!(
+            check_audience(
+                &claims_of(json!({"aud": "client-1"})),
+                &audiences,
+                &client_only
+            ),
+            Err(Reason::AudienceMismatch)
+        );
+        let nested = paths(&["kubernetes.io.audience"]);
+        assert_eq!(
+            check_audience(
+                &claims_of(json!({"kubernetes.io": {"audience": "client-1"}})),
+                &audiences,
+                &nested
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn required_claims_must_be_present_and_not_null() {
-        let required = ["sub".to_string(), "realm_access.roles".to_string()];
+        let required = paths(&["sub", "realm_access.roles"]);
         let ok = claims_of(json!({"sub": "a", "realm_access": {"roles": []}}));
         assert_eq!(check_required(&ok, &required), Ok(()));
         for c in [
@@ -1382,6 +1447,9 @@ mod tests {
                 "{c}"
             );
         }
+        let dotted = paths(&["kubernetes.io.serviceaccount.name"]);
+        let sa = claims_of(json!({"kubernetes.io": {"serviceaccount": {"name": "w"}}}));
+        assert_eq!(check_required(&sa, &dotted), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,9 @@
   stopped at the end of the session. Their work directories (.work/envoy/<name>-*/,
   with envoy.yaml and envoy.log) are removed after a session without failures, kept otherwise.
 - ``main``, ``sources``, ``forwarding``, ``verbose``, ``quiet``: the shared configurations.
+- ``oidc_provider_with(clients=..., resources=..., ...)``: a real OpenID provider (oidc-provider,
+  tools/oidc_provider.py) for the test, stopped after it; its log (.work/oidc-provider/) is kept
+  when a test of the session failed, and its tail is added to a failing test's report.
 
 The module is ``$IDENTITY_WASM`` or target/wasm32-wasip1/release/identity_filter.wasm (``make
 wasm``); Envoy is ``$ENVOY_BIN`` or .venv/bin/envoy (``make venv``). When a test fails, the tail
@@ -27,6 +30,7 @@ import pytest
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
 
+import oidc_provider  # noqa: E402
 from echo_upstream import EchoServer, start_echo_upstream  # noqa: E402
 from envoy_runner import DEFAULT_WASM, Envoy  # noqa: E402
 
@@ -102,6 +106,38 @@ def quiet(envoy_with, keys) -> Envoy:
     return envoy_with(support.quiet_config(keys), "quiet")
 
 
+@pytest.fixture(scope="session")
+def _oidc_providers(request: pytest.FixtureRequest) -> list[oidc_provider.OidcProvider]:
+    started: list[oidc_provider.OidcProvider] = []
+    yield started
+    for provider in started:
+        provider.stop()
+    if request.session.testsfailed == 0:
+        for provider in started:
+            provider.remove_workdir()
+
+
+@pytest.fixture
+def oidc_provider_with(request: pytest.FixtureRequest,
+                       _oidc_providers: list[oidc_provider.OidcProvider]) -> Callable[..., oidc_provider.OidcProvider]:
+    """Start a real OpenID provider for this test: ``oidc_provider_with(clients=[...],
+    resources={...})`` takes ``OidcProvider``'s arguments; it is stopped after the test."""
+    if not oidc_provider.installed():
+        pytest.fail(f"oidc-provider is not installed: {oidc_provider.INSTALL_HINT}", pytrace=False)
+    mine: list[oidc_provider.OidcProvider] = []
+    request.node.oidc_providers = mine
+
+    def start(**kwargs: Any) -> oidc_provider.OidcProvider:
+        provider = oidc_provider.OidcProvider(**kwargs)
+        _oidc_providers.append(provider)
+        mine.append(provider)
+        return provider.start()
+
+    yield start
+    for provider in mine:
+        provider.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     outcome = yield
@@ -110,3 +146,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         for name, value in getattr(item, "funcargs", {}).items():
             if isinstance(value, Envoy):
                 report.sections.append((f"envoy log: {name} ({value.log_path})", value.log_tail(25)))
+        for provider in getattr(item, "oidc_providers", []):
+            report.sections.append((f"oidc-provider log ({provider.log_path})", provider.log_tail(25)))

@@ -29,7 +29,8 @@ def one(path: Path, kind: str) -> dict[str, Any]:
     return found[0]
 
 
-WASM_PLUGINS = [ISTIO / "wasmplugin.yaml", ISTIO / "migration" / "after.yaml"]
+WASM_PLUGINS = [ISTIO / "wasmplugin.yaml", ISTIO / "migration" / "after.yaml",
+                ISTIO / "kubernetes-serviceaccounts.yaml"]
 
 
 @pytest.mark.parametrize("path", WASM_PLUGINS, ids=lambda p: p.relative_to(ISTIO).as_posix())

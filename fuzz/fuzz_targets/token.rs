@@ -402,7 +402,12 @@ fuzz_target!(
         let required = provider
             .require_claims
             .iter()
-            .all(|c| claims.get(c).is_some_and(|v| !v.is_null()));
+            .all(|c| {
+                claims
+                    .as_object()
+                    .and_then(|o| c.lookup(o))
+                    .is_some_and(|v| !v.is_null())
+            });
         let expected = typ_ok
             && !input.crit
             && claims_typed

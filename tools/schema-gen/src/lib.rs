@@ -7,6 +7,8 @@
 //!
 //! - `$schema` is draft-04; subschemas are inlined (no `$defs`); a recursive type would keep a
 //!   `$ref`, rewritten to `#/definitions/...`.
+//! - A nested `anyOf` that is a whole variant of an `anyOf` (an `Option` of a choice) is
+//!   spliced into its parent.
 //! - `const` becomes a single-value `enum`; a `oneOf` of such strings (a Rust unit enum with
 //!   documented variants) becomes one `enum`, the variants' docs appended to the description.
 //! - `examples`, `deprecated`, `readOnly`, `writeOnly`, `$comment` are dropped; non-draft-4
@@ -242,6 +244,7 @@ fn convert(schema: &mut Value, at: &str, problems: &mut Vec<String>) {
         }
     }
     collapse_string_one_of(obj);
+    flatten_nested_any_of(obj);
 
     for key in obj.keys() {
         if !DRAFT4_KEYWORDS.contains(&key.as_str()) {
@@ -423,6 +426,31 @@ fn collapse_string_one_of(obj: &mut Map<String, Value>) {
         };
         obj.insert("description".into(), Value::String(text));
     }
+}
+
+/// `anyOf: [{anyOf: [a, b]}, c]` → `anyOf: [a, b, c]` (an `Option` of a type that is itself a
+/// choice, e.g. a claim path: a string or an array): the same values, one level to read.
+fn flatten_nested_any_of(obj: &mut Map<String, Value>) {
+    let Some(Value::Array(variants)) = obj.get_mut("anyOf") else {
+        return;
+    };
+    let mut flat = Vec::with_capacity(variants.len());
+    for v in variants.drain(..) {
+        match v {
+            Value::Object(mut inner) if inner.len() == 1 && inner.contains_key("anyOf") => {
+                match inner.remove("anyOf") {
+                    Some(Value::Array(nested)) => flat.extend(nested),
+                    Some(other) => {
+                        inner.insert("anyOf".into(), other);
+                        flat.push(Value::Object(inner));
+                    }
+                    None => {}
+                }
+            }
+            other => flat.push(other),
+        }
+    }
+    *variants = flat;
 }
 
 /// Doc comments are wrapped at 100 columns; a description reads better as one line per

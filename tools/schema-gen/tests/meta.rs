@@ -130,6 +130,47 @@ fn const_examples_and_numeric_exclusive_bounds_are_converted() {
 }
 
 #[test]
+fn an_option_of_a_choice_is_one_any_of() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "claim": {"description": "c", "default": null, "anyOf": [
+                {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                {"type": "null"}
+            ]},
+            "kept": {"description": "k", "default": null, "anyOf": [
+                {"anyOf": [{"type": "string"}], "minLength": 1},
+                {"type": "null"}
+            ]}
+        }
+    });
+    let out = schema_gen::to_draft4(schema).unwrap();
+    assert_eq!(
+        out["properties"]["claim"]["anyOf"],
+        serde_json::json!([{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}])
+    );
+    assert_eq!(
+        out["properties"]["kept"]["anyOf"][0],
+        serde_json::json!({"anyOf": [{"type": "string"}], "minLength": 1}),
+        "a variant with more than the nested anyOf stays as it is"
+    );
+}
+
+#[test]
+fn the_claim_paths_of_the_meta_json_accept_a_string_or_an_array_of_names() {
+    let meta: serde_json::Value = serde_json::from_str(&generated()).unwrap();
+    let claim = &meta["config_schema"]["properties"]["headers"]["properties"]["claims"]["items"]
+        ["properties"]["claim"];
+    let types: Vec<&str> = claim["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["string", "array", "null"]);
+}
+
+#[test]
 fn a_field_without_doc_comment_is_refused() {
     let schema = serde_json::json!({
         "type": "object",
