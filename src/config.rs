@@ -135,8 +135,17 @@ pub enum WaitMode {
 pub struct Provider {
     /// A short name, used in logs and metrics. Must be unique.
     pub name: String,
-    /// The exact `iss` value of this issuer's tokens. Must be unique across providers.
+    /// The exact `iss` value of this issuer's tokens, or a pattern with one `{tenant}` path
+    /// segment for a multi-tenant issuer (`https://login.microsoftonline.com/{tenant}/v2.0`),
+    /// which then needs `tenants`. No `iss` may match two providers.
     pub issuer: String,
+    /// With an issuer pattern: the tenants accepted, as they appear in `iss` (compared
+    /// exactly). A token of another tenant gets 401 `issuer_unknown`. The matched tenant is the
+    /// caller's tenant (a tenant claim of `identity.tenant`, when the token has one, must name
+    /// the same tenant). Required, non-empty, with a pattern (`"*"` is not accepted: anyone can
+    /// create a tenant of a public multi-tenant IdP); not allowed without one. Default: none.
+    #[serde(default)]
+    pub tenants: Vec<String>,
     /// Accepted audiences; a token passes when any of its audiences (see `audience_claims`) is
     /// listed. Empty (the default) means the audience is not checked.
     #[serde(default)]
@@ -209,6 +218,14 @@ pub struct Provider {
     /// ES256, ES384, EdDSA. HS256/384/512 must be listed explicitly and need an `oct` key.
     #[serde(default)]
     pub algorithms: Vec<Algorithm>,
+    /// Smallest RSA modulus, in bits, of this issuer's keys (1024–4096). A shorter RSA key in
+    /// the key set, inline or fetched, is skipped (logged once per read, counted in
+    /// `identity_filter.keys.weak_skipped`); tokens it signed get 401 `key_not_found`, the rest
+    /// of the set works. The upper bound is the largest RSA key accepted at all; below 1024 bits
+    /// keys have been factored publicly. Default 2048.
+    #[serde(default = "default_min_rsa_bits")]
+    #[schemars(range(min = 1024, max = 4096))]
+    pub min_rsa_bits: u64,
     /// Allowed clock skew in seconds for `exp`, `nbf` and `iat`. Default 60.
     #[serde(default = "default_clock_skew")]
     #[schemars(range(max = 3600))]
@@ -411,9 +428,16 @@ pub struct Requirement {
     /// Conditions on the caller's scopes (a failure here alone is `insufficient_scope`).
     #[serde(default)]
     pub scopes: Option<SetCondition>,
-    /// The token's issuer is one of these.
+    /// The token's issuer (its `iss`) is one of these. In an `any_of` branch, `issuers` and
+    /// `providers` are the branch's gate: a denial reports the failure of the branches whose
+    /// gate holds for the caller (`insufficient_scope` naming the scopes when those failed only
+    /// on scopes), not of branches meant for other issuers.
     #[serde(default)]
     pub issuers: Option<Vec<String>>,
+    /// The token was issued by one of these providers (`providers[].name`); a gate like
+    /// `issuers`.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
     /// The caller's tenant is one of these.
     #[serde(default)]
     pub tenants: Option<Vec<String>>,
@@ -480,6 +504,14 @@ pub struct RouteMatch {
     /// Compare this rule's path ASCII case-insensitively. Default: `paths.ignore_case`.
     #[serde(default)]
     pub ignore_case: Option<bool>,
+    /// Provider names (`providers[].name`): the rule applies only to a request whose token was
+    /// verified and issued by one of them. Rules are still taken in order: when the first rule
+    /// whose path, method and host fit is gated this way, the token is verified first (no
+    /// token: 401 `token_missing`; a bad one: its 401), then the first fitting rule that is
+    /// not gated or is gated to the token's provider decides (none: `default`). Cannot be
+    /// combined with `allow_anonymous`. Empty (the default) means any caller.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 /// What happens to requests no rule matches.
@@ -788,11 +820,48 @@ fn default_cold_start_wait_ms() -> u64 {
 fn default_max_response_bytes() -> usize {
     262_144
 }
+fn default_min_rsa_bits() -> u64 {
+    crate::jwks::MIN_RSA_BITS as u64
+}
 fn default_tick_ms() -> u64 {
     100
 }
 
 impl Provider {
+    /// An issuer pattern has a tenant allow-list; an exact issuer has none.
+    fn check_tenants(&self, i: usize) -> Result<(), ConfigError> {
+        let at = |field: &str| format!("providers[{i}].{field}");
+        if !crate::issuer::is_pattern(&self.issuer) {
+            if !self.tenants.is_empty() {
+                return Err(ConfigError::new(
+                    at("tenants"),
+                    "only allowed with an issuer pattern (`{tenant}` in `issuer`)",
+                ));
+            }
+            return Ok(());
+        }
+        crate::issuer::check_pattern(&self.issuer)
+            .map_err(|m| ConfigError::new(at("issuer"), m))?;
+        if self.tenants.is_empty() {
+            return Err(ConfigError::new(
+                at("tenants"),
+                "is required with an issuer pattern: list the tenants to accept",
+            ));
+        }
+        for (k, t) in self.tenants.iter().enumerate() {
+            let message = if t == "*" {
+                "`*` is not accepted: list the tenants (anyone can create a tenant)"
+            } else if t.is_empty() || t.contains(['/', '{', '}']) || t.chars().any(char::is_control)
+            {
+                "must be a non-empty path segment"
+            } else {
+                continue;
+            };
+            return Err(ConfigError::new(at(&format!("tenants[{k}]")), message));
+        }
+        Ok(())
+    }
+
     /// Whether this provider's keys are fetched (`jwks_uri` or `discovery`).
     pub fn is_remote(&self) -> bool {
         self.jwks_uri.is_some() || self.discovery
@@ -821,12 +890,14 @@ impl Provider {
             crate::fetch::Target::parse(uri).map_err(|m| ConfigError::new(at("jwks_uri"), m))?;
         }
         if self.discovery {
-            crate::fetch::Target::discovery(&self.issuer).map_err(|m| {
-                ConfigError::new(
-                    at("discovery"),
-                    format!("needs an http(s) URL as `issuer`: {m}"),
-                )
-            })?;
+            crate::fetch::Target::discovery(&crate::issuer::discovery_issuer(self)).map_err(
+                |m| {
+                    ConfigError::new(
+                        at("discovery"),
+                        format!("needs an http(s) URL as `issuer`: {m}"),
+                    )
+                },
+            )?;
         }
         match &self.upstream {
             None => {
@@ -862,6 +933,8 @@ pub mod bounds {
     pub const COLD_START_WAIT_MS: (u64, u64) = (0, 60_000);
     pub const MAX_RESPONSE_BYTES: (u64, u64) = (64, 1_048_576);
     pub const CLOCK_SKEW_SECONDS: (u64, u64) = (0, 3_600);
+    /// `jwks::LOWEST_MIN_RSA_BITS` to `jwks::MAX_RSA_BITS`.
+    pub const MIN_RSA_BITS: (u64, u64) = (1_024, 4_096);
     pub const MAX_LIFETIME_SECONDS: (u64, u64) = (1, 31_536_000);
     pub const CACHE_MAX_ENTRIES: (u64, u64) = (0, 100_000);
     pub const CACHE_MAX_TTL_SECONDS: (u64, u64) = (0, 86_400);
@@ -927,6 +1000,7 @@ impl Provider {
             self.clock_skew_seconds,
             bounds::CLOCK_SKEW_SECONDS,
         )?;
+        within(at("min_rsa_bits"), self.min_rsa_bits, bounds::MIN_RSA_BITS)?;
         if let Some(lifetime) = self.max_lifetime_seconds {
             within(
                 at("max_lifetime_seconds"),
@@ -1101,7 +1175,14 @@ impl Config {
                         format!("duplicates providers[{j}].issuer"),
                     ));
                 }
+                if crate::issuer::overlap(&q.issuer, &p.issuer) {
+                    return Err(ConfigError::new(
+                        at("issuer"),
+                        format!("one `iss` could match both this and providers[{j}].issuer"),
+                    ));
+                }
             }
+            p.check_tenants(i)?;
             p.check_bounds(i)?;
             p.check_key_source(i)?;
             if p.audience_claims.is_empty() {
@@ -1226,6 +1307,52 @@ impl Config {
         self.remote_keys.check()?;
         self.cache.check()?;
         self.check_rule_paths()?;
+        self.check_provider_names()?;
+        Ok(())
+    }
+
+    /// `match.providers` and `require.providers` name configured providers; a provider-gated
+    /// rule is not anonymous.
+    fn check_provider_names(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.rules.iter().enumerate() {
+            self.check_provider_list(&r.route.providers, &format!("rules[{i}].match.providers"))?;
+            if r.allow_anonymous && !r.route.providers.is_empty() {
+                return Err(ConfigError::new(
+                    format!("rules[{i}].allow_anonymous"),
+                    "cannot be combined with `match.providers` (the rule applies only to \
+                     verified tokens of those providers)",
+                ));
+            }
+            if let Some(req) = &r.require {
+                self.check_requirement_providers(req, &format!("rules[{i}].require"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_provider_list(&self, names: &[String], at: &str) -> Result<(), ConfigError> {
+        match names
+            .iter()
+            .enumerate()
+            .find(|(_, n)| !self.providers.iter().any(|p| &p.name == *n))
+        {
+            Some((k, name)) => Err(ConfigError::new(
+                format!("{at}[{k}]"),
+                format!("`{name}` is not the name of a provider"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_requirement_providers(&self, req: &Requirement, at: &str) -> Result<(), ConfigError> {
+        if let Some(names) = &req.providers {
+            self.check_provider_list(names, &format!("{at}.providers"))?;
+        }
+        for (field, list) in [("any_of", &req.any_of), ("all_of", &req.all_of)] {
+            for (i, r) in list.iter().flatten().enumerate() {
+                self.check_requirement_providers(r, &format!("{at}.{field}[{i}]"))?;
+            }
+        }
         Ok(())
     }
 }
@@ -1263,7 +1390,11 @@ impl Requirement {
                 }
             }
         }
-        for (field, list) in [("issuers", &self.issuers), ("tenants", &self.tenants)] {
+        for (field, list) in [
+            ("issuers", &self.issuers),
+            ("providers", &self.providers),
+            ("tenants", &self.tenants),
+        ] {
             if let Some(list) = list {
                 any = true;
                 if list.is_empty() {
@@ -1730,6 +1861,86 @@ mod tests {
         assert_eq!(parse(&v).unwrap_err().path, "rules[0].match.paths");
     }
 
+    #[test]
+    fn provider_gates_name_configured_providers() {
+        let mut v = minimal();
+        v["rules"] = serde_json::json!([{"match": {"providers": ["dev", "okta"]}}]);
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.path, "rules[0].match.providers[1]");
+        assert!(e.message.contains("`okta`"), "{}", e.message);
+        v["rules"] =
+            serde_json::json!([{"match": {"providers": ["dev"]}, "allow_anonymous": true}]);
+        assert_eq!(parse(&v).unwrap_err().path, "rules[0].allow_anonymous");
+        v["rules"] = serde_json::json!([{"require": {"any_of": [{"providers": ["nope"]}, {"providers": []}]}}]);
+        assert_eq!(
+            parse(&v).unwrap_err().path,
+            "rules[0].require.any_of[1].providers"
+        );
+        v["rules"] = serde_json::json!([{"require": {"any_of": [{"providers": ["nope"]}]}}]);
+        assert_eq!(
+            parse(&v).unwrap_err().path,
+            "rules[0].require.any_of[0].providers[0]"
+        );
+        v["rules"] = serde_json::json!([{"match": {"providers": ["dev"]}, "require": {"providers": ["dev"]}}]);
+        assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_pattern_needs_a_tenant_list_and_no_overlap() {
+        let entra = "https://login.microsoftonline.com/{tenant}/v2.0";
+        let mut v = minimal();
+        v["providers"][0]["issuer"] = entra.into();
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants");
+        v["providers"][0]["tenants"] = serde_json::json!([]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants");
+        v["providers"][0]["tenants"] = serde_json::json!(["acme", "*"]);
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.path, "providers[0].tenants[1]");
+        assert!(e.message.contains("`*`"), "{}", e.message);
+        v["providers"][0]["tenants"] = serde_json::json!(["a/b"]);
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].tenants[0]");
+        v["providers"][0]["tenants"] = serde_json::json!(["acme"]);
+        assert!(parse(&v).is_ok());
+        v["providers"][0]["issuer"] = "https://login.microsoftonline.com/x{tenant}/v2.0".into();
+        assert_eq!(parse(&v).unwrap_err().path, "providers[0].issuer");
+        // Tenants without a pattern.
+        let mut w = minimal();
+        w["providers"][0]["tenants"] = serde_json::json!(["acme"]);
+        assert_eq!(parse(&w).unwrap_err().path, "providers[0].tenants");
+        // An exact issuer the pattern also matches, or two patterns that meet.
+        let pattern = serde_json::json!({"name": "entra", "issuer": entra, "tenants": ["acme"], "jwks": {"keys": []}});
+        for other in [
+            "https://login.microsoftonline.com/globex/v2.0",
+            "https://login.microsoftonline.com/common/{tenant}",
+        ] {
+            let mut q = pattern.clone();
+            q["name"] = "other".into();
+            q["issuer"] = other.into();
+            if !other.contains("{tenant}") {
+                q.as_object_mut().unwrap().remove("tenants");
+            }
+            let doc = serde_json::json!({"providers": [pattern.clone(), q]});
+            let e = parse(&doc).unwrap_err();
+            assert_eq!(e.path, "providers[1].issuer", "{other}");
+            assert!(e.message.contains("providers[0].issuer"), "{}", e.message);
+        }
+        let v1 = serde_json::json!({"name": "v1", "issuer": "https://sts.windows.net/{tenant}/", "tenants": ["acme"], "jwks": {"keys": []}});
+        assert!(parse(&serde_json::json!({"providers": [pattern, v1]})).is_ok());
+    }
+
+    #[test]
+    fn discovery_of_a_pattern_fetches_its_first_tenants_document() {
+        let c = parse(&remote(serde_json::json!({
+            "issuer": "https://login.microsoftonline.com/{tenant}/v2.0",
+            "tenants": ["acme", "globex"], "jwks_uri": null, "discovery": true
+        })))
+        .unwrap();
+        assert_eq!(
+            crate::issuer::discovery_issuer(&c.providers[0]),
+            "https://login.microsoftonline.com/acme/v2.0"
+        );
+    }
+
     fn remote(extra: serde_json::Value) -> serde_json::Value {
         let mut p = serde_json::json!({
             "name": "idp", "issuer": "https://idp.test",
@@ -1761,6 +1972,7 @@ mod tests {
         assert_eq!(p.max_stale_seconds, 86400);
         assert_eq!(p.cold_start_wait_ms, 3000);
         assert_eq!(p.max_response_bytes, 262_144);
+        assert_eq!(p.min_rsa_bits, 2048);
         assert!(!c.remote_keys.shared_data);
         assert_eq!(c.remote_keys.waiting, WaitMode::Auto);
         assert_eq!(c.remote_keys.tick_ms, 100);

@@ -152,6 +152,7 @@ fn the_schema_walk_finds_every_known_numeric_field() {
         "providers[0].cold_start_wait_ms",
         "providers[0].max_response_bytes",
         "providers[0].clock_skew_seconds",
+        "providers[0].min_rsa_bits",
         "providers[0].max_lifetime_seconds",
     ] {
         assert!(found.iter().any(|p| p == known), "{known} not in {found:?}");

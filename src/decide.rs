@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use crate::assertion::{Binding, Signer};
 use crate::cache::TokenCache;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Provider};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
-use crate::jwks::{KeySet, Origin};
+use crate::jwks::{KeySet, Origin, WeakKey};
 use crate::policy::{self, Access, Failure, Matched};
 use crate::reason::{self, Denial, Reason, Response};
 use crate::token::{self, Found};
@@ -27,6 +27,8 @@ pub struct Engine {
     /// Inline keys per provider, in `config.providers` order (`None`: fetched, see `keystore`).
     keys: Vec<Option<KeySet>>,
     by_issuer: HashMap<String, usize>,
+    /// Providers whose issuer is a pattern (`{tenant}`), in configuration order.
+    patterns: Vec<usize>,
     /// Headers that belong to the filter: removed from (or refused in) every request.
     managed: headers::Managed,
     /// Mints the signed assertion, when configured.
@@ -67,24 +69,32 @@ impl KeySource for Engine {
 
 impl Engine {
     /// Prepare a validated configuration; inline key sets are parsed here, and an unusable key
-    /// is a configuration error naming its path.
+    /// is a configuration error naming its path (an RSA key shorter than the provider's
+    /// `min_rsa_bits` is skipped instead: see [`Engine::weak_keys`]).
     pub fn new(config: Config) -> Result<Engine, ConfigError> {
         let mut keys = Vec::with_capacity(config.providers.len());
         let mut by_issuer = HashMap::new();
+        let mut patterns = Vec::new();
         for (i, p) in config.providers.iter().enumerate() {
             let set = match &p.jwks {
-                Some(jwks) => Some(KeySet::parse(jwks, Origin::Inline).map_err(|e| {
-                    let path = if e.path.is_empty() {
-                        format!("providers[{i}].jwks")
-                    } else {
-                        format!("providers[{i}].jwks.{}", e.path)
-                    };
-                    ConfigError::new(path, e.message)
-                })?),
+                Some(jwks) => Some(
+                    KeySet::parse_with(jwks, Origin::Inline, min_rsa_bits(p)).map_err(|e| {
+                        let path = if e.path.is_empty() {
+                            format!("providers[{i}].jwks")
+                        } else {
+                            format!("providers[{i}].jwks.{}", e.path)
+                        };
+                        ConfigError::new(path, e.message)
+                    })?,
+                ),
                 None => None,
             };
             keys.push(set);
-            by_issuer.insert(p.issuer.clone(), i);
+            if crate::issuer::is_pattern(&p.issuer) {
+                patterns.push(i);
+            } else {
+                by_issuer.insert(p.issuer.clone(), i);
+            }
         }
         let managed = headers::managed(&config);
         let cache = config.cache.clone();
@@ -96,10 +106,23 @@ impl Engine {
             config,
             keys,
             by_issuer,
+            patterns,
             managed,
             signer,
             cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
         })
+    }
+
+    /// Inline RSA keys skipped for being shorter than their provider's `min_rsa_bits`: the
+    /// provider and its skipped keys.
+    pub fn weak_keys(&self) -> Vec<(&Provider, &[WeakKey])> {
+        self.config
+            .providers
+            .iter()
+            .zip(&self.keys)
+            .filter_map(|(p, set)| Some((p, set.as_ref()?.weak_keys())))
+            .filter(|(_, weak)| !weak.is_empty())
+            .collect()
     }
 
     /// Parse, validate and prepare a configuration document.
@@ -123,6 +146,26 @@ impl Engine {
         &self.managed
     }
 
+    /// The provider of a token's (unverified) `iss`, and for an issuer pattern the tenant it
+    /// names. A tenant that is not listed is `issuer_unknown`, like an unknown issuer.
+    fn provider_for<'t>(&self, iss: &'t str) -> Result<(usize, Option<&'t str>), Reason> {
+        if let Some(i) = self.by_issuer.get(iss) {
+            return Ok((*i, None));
+        }
+        for &i in &self.patterns {
+            let Some(p) = self.config.providers.get(i) else {
+                continue;
+            };
+            if crate::issuer::tenant_of(&p.issuer, iss).is_some() {
+                return match crate::issuer::accepts(p, iss) {
+                    Some(tenant) => Ok((i, tenant)),
+                    None => Err(Reason::IssuerUnknown),
+                };
+            }
+        }
+        Err(Reason::IssuerUnknown)
+    }
+
     /// Render a denial as this configuration says.
     pub fn render(&self, denial: &Denial) -> Response {
         let errors = &self.config.errors;
@@ -133,6 +176,11 @@ impl Engine {
             &errors.reason_header,
         )
     }
+}
+
+/// A provider's `min_rsa_bits` as a size (it is bounded to 1024–4096 by validation).
+pub fn min_rsa_bits(provider: &Provider) -> usize {
+    usize::try_from(provider.min_rsa_bits).unwrap_or(crate::jwks::MIN_RSA_BITS)
 }
 
 /// What to do with a request.
@@ -230,10 +278,13 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         }
         None => facts,
     };
-    let judgement = match judge(engine, keys, facts, &matched, now) {
+    let judgement = match judge(engine, keys, facts, matched, now) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
+    // A rule gated by provider may have given way to a later one (or the default).
+    let matched = &judgement.matched;
+    log.rule = matched.name.to_string();
     if let Some(who) = &judgement.caller {
         log.provider = Some(who.provider.clone());
         log.sub = who.subject.clone();
@@ -287,17 +338,24 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
     allow(ops, log)
 }
 
-/// What the rule concluded: the verified caller (if any), and the denial (if any). Both can be
-/// set: a verified caller the policy refuses.
-struct Judgement {
+/// What the rule concluded: the rule that decided, the verified caller (if any), and the
+/// denial (if any). Both can be set: a verified caller the policy refuses.
+struct Judgement<'a> {
+    matched: Matched<'a>,
     found: Option<Found>,
     caller: Option<Rc<Identity>>,
     denial: Option<Denial>,
 }
 
-impl Judgement {
-    fn denied(found: Option<Found>, caller: Option<Rc<Identity>>, denial: Denial) -> Self {
+impl<'a> Judgement<'a> {
+    fn denied(
+        matched: Matched<'a>,
+        found: Option<Found>,
+        caller: Option<Rc<Identity>>,
+        denial: Denial,
+    ) -> Self {
         Judgement {
+            matched,
             found,
             caller,
             denial: Some(denial),
@@ -306,25 +364,32 @@ impl Judgement {
 }
 
 /// Apply the covering rule. `Err(index)` when provider `index`'s keys must be waited for.
-fn judge(
-    engine: &Engine,
+///
+/// When the covering rule is gated by `match.providers`, the token is verified before the rule
+/// is known: a request without a valid token is refused under that first rule (401), and a
+/// verified one is matched again among the rules its provider may use
+/// ([`policy::select_for_provider`]), which may end at a later rule or the default.
+fn judge<'a>(
+    engine: &'a Engine,
     keys: &dyn KeySource,
     facts: &RequestFacts,
-    matched: &Matched<'_>,
+    matched: Matched<'a>,
     now: u64,
-) -> Result<Judgement, usize> {
+) -> Result<Judgement<'a>, usize> {
     let config = &engine.config;
     // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
     // in report-only mode the request passes, so its token is still verified (to identify the
     // caller) and removed like on any other route, but the reported reason stays `forbidden`.
     let refused = (matched.access == Access::Deny).then(|| matched.refusal());
     if let (Some(denial), false) = (&refused, matched.report_only) {
-        return Ok(Judgement::denied(None, None, denial.clone()));
+        let denial = denial.clone();
+        return Ok(Judgement::denied(matched, None, None, denial));
     }
     let found = match token::find(&config.token_sources, facts, config.max_token_bytes) {
         Ok(Some(found)) => found,
         Ok(None) if matched.access != Access::Authenticated => {
             return Ok(Judgement {
+                matched,
                 found: None,
                 caller: None,
                 denial: refused,
@@ -332,6 +397,7 @@ fn judge(
         }
         Ok(None) => {
             return Ok(Judgement::denied(
+                matched,
                 None,
                 None,
                 Denial::new(Reason::TokenMissing),
@@ -339,19 +405,32 @@ fn judge(
         }
         Err(reason) => {
             let denial = refused.unwrap_or_else(|| Denial::new(reason));
-            return Ok(Judgement::denied(None, None, denial));
+            return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
     let who = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
             let denial = refused.unwrap_or_else(|| Denial::new(reason));
-            return Ok(Judgement::denied(Some(found), None, denial));
+            return Ok(Judgement::denied(matched, Some(found), None, denial));
         }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
+    let (matched, refused) = if matched.provider_gated() {
+        let again = policy::select_for_provider(
+            config,
+            &facts.method,
+            facts.path_only(),
+            &facts.authority,
+            &who.provider,
+        );
+        let refused = (again.access == Access::Deny).then(|| again.refusal());
+        (again, refused)
+    } else {
+        (matched, refused)
+    };
     if let Some(denial) = refused {
-        return Ok(Judgement::denied(Some(found), Some(who), denial));
+        return Ok(Judgement::denied(matched, Some(found), Some(who), denial));
     }
     let denial = matched
         .rule
@@ -365,6 +444,7 @@ fn judge(
             Failure::Other => Denial::by_rule(Reason::Forbidden, &matched.name),
         });
     Ok(Judgement {
+        matched,
         found: Some(found),
         caller: Some(who),
         denial,
@@ -432,10 +512,7 @@ fn authenticate(
     }
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
     let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-    let index = *engine
-        .by_issuer
-        .get(issuer)
-        .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
+    let (index, tenant) = engine.provider_for(issuer).map_err(Outcome::Deny)?;
     let provider = engine
         .config
         .providers
@@ -458,7 +535,18 @@ fn authenticate(
         .get("exp")
         .and_then(serde_json::Value::as_f64)
         .map(|e| e.max(0.0) as u64);
-    let identity = Rc::new(Identity::from_claims(provider, claims));
+    let mut identity = Identity::from_claims(provider, claims);
+    if let Some(tenant) = tenant {
+        // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that
+        // concrete `iss`. A tenant claim (`identity.tenant`) that names another tenant makes
+        // the token contradict itself: it is not trusted.
+        if identity.tenant.as_deref().is_some_and(|t| t != tenant) {
+            return Err(Outcome::Deny(Reason::IssuerUnknown));
+        }
+        identity.tenant = Some(tenant.to_string());
+        identity.issuer = issuer.to_string();
+    }
+    let identity = Rc::new(identity);
     if let Some(key) = cache_key {
         let until = expires.map(|exp| exp.saturating_add(provider.clock_skew_seconds));
         engine
@@ -1002,6 +1090,287 @@ mod tests {
             forged.push('A');
             let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
             assert!(matches!(d, Decision::Deny { .. }));
+        }
+
+        /// Three providers sharing one key; `okta` and `github` have rules of their own.
+        fn per_provider(rules: serde_json::Value, default: &str) -> Engine {
+            let provider = |name: &str| {
+                json!({"name": name, "issuer": format!("https://{name}.test"),
+                       "jwks": {"keys": [test_keys::ed25519_jwk()]}})
+            };
+            engine(json!({
+                "providers": [provider("okta"), provider("github"), provider("other")],
+                "rules": rules,
+                "default": default,
+            }))
+        }
+
+        fn signed(provider: &str, claims: serde_json::Value) -> String {
+            test_keys::sign_ed25519(&format!("https://{provider}.test"), NOW, claims)
+        }
+
+        fn two_issuer_rules(then: serde_json::Value) -> serde_json::Value {
+            let mut rules = json!([
+                {"name": "okta-runs", "match": {"path_prefix": "/runs", "providers": ["okta"]},
+                 "require": {"scopes": {"all_of": ["runs:write"]}}},
+                {"name": "ci-runs", "match": {"path_prefix": "/runs", "providers": ["github"]},
+                 "require": {"claims": [{"claim": "repository", "equals": "acme/etl"}]}}
+            ]);
+            if let (Some(list), Some(more)) = (rules.as_array_mut(), then.as_array()) {
+                list.extend(more.iter().cloned());
+            }
+            rules
+        }
+
+        fn allowed_by(d: &Decision) -> String {
+            match d {
+                Decision::Allow { log, .. } => log.rule.clone(),
+                other => panic!("expected allow, got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn a_provider_gated_route_without_a_token_is_401_never_a_later_anonymous_rule() {
+            let later = json!([{"name": "open", "match": {"path_prefix": "/runs"}, "allow_anonymous": true}]);
+            let e = per_provider(two_issuer_rules(later), "deny");
+            let d = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW);
+            assert_eq!(
+                denial(&d),
+                (401, "token_missing".into(), Some("Bearer".into()))
+            );
+            let Decision::Deny { log, .. } = d else {
+                unreachable!()
+            };
+            assert_eq!(log.rule, "okta-runs");
+            let d = decide(&e, &e, &request("GET", "/runs/1", "junk", &[]), NOW);
+            assert_eq!(denial(&d).1, "token_malformed");
+            let old = signed("github", json!({"repository": "acme/etl"}));
+            let d = decide(&e, &e, &request("GET", "/runs/1", &old, &[]), NOW + 700);
+            assert_eq!(denial(&d).1, "token_expired");
+            // A verified token of a provider without a rule of its own: the next rule.
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/runs/1", &signed("other", json!({})), &[]),
+                NOW,
+            );
+            assert_eq!(allowed_by(&d), "open");
+        }
+
+        #[test]
+        fn each_issuer_gets_its_own_rule_and_its_own_denial() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let get = |token: &str| decide(&e, &e, &request("POST", "/runs/1", token, &[]), NOW);
+            let d = get(&signed("okta", json!({"scope": "runs:write"})));
+            assert_eq!(allowed_by(&d), "okta-runs");
+            let d = get(&signed("okta", json!({"scope": "runs:read"})));
+            assert_eq!(
+                denial(&d),
+                (
+                    403,
+                    "insufficient_scope; rule=okta-runs".into(),
+                    Some("Bearer error=\"insufficient_scope\", scope=\"runs:write\"".into())
+                )
+            );
+            let d = get(&signed("github", json!({"repository": "acme/etl"})));
+            assert_eq!(allowed_by(&d), "ci-runs");
+            let d = get(&signed(
+                "github",
+                json!({"repository": "acme/web", "scope": "runs:write"}),
+            ));
+            assert_eq!(
+                denial(&d).1,
+                "forbidden; rule=ci-runs",
+                "okta's rule is not github's"
+            );
+            // No rule for `other`: the default.
+            let d = get(&signed("other", json!({"scope": "runs:write"})));
+            assert_eq!(denial(&d).1, "forbidden; rule=default");
+            let e = per_provider(two_issuer_rules(json!([])), "authenticated");
+            let d = decide(
+                &e,
+                &e,
+                &request("GET", "/runs/1", &signed("other", json!({})), &[]),
+                NOW,
+            );
+            assert_eq!(allowed_by(&d), "default");
+        }
+
+        #[test]
+        fn report_only_on_a_gated_rule_reports_the_missing_token_and_the_chosen_rule() {
+            let mut rules = two_issuer_rules(json!([]));
+            rules[0]["report_only"] = json!(true);
+            let e = per_provider(rules, "deny");
+            let Decision::Allow { ops, log } = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert_eq!(
+                set(&ops, "x-identity-report"),
+                Some("deny; reason=token_missing; rule=okta-runs")
+            );
+            assert_eq!(log.rule, "okta-runs");
+            // A github token goes on to the enforced github rule.
+            let token = signed("github", json!({"repository": "acme/web"}));
+            let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=ci-runs");
+        }
+
+        struct Pending;
+
+        impl KeySource for Pending {
+            fn keys(&self, _provider: usize) -> Keys<'_> {
+                Keys::Pending
+            }
+        }
+
+        #[test]
+        fn on_a_gated_route_a_token_waits_for_its_providers_keys_before_a_rule_is_chosen() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let token = signed("github", json!({"repository": "acme/etl"}));
+            let d = decide(&e, &Pending, &request("GET", "/runs/1", &token, &[]), NOW);
+            assert_eq!(d, Decision::NeedKeys(1), "github's keys");
+            // Nothing to wait for without a token.
+            let d = decide(&e, &Pending, &facts("GET", "/runs/1", &[]), NOW);
+            assert_eq!(denial(&d).1, "token_missing");
+        }
+
+        #[test]
+        fn a_gated_rule_uses_the_cache_like_any_other() {
+            let e = per_provider(two_issuer_rules(json!([])), "deny");
+            let token = signed("github", json!({"repository": "acme/etl"}));
+            for _ in 0..2 {
+                let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+                assert_eq!(allowed_by(&d), "ci-runs");
+            }
+            assert_eq!(e.cache_stats(), (1, 1, 1), "verified once, then a hit");
+        }
+
+        const ENTRA: &str = "https://login.microsoftonline.com/{tenant}/v2.0";
+
+        fn entra(extra: serde_json::Value) -> Engine {
+            let mut provider = json!({
+                "name": "entra", "issuer": ENTRA, "tenants": ["acme", "globex"],
+                "jwks": {"keys": [test_keys::ed25519_jwk()]},
+                "identity": {"tenant": ["tid"]}
+            });
+            if let (Some(p), Some(extra)) = (provider.as_object_mut(), extra.as_object()) {
+                for (k, v) in extra {
+                    p.insert(k.clone(), v.clone());
+                }
+            }
+            engine(json!({
+                "providers": [provider],
+                "rules": [
+                    {"name": "t", "match": {"path_template": "/t/{tenant}/runs"}, "require": {"tenant_from_path": "tenant"}},
+                    {"name": "acme-only", "match": {"path": "/acme"}, "require": {"tenants": ["acme"]}}
+                ],
+                "headers": {
+                    "claims": [{"identity": "tenant", "header": "x-identity-tenant"}, {"identity": "issuer", "header": "x-identity-issuer"}],
+                    "assertion": {"audience": "svc", "keys": [{"kid": "a1", "secret": SECRET}]}
+                }
+            }))
+        }
+
+        fn of_tenant(tenant: &str, claims: serde_json::Value) -> String {
+            let iss = format!("https://login.microsoftonline.com/{tenant}/v2.0");
+            test_keys::sign_ed25519(&iss, NOW, claims)
+        }
+
+        #[test]
+        fn a_listed_tenant_of_an_issuer_pattern_is_the_callers_tenant() {
+            let e = entra(json!({}));
+            let token = of_tenant("acme", json!({"tid": "acme"}));
+            let Decision::Allow { ops, log } =
+                decide(&e, &e, &request("GET", "/t/acme/runs", &token, &[]), NOW)
+            else {
+                panic!("expected allow")
+            };
+            assert_eq!(set(&ops, "x-identity-tenant"), Some("acme"));
+            assert_eq!(
+                set(&ops, "x-identity-issuer"),
+                Some("https://login.microsoftonline.com/acme/v2.0"),
+                "the concrete issuer, not the pattern"
+            );
+            let p = assertion_payload(set(&ops, "x-identity-assertion").unwrap());
+            assert_eq!(p["tenant"], "acme");
+            assert_eq!(log.provider.as_deref(), Some("entra"));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=t");
+            // Without a tenant claim, the issuer's tenant still counts.
+            let globex = of_tenant("globex", json!({}));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &globex, &[]), NOW);
+            assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+            let d = decide(&e, &e, &request("GET", "/acme", &globex, &[]), NOW);
+            assert_eq!(denial(&d).1, "forbidden; rule=acme-only");
+        }
+
+        #[test]
+        fn a_tenant_not_listed_is_issuer_unknown() {
+            let e = entra(json!({}));
+            let token = of_tenant("initech", json!({"tid": "initech"}));
+            let d = decide(&e, &e, &request("GET", "/t/initech/runs", &token, &[]), NOW);
+            assert_eq!(
+                denial(&d),
+                (
+                    401,
+                    "issuer_unknown".into(),
+                    Some("Bearer error=\"invalid_token\"".into())
+                )
+            );
+            // The pattern itself is no tenant.
+            let token = test_keys::sign_ed25519(ENTRA, NOW, json!({}));
+            let d = decide(&e, &e, &request("GET", "/acme", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
+        }
+
+        #[test]
+        fn a_tenant_claim_that_contradicts_the_issuer_is_refused() {
+            let e = entra(json!({}));
+            let token = of_tenant("acme", json!({"tid": "globex"}));
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
+            // Twice: a refused token is not cached.
+            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            assert_eq!(denial(&d).1, "issuer_unknown");
+        }
+
+        /// An RS256 token naming `kid`, with a signature no key made.
+        fn rs256_token(kid: &str) -> String {
+            let header = test_keys::b64(json!({"alg": "RS256", "kid": kid}).to_string().as_bytes());
+            let claims = json!({"iss": "https://issuer.test", "sub": "alice", "exp": NOW + 600});
+            let payload = test_keys::b64(claims.to_string().as_bytes());
+            format!("{header}.{payload}.{}", test_keys::b64(&[1; 128]))
+        }
+
+        #[test]
+        fn a_short_inline_rsa_key_is_skipped_and_its_tokens_get_key_not_found() {
+            let small =
+                json!({"kty": "RSA", "kid": "old", "n": test_keys::b64(&[0xcb; 128]), "e": "AQAB"});
+            let provider = |min: u64| {
+                json!({"providers": [{
+                    "name": "p", "issuer": "https://issuer.test", "min_rsa_bits": min,
+                    "jwks": {"keys": [small.clone(), test_keys::ed25519_jwk()]}
+                }]})
+            };
+            let e = engine(provider(2048));
+            let weak: Vec<_> = e
+                .weak_keys()
+                .iter()
+                .map(|(p, w)| (p.name.clone(), w.len()))
+                .collect();
+            assert_eq!(weak, vec![("p".to_string(), 1)]);
+            assert!(matches!(
+                decide(&e, &e, &request("GET", "/", &sign(json!({})), &[]), NOW),
+                Decision::Allow { .. }
+            ));
+            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            assert_eq!(denial(&d).1, "key_not_found");
+            // With `min_rsa_bits: 1024` the key is in the set: the bad signature is what fails.
+            let e = engine(provider(1024));
+            assert!(e.weak_keys().is_empty());
+            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            assert_eq!(denial(&d).1, "signature_invalid");
         }
 
         #[test]

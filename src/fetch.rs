@@ -279,10 +279,15 @@ impl Answer {
     }
 
     /// The key set of a JWKS answer and its raw JSON (for sharing between workers).
-    pub fn key_set(&self, max_bytes: usize) -> Result<(KeySet, Value), FetchError> {
+    /// RSA keys shorter than `min_rsa_bits` are skipped (see [`KeySet::weak_keys`]).
+    pub fn key_set(
+        &self,
+        max_bytes: usize,
+        min_rsa_bits: usize,
+    ) -> Result<(KeySet, Value), FetchError> {
         self.check(max_bytes)?;
         let doc = self.json_object()?;
-        let set = parse_remote_keys(&doc)?;
+        let set = parse_remote_keys(&doc, min_rsa_bits)?;
         Ok((set, doc))
     }
 
@@ -292,10 +297,10 @@ impl Answer {
     }
 }
 
-/// A fetched (or shared) JWKS document as a key set: unusable keys are skipped, and a set
-/// without a usable key is an error.
-pub fn parse_remote_keys(doc: &Value) -> Result<KeySet, FetchError> {
-    let set = KeySet::parse(doc, Origin::Remote).map_err(|e| {
+/// A fetched (or shared) JWKS document as a key set: unusable keys (and RSA keys shorter than
+/// `min_rsa_bits`) are skipped, and a set without a usable key is an error.
+pub fn parse_remote_keys(doc: &Value, min_rsa_bits: usize) -> Result<KeySet, FetchError> {
+    let set = KeySet::parse_with(doc, Origin::Remote, min_rsa_bits).map_err(|e| {
         let at = if e.path.is_empty() {
             String::new()
         } else {
@@ -361,7 +366,9 @@ mod tests {
         let pad = vec!["0"; MAX_JSON_TOKENS].join(",");
         let body = format!(r#"{{"keys":[],"pad":[{pad}]}}"#);
         assert_eq!(
-            answer(Some(200), &body).key_set(1 << 20).unwrap_err(),
+            answer(Some(200), &body)
+                .key_set(1 << 20, crate::jwks::MIN_RSA_BITS)
+                .unwrap_err(),
             FetchError::TooComplex(MAX_JSON_TOKENS + 4)
         );
         assert_eq!(FetchError::TooComplex(1).code(), "too_complex");
@@ -373,7 +380,7 @@ mod tests {
         let body = format!(r#"{{"keys":[],"pad":[{pad}]}}"#);
         // Parsed (and then refused for having no key, not for its size).
         assert!(matches!(
-            answer(Some(200), &body).key_set(1 << 20),
+            answer(Some(200), &body).key_set(1 << 20, crate::jwks::MIN_RSA_BITS),
             Err(FetchError::NoUsableKeys(_))
         ));
     }
@@ -476,11 +483,15 @@ mod tests {
             Err(FetchError::TooLarge(11))
         );
         assert_eq!(
-            answer(Some(200), "<html>").key_set(100).err(),
+            answer(Some(200), "<html>")
+                .key_set(100, crate::jwks::MIN_RSA_BITS)
+                .err(),
             Some(FetchError::NotJson)
         );
         assert_eq!(
-            answer(Some(200), "[1]").key_set(100).err(),
+            answer(Some(200), "[1]")
+                .key_set(100, crate::jwks::MIN_RSA_BITS)
+                .err(),
             Some(FetchError::NotJson)
         );
     }
@@ -529,7 +540,9 @@ mod tests {
 
     #[test]
     fn a_jwks_without_usable_keys_is_refused() {
-        let e = answer(Some(200), r#"{"keys":[]}"#).key_set(1000).err();
+        let e = answer(Some(200), r#"{"keys":[]}"#)
+            .key_set(1000, crate::jwks::MIN_RSA_BITS)
+            .err();
         assert!(matches!(e, Some(FetchError::NoUsableKeys(_))), "{e:?}");
     }
 }

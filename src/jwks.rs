@@ -7,6 +7,8 @@
 //! tables, Ed25519 decompression: up to 0.85 ms a key in wasm32) only when a token first needs
 //! it. A hostile set of 1,300 P-384 keys took 1.1 s to read when every key was prepared at once.
 //! Inline keys are prepared when the configuration loads, so an unusable one is an error there.
+//! Key strength is one policy for both: an RSA key shorter than the provider's `min_rsa_bits`
+//! is skipped (and reported, see [`KeySet::weak_keys`]), inline or fetched.
 //!
 //! A key's type decides which algorithms it may serve: RSA → RS*/PS*, EC P-256 → ES256, EC P-384
 //! → ES384, OKP Ed25519 → EdDSA, `oct` → HS* only. A JWK's own `alg` narrows that to one; `use`
@@ -23,8 +25,11 @@ use serde_json::{Map, Value};
 use crate::config::Algorithm;
 use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, RsaPublicKey};
 
-/// Smallest accepted RSA modulus.
+/// Smallest accepted RSA modulus by default (a provider's `min_rsa_bits`).
 pub const MIN_RSA_BITS: usize = 2048;
+/// Lowest `min_rsa_bits` a provider may configure: 768- and 829-bit moduli have been factored
+/// publicly, and no identity provider publishes keys shorter than 1024 bits.
+pub const LOWEST_MIN_RSA_BITS: usize = 1024;
 /// Largest accepted RSA modulus.
 pub const MAX_RSA_BITS: usize = 4096;
 /// Most entries a key set's `keys` array may have (usable or not). Identity providers publish a
@@ -34,7 +39,8 @@ pub const MAX_KEYS: usize = 100;
 /// Where a key set came from decides how strictly it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Written in the configuration: any unusable key is an error naming its path.
+    /// Written in the configuration: any unusable key is an error naming its path (an RSA key
+    /// shorter than `min_rsa_bits` is skipped, as in a fetched set).
     Inline,
     /// Fetched from an issuer: unusable keys (and every `oct` key) are skipped; an error only
     /// when none is usable.
@@ -76,11 +82,44 @@ pub struct KeySet {
     verifiers: Vec<Verifier>,
     keys: usize,
     fingerprint: u64,
+    weak: Vec<WeakKey>,
+}
+
+/// An RSA key left out of a set because its modulus is shorter than the provider's
+/// `min_rsa_bits` (inline and fetched sets alike): tokens it signed get `key_not_found`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeakKey {
+    /// Where it is in the set (`keys[1]`).
+    pub path: String,
+    pub kid: Option<String>,
+    pub bits: usize,
+}
+
+impl std::fmt::Display for WeakKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path)?;
+        if let Some(kid) = &self.kid {
+            write!(f, " (kid {kid:?})")?;
+        }
+        write!(f, ": RSA modulus has {} bits", self.bits)
+    }
 }
 
 impl KeySet {
-    /// Read a JWKS document (`{"keys": [...]}`). See [`Origin`] for how unusable keys are treated.
+    /// Read a JWKS document (`{"keys": [...]}`) with the default [`MIN_RSA_BITS`].
     pub fn parse(value: &Value, origin: Origin) -> Result<KeySet, JwksError> {
+        KeySet::parse_with(value, origin, MIN_RSA_BITS)
+    }
+
+    /// Read a JWKS document (`{"keys": [...]}`). See [`Origin`] for how unusable keys are treated;
+    /// an RSA key shorter than `min_rsa_bits` is skipped whatever the origin (see
+    /// [`KeySet::weak_keys`]).
+    pub fn parse_with(
+        value: &Value,
+        origin: Origin,
+        min_rsa_bits: usize,
+    ) -> Result<KeySet, JwksError> {
+        let min_rsa_bits = min_rsa_bits.clamp(LOWEST_MIN_RSA_BITS, MAX_RSA_BITS);
         let document = value
             .as_object()
             .ok_or_else(|| JwksError::new("", "must be a JWKS object with a `keys` array"))?;
@@ -99,10 +138,21 @@ impl KeySet {
         let mut canonical = Vec::new();
         for (i, jwk) in keys.iter().enumerate() {
             let at = format!("keys[{i}]");
+            if let Some(bits) = weak_rsa_bits(jwk, &at, min_rsa_bits) {
+                let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_string);
+                set.weak.push(WeakKey {
+                    path: at,
+                    kid,
+                    bits,
+                });
+                continue;
+            }
             let parsed = match origin {
                 Origin::Remote if jwk.get("kty").and_then(Value::as_str) == Some("oct") => continue,
-                Origin::Remote => parse_key(jwk, &at, Prepare::OnFirstUse).ok().flatten(),
-                Origin::Inline => parse_key(jwk, &at, Prepare::Now)?,
+                Origin::Remote => parse_key(jwk, &at, Prepare::OnFirstUse, min_rsa_bits)
+                    .ok()
+                    .flatten(),
+                Origin::Inline => parse_key(jwk, &at, Prepare::Now, min_rsa_bits)?,
             };
             if let Some(key) = parsed {
                 key.write_canonical(&mut canonical);
@@ -111,10 +161,14 @@ impl KeySet {
             }
         }
         if origin == Origin::Remote && set.keys == 0 {
-            return Err(JwksError::new(
-                "keys",
-                "no usable signature verification key",
-            ));
+            let message = match set.weak.len() {
+                0 => "no usable signature verification key".to_string(),
+                n => format!(
+                    "no usable signature verification key ({n} RSA key(s) shorter than \
+                     min_rsa_bits {min_rsa_bits} skipped)"
+                ),
+            };
+            return Err(JwksError::new("keys", message));
         }
         set.fingerprint = fingerprint_of(&canonical);
         Ok(set)
@@ -131,6 +185,11 @@ impl KeySet {
             }
         }
         seen.len()
+    }
+
+    /// RSA keys skipped for being shorter than the provider's `min_rsa_bits`, in set order.
+    pub fn weak_keys(&self) -> &[WeakKey] {
+        &self.weak
     }
 
     /// Number of usable keys (JWKs, not algorithms).
@@ -363,7 +422,12 @@ const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Parse one JWK strictly. `Ok(None)`: a well-formed key that is not for verification.
-fn parse_key(jwk: &Value, at: &str, prepare: Prepare) -> Result<Option<ParsedKey>, JwksError> {
+fn parse_key(
+    jwk: &Value,
+    at: &str,
+    prepare: Prepare,
+    min_rsa_bits: usize,
+) -> Result<Option<ParsedKey>, JwksError> {
     let jwk = jwk
         .as_object()
         .ok_or_else(|| JwksError::new(at, "must be a JSON object"))?;
@@ -380,7 +444,7 @@ fn parse_key(jwk: &Value, at: &str, prepare: Prepare) -> Result<Option<ParsedKey
     let kty = optional_str(jwk, at, "kty")?
         .ok_or_else(|| JwksError::new(field(at, "kty"), "is required"))?;
     let (kind, material) = match kty {
-        "RSA" => (Kind::Rsa, rsa_material(jwk, at)?),
+        "RSA" => (Kind::Rsa, rsa_material(jwk, at, min_rsa_bits)?),
         "EC" => ec_material(jwk, at)?,
         "OKP" => (Kind::Ed25519, okp_material(jwk, at)?),
         "oct" => (Kind::Oct, bytes(jwk, at, "k")?),
@@ -499,16 +563,30 @@ fn hmac_min_bytes(alg: Algorithm) -> usize {
     }
 }
 
-/// RSA `n` and `e`, checked for size (2048 to 4096 bits) and exponent (65537). Material: `n`.
-fn rsa_material(jwk: &Map<String, Value>, at: &str) -> Result<Vec<u8>, JwksError> {
+/// A verification RSA key whose modulus is shorter than `min_bits`: its size in bits. Keys
+/// that are malformed or not for verification are left to [`parse_key`].
+fn weak_rsa_bits(jwk: &Value, at: &str, min_bits: usize) -> Option<usize> {
+    let jwk = jwk.as_object()?;
+    if jwk.get("kty").and_then(Value::as_str) != Some("RSA")
+        || !is_for_verification(jwk, at).ok()?
+    {
+        return None;
+    }
+    let bits = bit_length(&bytes(jwk, at, "n").ok()?);
+    (bits > 0 && bits < min_bits).then_some(bits)
+}
+
+/// RSA `n` and `e`, checked for size (`min_bits` to 4096 bits) and exponent (65537).
+/// Material: `n`.
+fn rsa_material(jwk: &Map<String, Value>, at: &str, min_bits: usize) -> Result<Vec<u8>, JwksError> {
     let n = bytes(jwk, at, "n")?;
     let e = bytes(jwk, at, "e")?;
     let n = trim_leading_zeros(&n).to_vec();
     let bits = bit_length(&n);
-    if bits < MIN_RSA_BITS {
+    if bits < min_bits {
         return Err(JwksError::new(
             field(at, "n"),
-            format!("RSA modulus has {bits} bits; at least {MIN_RSA_BITS} are required"),
+            format!("RSA modulus has {bits} bits; at least {min_bits} are required"),
         ));
     }
     if bits > MAX_RSA_BITS {
@@ -582,10 +660,11 @@ fn okp_material(jwk: &Map<String, Value>, at: &str) -> Result<Vec<u8>, JwksError
 fn build_material(kind: Kind, material: &[u8]) -> Result<KeyMaterial, crypto::CryptoError> {
     const E: [u8; 3] = [1, 0, 1];
     Ok(match kind {
+        // The size was checked against the provider's `min_rsa_bits` when the key was read.
         Kind::Rsa => KeyMaterial::Rsa(Arc::new(RsaPublicKey::with_min_bits(
             material,
             &E,
-            MIN_RSA_BITS,
+            LOWEST_MIN_RSA_BITS,
         )?)),
         Kind::P256 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P256, material)?)),
         Kind::P384 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P384, material)?)),
@@ -973,12 +1052,58 @@ mod tests {
     }
 
     #[test]
-    fn small_rsa_modulus_is_refused() {
+    fn a_short_rsa_key_is_skipped_inline_and_remote_alike() {
+        let small = json!({"kty": "RSA", "kid": "old", "n": b64(&[0xcb; 128]), "e": "AQAB"});
+        let good = with(rsa_jwk(RSA_1), json!({"kid": "new"}));
+        for origin in [Origin::Inline, Origin::Remote] {
+            let set =
+                KeySet::parse(&json!({"keys": [small.clone(), good.clone()]}), origin).unwrap();
+            assert_eq!(set.len(), 1);
+            assert_eq!(set.select(RS256, Some("old")).count(), 0);
+            assert_eq!(set.select(RS256, Some("new")).count(), 1);
+            assert_eq!(
+                set.weak_keys(),
+                [WeakKey {
+                    path: "keys[0]".into(),
+                    kid: Some("old".into()),
+                    bits: 1024
+                }]
+            );
+            assert_eq!(
+                set.weak_keys()[0].to_string(),
+                "keys[0] (kid \"old\"): RSA modulus has 1024 bits"
+            );
+        }
+        // Alone: an inline set is empty (every token gets `key_not_found`); a fetched one is a
+        // failed fetch that says why.
+        assert!(inline(json!([small.clone()])).unwrap().is_empty());
+        let e = remote(json!([small])).unwrap_err();
+        assert_eq!(e.path, "keys");
+        assert!(e.message.contains("min_rsa_bits 2048"), "{}", e.message);
+    }
+
+    #[test]
+    fn min_rsa_bits_admits_a_shorter_key_within_its_bounds() {
         let small = json!({"kty": "RSA", "n": b64(&[0xcb; 128]), "e": "AQAB"});
-        let e = inline_error(json!([small.clone()]));
-        assert_eq!(e.path, "keys[0].n");
-        assert!(e.message.contains("1024 bits"), "{}", e.message);
-        assert_eq!(remote(json!([small])).unwrap_err().path, "keys");
+        let doc = json!({"keys": [small]});
+        let set = KeySet::parse_with(&doc, Origin::Inline, 1024).unwrap();
+        assert_eq!((set.len(), set.weak_keys().len()), (1, 0));
+        assert_eq!(set.prepared(), 1, "an inline key is prepared at once");
+        // Below the lowest bound, the bound holds.
+        let tiny = json!({"keys": [{"kty": "RSA", "n": b64(&[0xcb; 64]), "e": "AQAB"}]});
+        let set = KeySet::parse_with(&tiny, Origin::Inline, 512).unwrap();
+        assert_eq!((set.len(), set.weak_keys()[0].bits), (0, 512));
+        // A 2048-bit key is weak under min_rsa_bits 3072.
+        let set =
+            KeySet::parse_with(&json!({"keys": [rsa_jwk(RSA_1)]}), Origin::Inline, 3072).unwrap();
+        assert_eq!((set.len(), set.weak_keys()[0].bits), (0, 2048));
+    }
+
+    #[test]
+    fn a_short_key_that_is_not_for_signatures_is_not_reported() {
+        let small = json!({"kty": "RSA", "use": "enc", "n": b64(&[0xcb; 128]), "e": "AQAB"});
+        let set = inline(json!([small])).unwrap();
+        assert!(set.is_empty() && set.weak_keys().is_empty());
     }
 
     #[test]

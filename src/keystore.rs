@@ -289,12 +289,11 @@ impl<S> KeyStore<S> {
                 let source = if let Some(uri) = &p.jwks_uri {
                     Target::parse(uri).ok().map(Source::Jwks)
                 } else if p.discovery {
-                    Target::discovery(&p.issuer)
+                    // A pattern's document is its first tenant's (see `issuer::discovery_issuer`).
+                    let issuer = crate::issuer::discovery_issuer(p).into_owned();
+                    Target::discovery(&issuer)
                         .ok()
-                        .map(|document| Source::Discovery {
-                            document,
-                            issuer: p.issuer.clone(),
-                        })
+                        .map(|document| Source::Discovery { document, issuer })
                 } else {
                     return Slot::Inline;
                 };

@@ -25,6 +25,7 @@
 //! - `keystore`, `fetch`: per-issuer remote key state (fresh, stale, failed), fetch requests
 //!   and answers.
 //! - `identity`, `claims`: the normalized caller and claim paths.
+//! - `issuer`: issuer patterns (one `{tenant}` segment) for multi-tenant issuers.
 //! - `path`: the canonical form of request paths that rules match.
 //! - `policy`: route rules and requirements.
 //! - `headers`, `assertion`: headers stripped and set; the signed identity assertion.
@@ -44,6 +45,7 @@ pub mod decide;
 pub mod fetch;
 pub mod headers;
 pub mod identity;
+pub mod issuer;
 pub mod jwks;
 pub mod keystore;
 pub mod path;

@@ -38,6 +38,11 @@ pub struct Matched<'a> {
 }
 
 impl Matched<'_> {
+    /// Whether the rule applies only to some providers' tokens (`match.providers`).
+    pub fn provider_gated(&self) -> bool {
+        self.rule.is_some_and(|r| !r.route.providers.is_empty())
+    }
+
     /// The denial when the access is [`Access::Deny`]: `forbidden` naming the rule, or
     /// `path_not_canonical` for a path that cannot be matched safely.
     pub fn refusal(&self) -> Denial {
@@ -71,7 +76,31 @@ fn refused<'a>(config: &Config, name: &'static str) -> Matched<'a> {
 /// pseudo-rule [`DOT_SEGMENTS_RULE`] (see [`has_dot_segment`]). Rules are matched on the
 /// path's canonical form ([`crate::path`]); a path without one is refused by the pseudo-rule
 /// [`NOT_CANONICAL_RULE`].
+/// A rule with `match.providers` is taken like any other here (it asks for a token); once the
+/// token is verified, [`select_for_provider`] chooses again.
 pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> Matched<'a> {
+    select_with(config, method, path, host, None)
+}
+
+/// As [`select`], for a request whose token was verified and issued by `provider`: rules with
+/// `match.providers` that do not list it are passed over.
+pub fn select_for_provider<'a>(
+    config: &'a Config,
+    method: &str,
+    path: &str,
+    host: &str,
+    provider: &str,
+) -> Matched<'a> {
+    select_with(config, method, path, host, Some(provider))
+}
+
+fn select_with<'a>(
+    config: &'a Config,
+    method: &str,
+    path: &str,
+    host: &str,
+    provider: Option<&str>,
+) -> Matched<'a> {
     if has_dot_segment(path) {
         return refused(config, DOT_SEGMENTS_RULE);
     }
@@ -88,6 +117,10 @@ pub fn select<'a>(config: &'a Config, method: &str, path: &str, host: &str) -> M
     }
     let path = canonical.matched.as_ref();
     for (i, rule) in config.rules.iter().enumerate() {
+        let gates = &rule.route.providers;
+        if provider.is_some_and(|p| !gates.is_empty() && !gates.iter().any(|g| g == p)) {
+            continue;
+        }
         let ignore_case = rule.route.ignore_case.unwrap_or(config.paths.ignore_case);
         if let Some(captures) = covers(&rule.route, method, path, host, ignore_case) {
             let name = match &rule.name {
@@ -297,7 +330,15 @@ pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> 
     if let Some(any) = &req.any_of {
         let fails: Vec<Failure> = any.iter().map_while(|r| check(r, who, captures)).collect();
         if fails.len() == any.len() {
-            if fails.iter().all(|f| matches!(f, Failure::Scopes(_))) {
+            // Only the branches meant for this caller explain the denial: a branch gated by
+            // `issuers`/`providers` that the caller does not pass is another issuer's.
+            let fails: Vec<Failure> = any
+                .iter()
+                .zip(fails)
+                .filter(|(r, _)| gate_holds(r, who))
+                .map(|(_, f)| f)
+                .collect();
+            if !fails.is_empty() && fails.iter().all(|f| matches!(f, Failure::Scopes(_))) {
                 let mut scopes = Vec::new();
                 for f in fails {
                     if let Failure::Scopes(s) = f {
@@ -324,6 +365,11 @@ pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> 
     }
     if let Some(issuers) = &req.issuers {
         if !issuers.contains(&who.issuer) {
+            note(Failure::Other);
+        }
+    }
+    if let Some(providers) = &req.providers {
+        if !providers.contains(&who.provider) {
             note(Failure::Other);
         }
     }
@@ -355,6 +401,15 @@ pub fn check(req: &Requirement, who: &Identity, captures: &[(&str, String)]) -> 
         }
         Failure::Scopes(unique)
     })
+}
+
+/// Whether a requirement's gate (its own `issuers` and `providers`, if any) lets the caller in.
+fn gate_holds(req: &Requirement, who: &Identity) -> bool {
+    req.issuers.as_ref().is_none_or(|i| i.contains(&who.issuer))
+        && req
+            .providers
+            .as_ref()
+            .is_none_or(|p| p.contains(&who.provider))
 }
 
 fn capture<'a>(captures: &'a [(&str, String)], name: &str) -> Option<&'a str> {
@@ -693,6 +748,112 @@ mod tests {
             &other
         )
         .is_some());
+    }
+
+    fn two_issuers(rules: serde_json::Value, default: &str) -> Config {
+        let v = serde_json::json!({
+            "providers": [
+                {"name": "okta", "issuer": "https://okta.test", "jwks": {"keys": []}},
+                {"name": "github", "issuer": "https://gh.test", "jwks": {"keys": []}},
+                {"name": "other", "issuer": "https://other.test", "jwks": {"keys": []}}
+            ],
+            "rules": rules,
+            "default": default,
+        });
+        Config::from_json(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_provider_gated_rule_asks_for_a_token_then_applies_only_to_its_providers() {
+        let c = two_issuers(
+            serde_json::json!([
+                {"name": "okta", "match": {"path_prefix": "/runs", "providers": ["okta"]}},
+                {"name": "gh", "match": {"path_prefix": "/runs", "providers": ["github"]}},
+                {"name": "runs", "match": {"path_prefix": "/runs"}, "allow_anonymous": true}
+            ]),
+            "deny",
+        );
+        // Before the token is known: the first rule that fits the request, gated or not.
+        let m = select(&c, "GET", "/runs/1", "h");
+        assert_eq!((m.name.as_ref(), m.access), ("okta", Access::Authenticated));
+        assert!(m.provider_gated());
+        let by = |p: &str| select_for_provider(&c, "GET", "/runs/1", "h", p).name;
+        assert_eq!(by("okta"), "okta");
+        assert_eq!(by("github"), "gh");
+        assert_eq!(by("other"), "runs");
+        assert!(!select_for_provider(&c, "GET", "/runs/1", "h", "other").provider_gated());
+        // Elsewhere the gate changes nothing.
+        assert_eq!(by_path(&c, "/x", "okta"), "default");
+    }
+
+    fn by_path<'a>(c: &'a Config, path: &str, provider: &str) -> Cow<'a, str> {
+        select_for_provider(c, "GET", path, "h", provider).name
+    }
+
+    #[test]
+    fn a_provider_without_a_rule_of_its_own_gets_the_default() {
+        let c = two_issuers(
+            serde_json::json!([{"name": "okta", "match": {"providers": ["okta"]}}]),
+            "deny",
+        );
+        let m = select_for_provider(&c, "GET", "/", "h", "github");
+        assert_eq!((m.name.as_ref(), m.access), ("default", Access::Deny));
+    }
+
+    fn caller_of(provider: &str, issuer: &str, claims: serde_json::Value) -> Identity {
+        let p: crate::config::Provider = serde_json::from_value(serde_json::json!({
+            "name": provider, "issuer": issuer, "jwks": {"keys": []}
+        }))
+        .unwrap();
+        Identity::from_claims(&p, claims.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn any_of_reports_the_failure_of_the_branch_gated_to_the_caller() {
+        let gated_by_issuer = req(serde_json::json!({"any_of": [
+            {"issuers": ["https://okta.test"], "scopes": {"all_of": ["runs:write"]}},
+            {"issuers": ["https://gh.test"], "claims": [{"claim": "repository", "equals": "acme/etl"}]}
+        ]}));
+        let gated_by_provider = req(serde_json::json!({"any_of": [
+            {"providers": ["okta"], "scopes": {"all_of": ["runs:write"]}},
+            {"providers": ["github"], "claims": [{"claim": "repository", "equals": "acme/etl"}]}
+        ]}));
+        let okta = caller_of(
+            "okta",
+            "https://okta.test",
+            serde_json::json!({"scope": "runs:read"}),
+        );
+        let gh = caller_of(
+            "github",
+            "https://gh.test",
+            serde_json::json!({"repository": "acme/web"}),
+        );
+        let stranger = caller_of("other", "https://other.test", serde_json::json!({}));
+        for r in [&gated_by_issuer, &gated_by_provider] {
+            assert_eq!(
+                check(r, &okta, &[]),
+                Some(Failure::Scopes(vec!["runs:write".into()])),
+                "the okta branch failed only on scopes"
+            );
+            assert_eq!(check(r, &gh, &[]), Some(Failure::Other));
+            assert_eq!(
+                check(r, &stranger, &[]),
+                Some(Failure::Other),
+                "no branch is theirs"
+            );
+            let ok = caller_of(
+                "github",
+                "https://gh.test",
+                serde_json::json!({"repository": "acme/etl"}),
+            );
+            assert_eq!(check(r, &ok, &[]), None);
+        }
+        // Ungated branches still all count.
+        let r = req(serde_json::json!({"any_of": [
+            {"scopes": {"all_of": ["runs:write"]}},
+            {"claims": [{"claim": "repository", "equals": "acme/etl"}]}
+        ]}));
+        assert_eq!(check(&r, &okta, &[]), Some(Failure::Other));
     }
 
     #[test]

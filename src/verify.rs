@@ -199,7 +199,7 @@ pub fn check_claims(claims: &Claims, provider: &Provider, now: u64) -> Result<()
     check_not_before(nbf, now, skew)?;
     check_issued_at(iat, now, skew)?;
     check_lifetime(exp, iat, now, provider.max_lifetime_seconds)?;
-    check_issuer(claims, &provider.issuer)?;
+    check_issuer(claims, provider)?;
     check_audience(claims, &provider.audiences, &provider.audience_claims)?;
     check_required(claims, &provider.require_claims)
 }
@@ -276,12 +276,12 @@ fn check_lifetime(
     }
 }
 
-/// `iss` must be exactly the provider's issuer.
-fn check_issuer(claims: &Claims, issuer: &str) -> Result<(), Reason> {
-    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(Reason::IssuerUnknown);
+/// `iss` must be exactly the provider's issuer, or match its pattern with a listed tenant.
+fn check_issuer(claims: &Claims, provider: &Provider) -> Result<(), Reason> {
+    match claims.get("iss").and_then(Value::as_str) {
+        Some(iss) if crate::issuer::accepts(provider, iss).is_some() => Ok(()),
+        _ => Err(Reason::IssuerUnknown),
     }
-    Ok(())
 }
 
 /// With configured audiences, the token's audiences must include one of them. Its audiences are
@@ -423,7 +423,9 @@ mod library {
             artificial_time: Some(UnixTimeStamp::from_secs(now)),
             time_tolerance: Some(Duration::from_secs(skew)),
             accept_future: false,
-            allowed_issuers: Some(HashSet::from([provider.issuer.clone()])),
+            // A pattern's `iss` is checked by `check_issuer`, which runs on every token.
+            allowed_issuers: (!crate::issuer::is_pattern(&provider.issuer))
+                .then(|| HashSet::from([provider.issuer.clone()])),
             allowed_audiences: (!provider.audiences.is_empty())
                 .then(|| provider.audiences.iter().cloned().collect()),
             max_validity: None,
@@ -1313,14 +1315,15 @@ mod tests {
 
     #[test]
     fn issuer_must_match_exactly() {
-        assert_eq!(check_issuer(&claims_of(json!({ "iss": ISS })), ISS), Ok(()));
+        let p = provider(json!({}));
+        assert_eq!(check_issuer(&claims_of(json!({ "iss": ISS })), &p), Ok(()));
         for iss in [
             json!({"iss": "https://issuer.test/"}),
             json!({"iss": 1}),
             json!({}),
         ] {
             assert_eq!(
-                check_issuer(&claims_of(iss.clone()), ISS),
+                check_issuer(&claims_of(iss.clone()), &p),
                 Err(Reason::IssuerUnknown),
                 "{iss}"
             );
@@ -1332,6 +1335,20 @@ mod tests {
             .iter()
             .map(|t| ClaimPath::dotted(t).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_pattern_issuer_takes_listed_tenants_only() {
+        let p = provider(json!({"issuer": "https://idp.test/{tenant}/v2.0", "tenants": ["acme"]}));
+        let check = |iss: &str| check_issuer(&claims_of(json!({ "iss": iss })), &p);
+        assert_eq!(check("https://idp.test/acme/v2.0"), Ok(()));
+        for other in [
+            "https://idp.test/globex/v2.0",
+            "https://idp.test/{tenant}/v2.0",
+            "https://idp.test//v2.0",
+        ] {
+            assert_eq!(check(other), Err(Reason::IssuerUnknown), "{other}");
+        }
     }
 
     #[test]

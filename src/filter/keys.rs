@@ -129,6 +129,7 @@ pub(super) struct RemoteKeys {
     upstreams: Vec<String>,
     timeouts: Vec<Duration>,
     max_bytes: Vec<usize>,
+    min_rsa_bits: Vec<usize>,
 }
 
 fn increment(host: &impl Host, id: Option<u32>) {
@@ -230,6 +231,7 @@ impl RemoteKeys {
                 .map(|p| Duration::from_millis(p.fetch_timeout_ms))
                 .collect(),
             max_bytes: providers.iter().map(|p| p.max_response_bytes).collect(),
+            min_rsa_bits: providers.iter().map(crate::decide::min_rsa_bits).collect(),
         }
     }
 
@@ -563,6 +565,13 @@ impl RemoteKeys {
         }
     }
 
+    fn min_rsa_bits(&self, provider: usize) -> usize {
+        self.min_rsa_bits
+            .get(provider)
+            .copied()
+            .unwrap_or(crate::jwks::MIN_RSA_BITS)
+    }
+
     fn count_success(&self, host: &impl Host, provider: usize) {
         let inner = self.inner.borrow();
         if let Some(m) = inner.metrics.get(provider) {
@@ -585,7 +594,7 @@ impl RemoteKeys {
         };
         let p = call.provider;
         let now = host.now_ms();
-        let result = self.interpret(host, p, call.step, num_headers, body_size);
+        let result = self.interpret(host, state, p, call.step, num_headers, body_size);
         let rand = self.rand();
         let completion =
             self.inner
@@ -602,15 +611,19 @@ impl RemoteKeys {
 
     /// Read and check the answer being delivered for `provider`'s `step`, and count it. The
     /// JSON of a good JWKS is queued for sharing (when shared data is configured).
+    /// RSA keys skipped for their size are logged and counted here (not again when another
+    /// worker adopts the set from shared data).
     fn interpret(
         &self,
         host: &impl Host,
+        state: &State,
         p: usize,
         step: Step,
         num_headers: usize,
         body_size: usize,
     ) -> Result<Fetched<KeySet>, FetchError> {
         let max = self.max_bytes.get(p).copied().unwrap_or(0);
+        let min_rsa_bits = self.min_rsa_bits(p);
         let answer = read_answer(host, num_headers, body_size, max);
         let result = match step {
             Step::Discovery => {
@@ -625,7 +638,9 @@ impl RemoteKeys {
                     .discovered_jwks(max, &issuer)
                     .map(Fetched::Discovered)
             }
-            Step::Jwks => answer.key_set(max).map(|(keys, json)| {
+            Step::Jwks => answer.key_set(max, min_rsa_bits).map(|(keys, json)| {
+                let name = self.names.get(p).map(String::as_str).unwrap_or_default();
+                super::report_weak_keys(host, &state.metrics, name, keys.weak_keys(), min_rsa_bits);
                 if self.shared_configured {
                     let mut inner = self.inner.borrow_mut();
                     inner.publish.retain(|(q, _)| *q != p);
@@ -680,7 +695,7 @@ impl RemoteKeys {
         body_size: usize,
     ) -> Option<OwnCall> {
         let p = call.provider;
-        let result = self.interpret(host, p, call.step, num_headers, body_size);
+        let result = self.interpret(host, state, p, call.step, num_headers, body_size);
         let rand = self.rand();
         let now = host.now_ms();
         let next = self.inner.borrow_mut().store.own_done(p, result, now, rand);
@@ -762,7 +777,8 @@ impl RemoteKeys {
         ) else {
             return false;
         };
-        let Ok(keys) = fetch::parse_remote_keys(entry.get("jwks").unwrap_or(&Value::Null)) else {
+        let jwks = entry.get("jwks").unwrap_or(&Value::Null);
+        let Ok(keys) = fetch::parse_remote_keys(jwks, self.min_rsa_bits(provider)) else {
             return false;
         };
         self.inner

@@ -10,6 +10,7 @@ pub struct Metrics {
     denied: Option<u32>,
     by_reason: Vec<(Reason, u32)>,
     would_deny: Option<u32>,
+    weak_keys: Option<u32>,
 }
 
 fn increment(host: &impl Host, id: Option<u32>) {
@@ -26,6 +27,7 @@ impl Metrics {
                 denied: None,
                 by_reason: Vec::new(),
                 would_deny: None,
+                weak_keys: None,
             };
         }
         let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
@@ -42,12 +44,18 @@ impl Metrics {
                 })
                 .collect(),
             would_deny: counter("identity_filter.report_only.would_deny"),
+            weak_keys: counter("identity_filter.keys.weak_skipped"),
         }
     }
 
     /// A report-only rule would have refused this request.
     pub fn would_deny(&self, host: &impl Host) {
         increment(host, self.would_deny);
+    }
+
+    /// An RSA key shorter than its provider's `min_rsa_bits` was left out of a key set.
+    pub fn weak_key_skipped(&self, host: &impl Host) {
+        increment(host, self.weak_keys);
     }
 
     pub fn allowed(&self, host: &impl Host) {

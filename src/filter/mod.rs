@@ -269,9 +269,15 @@ impl Root {
                 self.ticking = true;
             }
         }
+        let metrics = Metrics::define(host, metrics_enabled);
+        if let Some(e) = &engine {
+            for (p, weak) in e.weak_keys() {
+                report_weak_keys(host, &metrics, &p.name, weak, decide::min_rsa_bits(p));
+            }
+        }
         self.state = Some(Rc::new(State {
             engine,
-            metrics: Metrics::define(host, metrics_enabled),
+            metrics,
             keys,
             probed,
             profile: Cell::new(None),
@@ -449,6 +455,26 @@ fn unique(host: &impl Host) -> String {
 }
 
 /// Answer the current (effective) HTTP context locally.
+/// One warning line and one count per RSA key left out of a key set for its size.
+fn report_weak_keys(
+    host: &impl Host,
+    metrics: &Metrics,
+    provider: &str,
+    weak: &[crate::jwks::WeakKey],
+    min_rsa_bits: usize,
+) {
+    for key in weak {
+        host.log(
+            Level::Warn,
+            &format!(
+                "identity filter: provider \"{provider}\" key {key} (min_rsa_bits \
+                 {min_rsa_bits}): skipped, its tokens get key_not_found"
+            ),
+        );
+        metrics.weak_key_skipped(host);
+    }
+}
+
 fn respond(host: &impl Host, response: &Response) -> Verdict {
     let headers: Vec<(&str, &str)> = response
         .headers

@@ -891,3 +891,30 @@ fn an_invalid_configuration_answers_500_in_both_hosts() {
         h.host.assert_healthy();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Key strength
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_short_inline_rsa_key_is_logged_once_at_configuration_and_the_filter_serves() {
+    let small = json!({"kty": "RSA", "kid": "old", "n": test_keys::b64(&[0xcb; 128]), "e": "AQAB"});
+    let keys = json!({"keys": [small, test_keys::ed25519_jwk()]});
+    let config = inline(json!({
+        "providers": [{"name": "idp", "issuer": ISSUER, "jwks": keys}],
+    }));
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        let mut h = Harness::new(Mock::new(kind), config.clone());
+        assert_eq!(
+            h.host.logged(
+                "provider \"idp\" key keys[0] (kid \"old\"): RSA modulus has 1024 bits \
+                 (min_rsa_bits 2048): skipped"
+            ),
+            1
+        );
+        let bearer = bearer();
+        let id = h.send("/x", &[("authorization", bearer.as_str())]);
+        assert!(h.host.went_upstream(id), "the rest of the set works");
+        h.host.assert_healthy();
+    }
+}
