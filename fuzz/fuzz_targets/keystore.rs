@@ -179,6 +179,14 @@ struct World {
 }
 
 impl World {
+    fn min_rsa_bits(&self, p: usize) -> usize {
+        self.cached
+            .config
+            .providers
+            .get(p)
+            .map_or(2048, identity_filter::decide::min_rsa_bits)
+    }
+
     fn max_bytes(&self, p: usize) -> usize {
         self.cached
             .config
@@ -195,6 +203,7 @@ impl World {
         reply: &Reply,
     ) -> Result<Fetched<identity_filter::jwks::KeySet>, FetchError> {
         let max = self.max_bytes(p);
+        let min_rsa_bits = self.min_rsa_bits(p);
         let (answer, json) = answer(reply, max);
         let issuer = self
             .store
@@ -205,10 +214,12 @@ impl World {
             Step::Discovery => answer
                 .discovered_jwks(max, &issuer)
                 .map(Fetched::Discovered),
-            Step::Jwks => answer.key_set(max).map(|(keys, _)| Fetched::Keys {
-                keys,
-                max_age: answer.max_age(),
-            }),
+            Step::Jwks => answer
+                .key_set(max, min_rsa_bits)
+                .map(|(keys, _)| Fetched::Keys {
+                    keys,
+                    max_age: answer.max_age(),
+                }),
         });
         if let (Ok(Fetched::Keys { keys, .. }), Some(json)) = (&result, json) {
             self.docs.insert(keys.fingerprint(), json);
@@ -380,11 +391,12 @@ impl World {
             Op::OwnCancel(p) => self.budget.run(|| self.store.own_cancel(usize::from(*p))),
             Op::Adopt(p, mask, age, refresh) => {
                 let p = usize::from(*p);
+                let min_rsa_bits = self.min_rsa_bits(p);
                 let body = body_bytes(&Body::Keys(*mask));
                 let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
                     return;
                 };
-                let Ok(keys) = identity_filter::fetch::parse_remote_keys(&doc) else {
+                let Ok(keys) = identity_filter::fetch::parse_remote_keys(&doc, min_rsa_bits) else {
                     return;
                 };
                 self.docs.insert(keys.fingerprint(), doc);
