@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from .assertion import Identity, read_header, verify_assertion
 from .config import Settings, load_settings
+from . import events
 from .decisions import DecisionLog
 from .keys import KeyStore, KeysUnavailable, VerificationKey, load_jwks_file
 from .policy import Policy, load_policy
@@ -57,6 +58,7 @@ class Dispatcher:
         self.policy = policy
         self.keys = keys
         self.prefect = prefect
+        self.events = events.EventSender(prefect.post_events, enabled=settings.prefect_events)
         self.log = log
 
     # -- identity -------------------------------------------------------------------------------
@@ -117,6 +119,10 @@ class Dispatcher:
             path=request.url.path,
             request_id=identity.request_id if identity else None,
         )
+        self.events.send(events.run_refused(
+            identity, code=refusal.code, status=refusal.status, rule=refusal.rule,
+            method=request.method, path=request.url.path, deployment=deployment,
+            flow_run_id=flow_run_id))
         return JSONResponse(
             refusal.body(),
             status_code=refusal.status,
@@ -196,6 +202,8 @@ class Dispatcher:
             path=request.url.path,
             request_id=identity.request_id,
         )
+        self.events.send(events.run_started(identity, run, found, name, rule.name,
+                                            "run_created" if created else "run_exists"))
         return JSONResponse(
             {
                 "flow_run_id": str(run["id"]),
@@ -309,6 +317,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await dispatcher.events.drain()
         await dispatcher.prefect.aclose()
         if jwks_http is not None:
             await jwks_http.aclose()
