@@ -15,6 +15,11 @@ what is worth retrying::
         with GatewayClient("http://127.0.0.1:10000", token=token) as gateway:
             return gateway.get("/reports/today").json()
 
+With the flow's own short-lived identity instead of a token string (see
+:mod:`identity_dispatcher.prefect_gateway` and :mod:`identity_dispatcher.tokens`)::
+
+    with GatewayClient.from_block("reports-gateway") as gateway: ...
+
 ``keys_unavailable`` (the filter cannot get the issuer's keys yet) and ``prefect_unavailable``
 are retried; ``forbidden``, ``insufficient_scope`` and every token error are not: retrying
 cannot change the answer. A 502/503/504 with no reason code at all (the gateway could not reach

@@ -84,10 +84,15 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
                   *, audience: str = "prefect-dispatcher", issuer: str = "identity-filter",
                   run_roles: Sequence[str] = DEFAULT_RUN_ROLES, lifetime_seconds: int = 60,
                   jwks_path: str | None = JWKS_PATH,
-                  strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS) -> dict[str, Any]:
+                  strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS,
+                  extra_rules: Sequence[Mapping[str, Any]] = (),
+                  claim_headers: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     """The plugin configuration of the filter in front of the dispatcher.
 
     ``jwks_path`` is used only when the signing key is EdDSA (the filter refuses it otherwise).
+    ``extra_rules`` follow the two run rules (e.g. an API the flows call back through the same
+    gateway); ``claim_headers`` are ``headers.claims`` entries (``{"identity": "subject",
+    "header": "x-identity-subject"}``), informational headers for such APIs.
     """
     assertion: dict[str, Any] = {
         "audience": audience,
@@ -104,8 +109,10 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
              "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
              "require": {"roles": {"any_of": list(run_roles)}}},
             {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+            *[dict(rule) for rule in extra_rules],
         ],
         "default": "deny",
-        "headers": {"strip": list(strip), "assertion": assertion},
+        "headers": {"strip": list(strip), "assertion": assertion,
+                    **({"claims": [dict(c) for c in claim_headers]} if claim_headers else {})},
         "errors": {"detail": "reason"},
     }
