@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("starting the Prefect server (SQLite; 10-30 s) ...", flush=True)
         server = PrefectServer(workdir, port=args.prefect_port or None)
         parts.append(server)
-        print("serving the example flows hello/hello and echo/echo ...", flush=True)
+        print("serving the example flows hello/hello, echo/echo and report/report ...", flush=True)
         parts.append(ServedFlows(workdir, server))
         print("starting Envoy with the identity filter ...", flush=True)
         envoy.start()
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 The Prefect chain is up:
   gateway:    {url}  (Envoy + identity filter; admin http://127.0.0.1:{envoy.admin_port})
   dispatcher: {dispatcher.url}  (trusts only the filter's assertion; keys from {jwks_url})
-  Prefect:    {server.api_url}  (SQLite; flows hello/hello and echo/echo served)
+  Prefect:    {server.api_url}  (SQLite; flows hello/hello, echo/echo and report/report served)
   logs:       {workdir}  (envoy/envoy.log, dispatcher.log: one JSON line per decision)
   policy:     {args.policy}
 
