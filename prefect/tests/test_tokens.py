@@ -26,6 +26,7 @@ from identity_dispatcher.tokens import (
     StaticToken,
     TokenCache,
     TokenRefused,
+    TokenUnavailable,
 )
 
 API = "api://reports"
@@ -197,3 +198,13 @@ def test_token_modules_work_without_prefect(tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "blocked ok"
+
+
+def test_token_errors_keep_their_kind_through_pickling():
+    """Prefect pickles a task's exception into its state; retry_on_retryable reads it back."""
+    for error in (TokenUnavailable("the token endpoint answered 503", source="client credentials of c"),
+                  TokenRefused("the token endpoint answered 401 invalid_client", source="s", error="invalid_client")):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert (back.source, back.error, back.retryable) == (error.source, error.error, error.retryable)
+        assert is_retryable(back) == isinstance(error, TokenUnavailable)
