@@ -24,9 +24,9 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from . import events
 from .assertion import Identity, read_header, verify_assertion
 from .config import Settings, load_settings
-from . import events
 from .decisions import DecisionLog
 from .keys import KeyStore, KeysUnavailable, VerificationKey, load_jwks_file
 from .policy import Policy, load_policy
