@@ -137,7 +137,8 @@ def wait_final(http: httpx.Client, gateway_url: str, run_id: str, headers: dict[
     return state
 
 
-def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, timeout: float = 90.0) -> list[str]:
+def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, envoy: Envoy,
+                 timeout: float = 90.0) -> list[str]:
     """The report flow, started through the gateway by the developer's token, calls the API back
     through the gateway with its own token: both identities and the run id, as the API saw them."""
     runner = {"authorization": f"Bearer {issuer.token(RUNNER_ROLES, ttl=600)}"}
@@ -162,7 +163,14 @@ def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, timeout: 
           f"from {seen.get('x-identity-subject')} (the flow's own token, provider "
           f"{seen.get('x-identity-provider')}), x-prefect-flow-run-id={seen.get('x-prefect-flow-run-id')}, "
           f"x-request-id={seen.get('x-request-id')}")
-    problems = []
+    deadline = time.monotonic() + 5  # Envoy writes its access log in the background
+    logged: list[str] = []
+    while not logged and time.monotonic() < deadline:
+        logged = [line for line in envoy.log_text().splitlines() if f"flow_run={run_id}" in line]
+        time.sleep(0.2)
+    for line in logged:
+        print(f"  ok: the gateway's log, searched for the run id: {line[line.index('ACCESS '):]}")
+    problems = [] if logged else [f"no line of the gateway's log names run {run_id}"]
     if seen.get("x-identity-subject") != FLOW_CLIENT or seen.get("x-identity-provider") != "flows":
         problems.append(f"the API saw {seen.get('x-identity-subject')!r} via {seen.get('x-identity-provider')!r}")
     if not str(seen.get("x-request-id", "")).startswith(run_id + "."):
@@ -248,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "envoy-config.json").write_text(json.dumps(config, indent=2) + "\n")
         envoy = Envoy(args.wasm, config, upstream_port=dispatcher_port, listener_port=args.port,
                       admin_port=args.admin_port, name="prefect-dev", workdir=workdir / "envoy",
-                      extra_clusters=[{"name": "idp-flows", "port": idp.port}])
+                      extra_clusters=[{"name": "idp-flows", "port": idp.port}],
+                      hcm_options={"access_log": gw.trace_access_log()})
         route_prefix(envoy, API_PREFIX, "reports-api", api.port)
         print("starting the Prefect server (SQLite; 10-30 s) ...", flush=True)
         server = PrefectServer(workdir, port=args.prefect_port or None)
@@ -298,7 +307,7 @@ of the OpenID provider {idp.issuer}, tokens of {FLOW_TOKEN_SECONDS} s, GatewayCr
 """, flush=True)
         print("self-check:", flush=True)
         problems = self_check(url, dispatcher.url, issuer)
-        problems += report_check(url, issuer, api)
+        problems += report_check(url, issuer, api, envoy)
         for problem in problems:
             print(f"  PROBLEM {problem}", flush=True)
         if args.check:

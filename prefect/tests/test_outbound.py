@@ -37,9 +37,6 @@ from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCach
 API = "api://reports"
 SHORT = "api://reports-short"
 ASSERTION_SECRET = "outbound-assertion-secret-0123456789abcdef"
-ACCESS_LOG = ("ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% reason=%RESP(X-IDENTITY-REASON)% "
-              "request_id=%REQ(X-REQUEST-ID)% flow_run=%REQ(X-PREFECT-FLOW-RUN-ID)% "
-              "task_run=%REQ(X-PREFECT-TASK-RUN-ID)%\n")
 
 #: Every flow run started in this module (searched for tokens at the end).
 RUNS: list[str] = []
@@ -155,9 +152,6 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
         },
         "errors": {"detail": "reason"},
     }
-    access_log = [{"name": "envoy.access_loggers.stdout", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-        "log_format": {"text_format_source": {"inline_string": ACCESS_LOG}}}}]
     workdir = chain_workdir / "outbound"
     workdir.mkdir(exist_ok=True)
     wasm = Path(os.environ.get("IDENTITY_WASM", runner.DEFAULT_WASM))
@@ -166,7 +160,7 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
                          extra_clusters=[{"name": "idp-main", "port": main.port},
                                          {"name": "idp-brief", "port": brief.port},
                                          {"name": "idp-cold", "port": free_port()}],
-                         hcm_options={"access_log": access_log})
+                         hcm_options={"access_log": gw.trace_access_log()})
     key_file = workdir / "reports-keyed.pem"
     key_file.write_bytes(keyed.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()))

@@ -36,3 +36,5 @@ def test_make_run_prefect_starts_a_run_through_the_gateway(tmp_path):
     run_id = started.group(1)
     assert f"from report-flow (the flow's own token, provider flows), x-prefect-flow-run-id={run_id}, " \
            f"x-request-id={run_id}." in done.stdout, output
+    assert re.search(rf"the gateway's log, searched for the run id: ACCESS GET /api/reports/today 200 "
+                     rf"reason=- request_id={run_id}\.\S+ flow_run={run_id} task_run=", done.stdout), output

@@ -34,6 +34,20 @@ PREFECT_AUTOMATION_HEADERS = ("Prefect-Automation-ID", "Prefect-Automation-Name"
 #: Roles the gateway requires to start a run (the dispatcher's policy decides which deployment).
 DEFAULT_RUN_ROLES = ("flow-runner", "flow-admin")
 
+#: An Envoy access log line per request with what ties a call to the run that made it.
+TRACE_LOG_FORMAT = ("ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% reason=%RESP(X-IDENTITY-REASON)% "
+                    "request_id=%REQ(X-REQUEST-ID)% flow_run=%REQ(X-PREFECT-FLOW-RUN-ID)% "
+                    "task_run=%REQ(X-PREFECT-TASK-RUN-ID)%\n")
+
+
+def trace_access_log(line_format: str = TRACE_LOG_FORMAT) -> list[dict[str, Any]]:
+    """The HTTP connection manager's ``access_log`` (Envoy's stdout logger) writing
+    :data:`TRACE_LOG_FORMAT`: searching the log for a flow run id finds every call of the run."""
+    return [{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string": line_format}}}}]
+
+
 START_RULE = "runs-start"
 READ_RULE = "runs-read"
 
