@@ -34,6 +34,20 @@ PREFECT_AUTOMATION_HEADERS = ("Prefect-Automation-ID", "Prefect-Automation-Name"
 #: Roles the gateway requires to start a run (the dispatcher's policy decides which deployment).
 DEFAULT_RUN_ROLES = ("flow-runner", "flow-admin")
 
+#: An Envoy access log line per request with what ties a call to the run that made it.
+TRACE_LOG_FORMAT = ("ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% reason=%RESP(X-IDENTITY-REASON)% "
+                    "request_id=%REQ(X-REQUEST-ID)% flow_run=%REQ(X-PREFECT-FLOW-RUN-ID)% "
+                    "task_run=%REQ(X-PREFECT-TASK-RUN-ID)%\n")
+
+
+def trace_access_log(line_format: str = TRACE_LOG_FORMAT) -> list[dict[str, Any]]:
+    """The HTTP connection manager's ``access_log`` (Envoy's stdout logger) writing
+    :data:`TRACE_LOG_FORMAT`: searching the log for a flow run id finds every call of the run."""
+    return [{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string": line_format}}}}]
+
+
 START_RULE = "runs-start"
 READ_RULE = "runs-read"
 
@@ -90,12 +104,17 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
                   run_roles: Sequence[str] = DEFAULT_RUN_ROLES, lifetime_seconds: int = 60,
                   jwks_path: str | None = JWKS_PATH,
                   strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS,
-                  rules: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  rules: Sequence[Mapping[str, Any]] | None = None,
+                  extra_rules: Sequence[Mapping[str, Any]] = (),
+                  claim_headers: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     """The plugin configuration of the filter in front of the dispatcher.
 
     ``rules`` replaces the Prefect endpoints' rules (e.g. :func:`airflow_rules`).
 
     ``jwks_path`` is used only when the signing key is EdDSA (the filter refuses it otherwise).
+    ``extra_rules`` follow the run rules (e.g. an API the flows call back through the same
+    gateway); ``claim_headers`` are ``headers.claims`` entries (``{"identity": "subject",
+    "header": "x-identity-subject"}``), informational headers for such APIs.
     """
     assertion: dict[str, Any] = {
         "audience": audience,
@@ -107,14 +126,18 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
         assertion["jwks_path"] = jwks_path
     return {
         "providers": [dict(p) for p in providers],
-        "rules": [dict(r) for r in rules] if rules is not None else [
-            {"name": START_RULE,
-             "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
-             "require": {"roles": {"any_of": list(run_roles)}}},
-            {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+        "rules": [
+            *([dict(r) for r in rules] if rules is not None else [
+                {"name": START_RULE,
+                 "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
+                 "require": {"roles": {"any_of": list(run_roles)}}},
+                {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+            ]),
+            *[dict(rule) for rule in extra_rules],
         ],
         "default": "deny",
-        "headers": {"strip": list(strip), "assertion": assertion},
+        "headers": {"strip": list(strip), "assertion": assertion,
+                    **({"claims": [dict(c) for c in claim_headers]} if claim_headers else {})},
         "errors": {"detail": "reason"},
     }
 
