@@ -86,8 +86,9 @@ $(OLD_ENVOY_STAMP):
 integration-old-envoy: venv wasm oidc-provider $(OLD_ENVOY_STAMP) ## the integration tests again, in the older Envoy 1.36.4
 	ENVOY_BIN=$(CURDIR)/$(OLD_ENVOY_VENV)/bin/envoy $(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
+# PYTHONPATH: the tests use this checkout's package, wherever the venv's editable install points.
 prefect-test: venv wasm oidc-provider ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
-	IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR)/prefect/src IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
 # The dispatcher installed without its dependencies (all pinned in airflow/requirements.txt) and
 # without Prefect: its Airflow backend never imports it.
@@ -120,8 +121,8 @@ oci: wasm ## OCI image archive of the module for Istio (oci://), digests printed
 run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev issuer; Ctrl-C stops
 	$(VENV_PY) tools/run_dev.py
 
-run-prefect: venv wasm ## Envoy + filter + Prefect dispatcher + Prefect server + example flow on 127.0.0.1; Ctrl-C stops
-	$(VENV_PY) tools/run_prefect.py
+run-prefect: venv wasm oidc-provider ## Envoy + filter + Prefect dispatcher + Prefect server + example flows (one calling back with its own token) on 127.0.0.1; Ctrl-C stops
+	PYTHONPATH=$(CURDIR)/prefect/src $(VENV_PY) tools/run_prefect.py
 
 # Benchmarks (bench/bench.py → docs/benchmarks.md and .png); not part of `make test`. The script
 # installs wrk with apt-get when it is missing. BENCH_ARGS: more flags (bench/bench.py --help).

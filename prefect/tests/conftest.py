@@ -188,6 +188,38 @@ def gateway(gateways: Gateways | None) -> Gateways:
     return gateways
 
 
+def oidc_module() -> Any:
+    """The repository's tools/oidc_provider.py: a real OpenID provider (oidc-provider on Node)."""
+    envoy_runner()  # puts tools/ on sys.path
+    import oidc_provider
+
+    return oidc_provider
+
+
+@pytest.fixture(scope="module")
+def oidc_providers(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Start real OpenID providers for a test module: ``oidc_providers(clients=[...],
+    resources={...})`` takes ``OidcProvider``'s arguments; all are stopped after the module.
+    Fails when ``make oidc-provider`` has not installed it."""
+    oidc = oidc_module()
+    if not oidc.installed():
+        pytest.fail(f"oidc-provider is not installed: {oidc.INSTALL_HINT}", pytrace=False)
+    started: list[Any] = []
+
+    def start(**kwargs: Any) -> Any:
+        provider = oidc.OidcProvider(**kwargs)
+        started.append(provider)
+        return provider.start()
+
+    start.started = started  # type: ignore[attr-defined]
+    yield start
+    for provider in started:
+        provider.stop()
+    if request.session.testsfailed == 0:
+        for provider in started:
+            provider.remove_workdir()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """A failed gateway test reports the tails of the Envoy and dispatcher logs."""
@@ -201,6 +233,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if through_gateway and gateways is not None:
         for alg, envoy in gateways.envoys.items():
             report.sections.append((f"envoy log: gateway {alg} ({envoy.log_path})", envoy.log_tail(20)))
+    for provider in getattr(args.get("oidc_providers"), "started", []):
+        report.sections.append((f"oidc-provider log ({provider.log_path})", provider.log_tail(15)))
     dispatcher = args.get("dispatcher")
     if isinstance(dispatcher, DispatcherProcess):
         report.sections.append((f"dispatcher log ({dispatcher.log_path})", dispatcher.process.log_tail(20)))

@@ -1,8 +1,11 @@
 """`make run-prefect` (tools/run_prefect.py) brings the whole chain up and a run through the
-gateway completes: its own --check, with every port chosen by the kernel."""
+gateway completes, and the report flow, started with a developer's token, calls the API behind
+the gateway with its own client-credentials token: its own --check, with every port chosen by
+the kernel."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -28,3 +31,8 @@ def test_make_run_prefect_starts_a_run_through_the_gateway(tmp_path):
     for refusal in ("401 token_missing", "403 forbidden; rule=runs-start", "401 assertion_missing"):
         assert refusal in done.stdout, output
     assert "PROBLEM" not in done.stdout, output
+    started = re.search(r"ok: run ([0-9a-f-]{36}) \(report/report\) started by dev-user", done.stdout)
+    assert started, output
+    run_id = started.group(1)
+    assert f"from report-flow (the flow's own token, provider flows), x-prefect-flow-run-id={run_id}, " \
+           f"x-request-id={run_id}." in done.stdout, output

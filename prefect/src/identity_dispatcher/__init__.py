@@ -12,6 +12,10 @@ Modules, one job each:
 - :mod:`.decisions` — one JSON log line per decision
 - :mod:`.app` — the ASGI service (``python -m identity_dispatcher``)
 - :mod:`.client` — for flows calling APIs through the gateway: typed errors with reason codes
+- :mod:`.tokens` — the flows' own short-lived tokens: sources (client credentials, projected
+  token file, static) and the cache that renews them (no Prefect import)
+- :mod:`.prefect_gateway` — the ``GatewayCredentials`` block and the run ids every call carries
+- :mod:`.events` — the dispatcher's decisions as Prefect events
 - :mod:`.gateway` — the identity filter's configuration in front of the dispatcher
 - :mod:`.testing` — starts a real Prefect server, served flows and a dispatcher (tests, demos)
 - :mod:`.airflow_api`, :mod:`.airflow_backend` — the Airflow backend (``DISPATCHER_BACKEND=airflow``)

@@ -27,6 +27,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from . import events
 from .assertion import Identity, read_header, verify_assertion
 from .config import Settings, load_settings
 from .decisions import DecisionLog
@@ -60,6 +61,8 @@ class Dispatcher:
         self.policy = policy
         self.keys = keys
         self.prefect = prefect
+        self.events = events.EventSender(prefect.post_events if prefect else None,
+                                         enabled=settings.prefect_events and prefect is not None)
         self.log = log
 
     # -- identity -------------------------------------------------------------------------------
@@ -120,6 +123,10 @@ class Dispatcher:
             path=request.url.path,
             request_id=identity.request_id if identity else None,
         )
+        self.events.send(events.run_refused(
+            identity, code=refusal.code, status=refusal.status, rule=refusal.rule,
+            method=request.method, path=request.url.path, deployment=deployment,
+            flow_run_id=flow_run_id))
         return JSONResponse(
             refusal.body(),
             status_code=refusal.status,
@@ -199,6 +206,8 @@ class Dispatcher:
             path=request.url.path,
             request_id=identity.request_id,
         )
+        self.events.send(events.run_started(identity, run, found, name, rule.name,
+                                            "run_created" if created else "run_exists"))
         return JSONResponse(
             {
                 "flow_run_id": str(run["id"]),
@@ -319,6 +328,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await dispatcher.events.drain()
         await backend_api.aclose()
         if jwks_http is not None:
             await jwks_http.aclose()

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         server = PrefectServer(workdir, port=args.prefect_port)
         parts.append(server)
         print(f"  PREFECT_API_URL={server.api_url}", flush=True)
-        print("serving the example flows (hello/hello, echo/echo) ...", flush=True)
+        print("serving the example flows (hello/hello, echo/echo, report/report) ...", flush=True)
         parts.append(ServedFlows(workdir, server))
         print("starting the dispatcher ...", flush=True)
         dispatcher = DispatcherProcess(workdir, server.api_url, Path(args.policy), env,

@@ -15,6 +15,11 @@ what is worth retrying::
         with GatewayClient("http://127.0.0.1:10000", token=token) as gateway:
             return gateway.get("/reports/today").json()
 
+With the flow's own short-lived identity instead of a token string (see
+:mod:`identity_dispatcher.prefect_gateway` and :mod:`identity_dispatcher.tokens`)::
+
+    with GatewayClient.from_block("reports-gateway") as gateway: ...
+
 ``keys_unavailable`` (the filter cannot get the issuer's keys yet) and ``prefect_unavailable``
 are retried; ``forbidden``, ``insufficient_scope`` and every token error are not: retrying
 cannot change the answer. A 502/503/504 with no reason code at all (the gateway could not reach
@@ -26,6 +31,8 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import httpx
+
+from .tokens import AccessToken, TokenCache, TokenError
 
 DEFAULT_REASON_HEADER = "x-identity-reason"
 
@@ -172,9 +179,10 @@ def raise_for_identity(response: httpx.Response, reason_header: str = DEFAULT_RE
 
 
 def is_retryable(error: BaseException | None) -> bool:
-    """True for a retryable :class:`GatewayError` and for transport failures (connection
-    refused, timeouts); False for everything else."""
-    if isinstance(error, GatewayError):
+    """True for a retryable :class:`GatewayError`, for :class:`~.tokens.TokenUnavailable` (no
+    token while the IdP is unreachable) and for transport failures (connection refused,
+    timeouts); False for everything else."""
+    if isinstance(error, (GatewayError, TokenError)):
         return error.retryable
     return isinstance(error, (httpx.ConnectError, httpx.TimeoutException))
 
@@ -190,32 +198,80 @@ def retry_on_retryable(task: Any, task_run: Any, state: Any) -> bool:
     return is_retryable(error if isinstance(error, BaseException) else None)
 
 
+#: The refusal after which a call is retried once with a renewed token.
+TOKEN_EXPIRED = "token_expired"
+
+
 class GatewayClient:
-    """A small ``httpx.Client`` wrapper: sends the bearer token, raises :class:`GatewayError`."""
+    """A small ``httpx.Client`` wrapper: sends the bearer token, raises :class:`GatewayError`.
+
+    ``token`` is a string, a callable returning one, or a :class:`~.tokens.TokenCache`. With a
+    cache, a ``401 token_expired`` answer makes the client renew the token once and send the
+    call once more (same headers, same request id); any other refusal is raised at once.
+    ``trace_headers`` is called per call and its headers are added (e.g. the Prefect run ids,
+    :func:`identity_dispatcher.prefect_gateway.run_trace_headers`); they are the same for the
+    retried call. The client's ``repr`` never shows the token.
+    """
 
     def __init__(
         self,
         base_url: str,
-        token: str | Callable[[], str] | None = None,
+        token: str | Callable[[], str] | TokenCache | None = None,
         *,
         reason_header: str = DEFAULT_REASON_HEADER,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        trace_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._token = token
         self._reason_header = reason_header
+        self._trace_headers = trace_headers
+        self.base_url = base_url
         self._http = httpx.Client(
             base_url=base_url, timeout=timeout, headers=dict(headers or {}), transport=transport
         )
 
+    @classmethod
+    def from_block(cls, block: Any, **options: Any) -> "GatewayClient":
+        """A client configured by a Prefect ``GatewayCredentials`` block (an instance or the
+        name of a saved one). Needs Prefect; see :mod:`identity_dispatcher.prefect_gateway`."""
+        from .prefect_gateway import GatewayCredentials
+
+        if isinstance(block, str):
+            block = GatewayCredentials.load(block)
+        return block.client(**options)
+
+    def __repr__(self) -> str:
+        source = self._token.describe() if isinstance(self._token, TokenCache) else (
+            "a token" if self._token else "no token")
+        return f"GatewayClient({self.base_url!r}, {source})"
+
+    def _current_token(self) -> tuple[str | None, AccessToken | None]:
+        if isinstance(self._token, TokenCache):
+            token = self._token.get()
+            return token.value, token
+        return (self._token() if callable(self._token) else self._token), None
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", None) or {})
-        token = self._token() if callable(self._token) else self._token
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        response = self._http.request(method, path, headers=headers, **kwargs)
+        if self._trace_headers is not None:
+            headers = {**self._trace_headers(), **headers}
+        value, token = self._current_token()
+        response = self._send(method, path, headers, value, kwargs)
+        if token is not None and response.status_code == 401 and isinstance(self._token, TokenCache):
+            code, _ = parse_reason(response.headers.get(self._reason_header))
+            if code == TOKEN_EXPIRED:
+                renewed = self._token.refresh(stale=token)
+                response = self._send(method, path, headers, renewed.value, kwargs)
         return raise_for_identity(response, self._reason_header)
+
+    def _send(self, method: str, path: str, headers: dict[str, str], token: str | None,
+              kwargs: dict[str, Any]) -> httpx.Response:
+        sent = dict(headers)
+        if token:
+            sent["authorization"] = f"Bearer {token}"
+        return self._http.request(method, path, headers=sent, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)

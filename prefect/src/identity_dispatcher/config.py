@@ -72,6 +72,8 @@ class Settings:
     prefect_backoff_seconds: float = 0.2
     #: Timeout of one Prefect call.
     prefect_timeout_seconds: float = 10.0
+    #: Send a Prefect event for each start decision and each refusal.
+    prefect_events: bool = True
     #: Largest accepted request body.
     max_body_bytes: int = 65536
 
@@ -91,6 +93,17 @@ def _number(env: Mapping[str, str], name: str, default, kind=float, minimum=0):
     if value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {env.get(name)!r}")
 
 
 def _header_name(env: Mapping[str, str], name: str, default: str) -> str:
@@ -161,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_attempts=_number(env, "DISPATCHER_PREFECT_ATTEMPTS", 5, int, 1),
         prefect_backoff_seconds=_number(env, "DISPATCHER_PREFECT_BACKOFF_SECONDS", 0.2),
         prefect_timeout_seconds=_number(env, "DISPATCHER_PREFECT_TIMEOUT_SECONDS", 10.0),
+        prefect_events=_boolean(env, "DISPATCHER_PREFECT_EVENTS", True),
         max_body_bytes=_number(env, "DISPATCHER_MAX_BODY_BYTES", 65536, int, 2),
     )
     if not settings.has_keys:

@@ -90,12 +90,17 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
                   run_roles: Sequence[str] = DEFAULT_RUN_ROLES, lifetime_seconds: int = 60,
                   jwks_path: str | None = JWKS_PATH,
                   strip: Sequence[str] = PREFECT_AUTOMATION_HEADERS,
-                  rules: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  rules: Sequence[Mapping[str, Any]] | None = None,
+                  extra_rules: Sequence[Mapping[str, Any]] = (),
+                  claim_headers: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     """The plugin configuration of the filter in front of the dispatcher.
 
     ``rules`` replaces the Prefect endpoints' rules (e.g. :func:`airflow_rules`).
 
     ``jwks_path`` is used only when the signing key is EdDSA (the filter refuses it otherwise).
+    ``extra_rules`` follow the run rules (e.g. an API the flows call back through the same
+    gateway); ``claim_headers`` are ``headers.claims`` entries (``{"identity": "subject",
+    "header": "x-identity-subject"}``), informational headers for such APIs.
     """
     assertion: dict[str, Any] = {
         "audience": audience,
@@ -107,14 +112,18 @@ def filter_config(providers: Iterable[Mapping[str, Any]], assertion_keys: Sequen
         assertion["jwks_path"] = jwks_path
     return {
         "providers": [dict(p) for p in providers],
-        "rules": [dict(r) for r in rules] if rules is not None else [
-            {"name": START_RULE,
-             "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
-             "require": {"roles": {"any_of": list(run_roles)}}},
-            {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+        "rules": [
+            *([dict(r) for r in rules] if rules is not None else [
+                {"name": START_RULE,
+                 "match": {"path_template": "/runs/{flow}/{deployment}", "methods": ["POST"]},
+                 "require": {"roles": {"any_of": list(run_roles)}}},
+                {"name": READ_RULE, "match": {"path_template": "/runs/{flow_run_id}", "methods": ["GET"]}},
+            ]),
+            *[dict(rule) for rule in extra_rules],
         ],
         "default": "deny",
-        "headers": {"strip": list(strip), "assertion": assertion},
+        "headers": {"strip": list(strip), "assertion": assertion,
+                    **({"claims": [dict(c) for c in claim_headers]} if claim_headers else {})},
         "errors": {"detail": "reason"},
     }
 

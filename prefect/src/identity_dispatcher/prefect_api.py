@@ -134,3 +134,9 @@ class PrefectApi:
         if response.status_code != 200:
             raise PrefectRejected(response.status_code, _detail(response))
         return response.json()
+
+    async def post_events(self, events: list[dict[str, Any]]) -> None:
+        """Record events (``POST /api/events``, the events pipeline of ``prefect.events``)."""
+        response = await self._request("POST", "events", json=events)
+        if response.status_code not in (200, 201, 204):
+            raise PrefectRejected(response.status_code, _detail(response))

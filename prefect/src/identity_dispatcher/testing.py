@@ -35,7 +35,7 @@ EXAMPLE_FLOWS = EXAMPLES / "flows.py"
 EXAMPLE_POLICY = EXAMPLES / "policy.yaml"
 
 #: Deployments served by the example flows.
-EXAMPLE_DEPLOYMENTS = ("hello/hello", "echo/echo")
+EXAMPLE_DEPLOYMENTS = ("hello/hello", "echo/echo", "report/report")
 
 #: Final Prefect state types.
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})

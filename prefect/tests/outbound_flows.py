@@ -1,0 +1,74 @@
+"""Flows served for test_outbound.py: they call a protected API through the real gateway with
+their own identity, configured only by a GatewayCredentials block (by name: no token, no secret
+in parameters, code or environment).
+
+``python outbound_flows.py`` (with PREFECT_API_URL) serves ``calls/calls`` and
+``refusals/refusals``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prefect import flow, get_run_logger, serve, task
+
+from identity_dispatcher.client import GatewayError, retry_on_retryable
+from identity_dispatcher.prefect_gateway import GatewayCredentials
+
+
+@task
+def call(block: str, path: str) -> dict:
+    """One call; returns what the upstream saw, without the token."""
+    credentials = GatewayCredentials.load(block)
+    with credentials.client() as gateway:
+        seen = gateway.get(path).json()["headers"]
+    return {"sub": seen.get("x-identity-subject"), "request_id": seen.get("x-request-id"),
+            "flow_run_id": seen.get("x-prefect-flow-run-id"), "task_run_id": seen.get("x-prefect-task-run-id")}
+
+
+@flow(log_prints=True)
+def calls(block: str, path: str = "/api/reports", rounds: int = 1, parallel: int = 1,
+          interval: float = 0.0) -> int:
+    """``rounds`` times: ``parallel`` calls at once (threads of one worker, one shared token),
+    then wait ``interval`` seconds. Any failed call fails the run."""
+    credentials = GatewayCredentials.load(block)
+    cache = credentials.token_cache()
+    # What a careless flow might print or log: none of it may show the token.
+    print(f"credentials: {credentials!r}; cache: {cache!r}")
+    get_run_logger().info("token %r from %s", cache.get(), credentials.client())
+    logging.getLogger("identity_dispatcher.tokens").setLevel(logging.INFO)
+    done = 0
+    for round_ in range(rounds):
+        futures = [call.submit(block, path) for _ in range(parallel)]
+        results = [f.result() for f in futures]
+        done += len(results)
+        if round_ + 1 < rounds:
+            time.sleep(interval)
+    print(f"{done} calls, last token {cache.get()}")
+    return done
+
+
+@task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_retryable)
+def refused_call(block: str, path: str) -> dict:
+    with GatewayCredentials.load(block).client() as gateway:
+        return gateway.get(path).json()
+
+
+@flow
+def refusals(block: str, cold_block: str) -> dict:
+    """A call without the needed scope (403 insufficient_scope: never retried) and a call whose
+    issuer's keys the gateway cannot fetch (503 keys_unavailable: retried twice)."""
+    out = {}
+    for name, (which, path) in {"scope": (block, "/api/admin"), "keys": (cold_block, "/api/reports")}.items():
+        state = refused_call.with_options(name=f"refused-{name}")(which, path, return_state=True)
+        try:
+            state.result()
+            out[name] = "passed"
+        except GatewayError as error:
+            out[name] = f"{error.status} {error.reason}"
+    return out
+
+
+if __name__ == "__main__":
+    serve(calls.to_deployment(name="calls"), refusals.to_deployment(name="refusals"))

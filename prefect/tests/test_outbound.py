@@ -1,0 +1,403 @@
+"""Flows calling out through the gateway with their own short-lived identity, against real
+components: OpenID providers (oidc-provider), the Prefect server, flows served from
+outbound_flows.py, and an Envoy with the identity filter in front of an echo upstream (the
+"protected API").
+
+The gateway here: providers ``flows`` (the main IdP, keys by OIDC discovery), ``brief`` (an IdP
+stopped by a test) and ``cold`` (an IdP whose keys the gateway cannot fetch: 503
+``keys_unavailable``); rule ``reports`` (``/api/reports``, scope ``reports:read``) and ``admin``
+(``/api/admin``, scope ``reports:admin``, which no flow has). The token is forwarded to the echo
+upstream (``forward_token``) only so the tests know every token the flows used and can search
+Prefect's stored data for them. Envoy logs each request with its request id and run ids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from conftest import GATEWAY_REQUIRED, HERE, envoy_runner, gateway_unavailable, oidc_module
+from identity_dispatcher import gateway as gw
+from identity_dispatcher.client import GatewayClient, Unauthenticated, is_retryable
+from identity_dispatcher.testing import ServedFlows, free_port, prefect_env, wait_for_run
+from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCache, TokenUnavailable
+
+API = "api://reports"
+SHORT = "api://reports-short"
+ASSERTION_SECRET = "outbound-assertion-secret-0123456789abcdef"
+ACCESS_LOG = ("ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% reason=%RESP(X-IDENTITY-REASON)% "
+              "request_id=%REQ(X-REQUEST-ID)% flow_run=%REQ(X-PREFECT-FLOW-RUN-ID)% "
+              "task_run=%REQ(X-PREFECT-TASK-RUN-ID)%\n")
+
+#: Every flow run started in this module (searched for tokens at the end).
+RUNS: list[str] = []
+
+
+class Outbound:
+    def __init__(self, **parts: Any) -> None:
+        self.__dict__.update(parts)
+
+    def new_requests(self, mark: int) -> list[dict[str, Any]]:
+        return list(self.echo.received)[mark:]
+
+    def access_log(self) -> list[str]:
+        return [line for line in self.envoy.log_text().splitlines() if "ACCESS " in line]
+
+    def logged(self, needle: str, count: int, timeout: float = 10.0) -> list[str]:
+        """The access log lines containing ``needle``, once there are ``count`` (Envoy writes
+        its access log in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.access_log() if needle in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.2)
+
+    def token_requests(self, provider: Any) -> int:
+        return sum(1 for line in provider.log_text().splitlines() if " POST /token 200" in line)
+
+    def run(self, deployment: str, parameters: dict[str, Any], timeout: float = 90.0) -> dict[str, Any]:
+        api = self.prefect.api_url
+        found = _retrying("GET", f"{api}/deployments/name/{deployment}")
+        created = _retrying("POST", f"{api}/deployments/{found.json()['id']}/create_flow_run",
+                            json={"parameters": parameters})
+        RUNS.append(created.json()["id"])
+        return wait_for_run(api, created.json()["id"], timeout=timeout)
+
+
+def _retrying(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """Prefect on SQLite answers 503 while its database is busy: try again, a few times."""
+    for attempt in range(6):
+        answer = httpx.request(method, url, timeout=20, **kwargs)
+        if answer.status_code not in (429, 502, 503, 504):
+            break
+        time.sleep(0.5 * 2 ** attempt)
+    answer.raise_for_status()
+    return answer
+
+
+SETUP_BLOCKS = textwrap.dedent(
+    """
+    import json, sys
+    from prefect.blocks.system import Secret
+    from identity_dispatcher.prefect_gateway import GatewayCredentials
+
+    spec = json.loads(sys.stdin.read())
+    GatewayCredentials.register_type_and_schema()
+    for name, value in spec["secrets"].items():
+        Secret(value=value).save(name, overwrite=True)
+    for name, fields in spec["blocks"].items():
+        if "client_secret" in fields:
+            fields["client_secret"] = Secret.load(fields["client_secret"])  # a reference
+        GatewayCredentials(**fields).save(name, overwrite=True)
+    print("saved", sorted(spec["blocks"]))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def outbound(oidc_providers, chain_workdir, prefect_server):
+    why = gateway_unavailable()
+    if why is not None:
+        (pytest.fail if GATEWAY_REQUIRED else pytest.skip)(f"no gateway: {why}")
+    Client = oidc_module().Client
+    robot = Client.basic("reports-flow", scope="reports:read")
+    keyed = Client.private_key_jwt("reports-keyed", scope="reports:read")
+    main = oidc_providers(clients=[robot, keyed], name="outbound-main", resources={
+        API: {"scope": "reports:read reports:admin", "access_token_ttl": 20},
+        SHORT: {"scope": "reports:read", "access_token_ttl": 2}})
+    cold_client = Client.basic("cold-flow", scope="reports:read")
+    cold = oidc_providers(clients=[cold_client], name="outbound-cold",
+                          resources={API: {"scope": "reports:read", "access_token_ttl": 20}})
+    brief_client = Client.basic("brief-flow", scope="reports:read")
+    brief = oidc_providers(clients=[brief_client], name="outbound-brief",
+                           resources={API: {"scope": "reports:read", "access_token_ttl": 6}})
+
+    runner = envoy_runner()
+    from echo_upstream import start_echo_upstream
+
+    echo = start_echo_upstream()
+    providers = [
+        gw.provider("flows", main.issuer, audiences=[API, SHORT], algorithms=["RS256"], discovery=True,
+                    upstream="idp-main", clock_skew_seconds=0),
+        gw.provider("brief", brief.issuer, audiences=[API], algorithms=["RS256"], discovery=True,
+                    upstream="idp-brief", clock_skew_seconds=0),
+        gw.provider("cold", cold.issuer, audiences=[API], algorithms=["RS256"],
+                    jwks_uri="http://idp-cold.test/jwks", upstream="idp-cold", fetch_timeout_ms=1000,
+                    cold_start_wait_ms=0),
+    ]
+    config = {
+        "providers": providers,
+        "rules": [
+            {"name": "reports", "match": {"path_prefix": "/api/reports"},
+             "require": {"scopes": {"all_of": ["reports:read"]}}},
+            {"name": "admin", "match": {"path_prefix": "/api/admin"},
+             "require": {"scopes": {"all_of": ["reports:admin"]}}},
+        ],
+        "default": "deny",
+        "headers": {
+            "claims": [{"identity": "subject", "header": "x-identity-subject"},
+                       {"identity": "provider", "header": "x-identity-provider"}],
+            "forward_token": True,
+            "assertion": {"audience": "reports-api", "keys": [gw.hs256_key("reports-1", ASSERTION_SECRET)]},
+        },
+        "errors": {"detail": "reason"},
+    }
+    access_log = [{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string": ACCESS_LOG}}}}]
+    workdir = chain_workdir / "outbound"
+    workdir.mkdir(exist_ok=True)
+    wasm = Path(os.environ.get("IDENTITY_WASM", runner.DEFAULT_WASM))
+    envoy = runner.Envoy(wasm, config, upstream_port=echo.port, name="gateway-outbound",
+                         workdir=workdir / "envoy",
+                         extra_clusters=[{"name": "idp-main", "port": main.port},
+                                         {"name": "idp-brief", "port": brief.port},
+                                         {"name": "idp-cold", "port": free_port()}],
+                         hcm_options={"access_log": access_log})
+    key_file = workdir / "reports-keyed.pem"
+    key_file.write_bytes(keyed.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    flows = None
+    try:
+        envoy.start()
+        common = {"gateway_url": envoy.base_url, "scopes": ["reports:read"], "resource": API}
+        spec = {
+            "secrets": {"reports-flow-secret": robot.secret, "cold-flow-secret": cold_client.secret},
+            "blocks": {
+                "reports-basic": {**common, "issuer": main.issuer, "client_id": robot.client_id,
+                                  "client_secret": "reports-flow-secret"},
+                "reports-keyed": {**common, "issuer": main.issuer, "client_id": keyed.client_id,
+                                  "private_key_file": str(key_file), "key_id": keyed.key_id},
+                "reports-cold": {**common, "issuer": cold.issuer, "client_id": cold_client.client_id,
+                                 "client_secret": "cold-flow-secret"},
+            },
+        }
+        done = subprocess.run([sys.executable, "-c", SETUP_BLOCKS], input=json.dumps(spec),
+                              env=prefect_env(prefect_server.home, prefect_server.api_url),
+                              capture_output=True, text=True, timeout=60, cwd=workdir)
+        assert done.returncode == 0, done.stderr[-3000:]
+        flows = ServedFlows(workdir, prefect_server, deployments=("calls/calls", "refusals/refusals"),
+                            flows_file=HERE / "outbound_flows.py")
+        yield Outbound(main=main, cold=cold, brief=brief, robot=robot, keyed=keyed, brief_client=brief_client,
+                       echo=echo, envoy=envoy, prefect=prefect_server, flows=flows, workdir=workdir,
+                       secrets=[robot.secret, cold_client.secret, brief_client.secret])
+    finally:
+        if flows is not None:
+            flows.stop()
+        envoy.stop()
+        echo.stop()
+
+
+def assertion_claims(headers: dict[str, str]) -> dict[str, Any]:
+    return jwt.decode(headers["x-identity-assertion"], ASSERTION_SECRET.encode(), algorithms=["HS256"],
+                      audience="reports-api", issuer="identity-filter")
+
+
+def bearer_of(request: dict[str, Any]) -> str:
+    return request["headers"]["authorization"].split(" ", 1)[1]
+
+
+@pytest.mark.parametrize("block,client_id", [("reports-basic", "reports-flow"),
+                                             ("reports-keyed", "reports-keyed")])
+def test_served_flow_calls_through_the_gateway_with_its_own_identity(outbound, block, client_id):
+    mark = len(outbound.echo.received)
+    run = outbound.run("calls/calls", {"block": block, "parallel": 2})
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    seen = outbound.new_requests(mark)
+    assert len(seen) == 2
+    task_runs = set()
+    for request in seen:
+        headers = request["headers"]
+        assert request["path"] == "/api/reports"
+        assert (headers["x-identity-subject"], headers["x-identity-provider"]) == (client_id, "flows")
+        assert headers["x-prefect-flow-run-id"] == run["id"]
+        flow_run_id, task_run_id, _ = headers["x-request-id"].split(".")
+        assert (flow_run_id, task_run_id) == (run["id"], headers["x-prefect-task-run-id"])
+        task_runs.add(task_run_id)
+        claims = assertion_claims(headers)
+        assert (claims["sub"], claims["idp"], claims["provider"]) == (client_id, outbound.main.issuer, "flows")
+        assert claims["req"]["id"] == headers["x-request-id"] and claims["scopes"] == ["reports:read"]
+    assert len(task_runs) == 2  # each task's calls carry its own task run id
+    # One search of the gateway's log for the run id finds its calls.
+    logged = outbound.logged(f"flow_run={run['id']}", 2)
+    assert len(logged) == 2 and all(" 200 " in line for line in logged)
+    if block == "reports-keyed":  # private_key_jwt: no shared secret anywhere
+        (registered,) = [c for c in outbound.main.config["clients"] if c["client_id"] == client_id]
+        assert "client_secret" not in registered
+
+
+@pytest.mark.timeout(180)
+def test_tokens_rotate_across_a_long_flow_without_a_failed_call(outbound):
+    """Tokens live 20 s; the flow calls for about 56 s, 4 calls at once every 2 s. Every call
+    passes, and the tokens requested are exactly the tokens used: one at the start, then one
+    each time ~80 % of the lifetime (15-16 s) has passed, never two at once."""
+    mark = len(outbound.echo.received)
+    before = outbound.token_requests(outbound.main)
+    rounds, parallel, interval = 28, 4, 2.0
+    run = outbound.run("calls/calls", {"block": "reports-basic", "rounds": rounds, "parallel": parallel,
+                                       "interval": interval}, timeout=150)
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    seen = [r for r in outbound.new_requests(mark) if r["headers"].get("x-prefect-flow-run-id") == run["id"]]
+    assert len(seen) == rounds * parallel
+    logged = outbound.logged(f"flow_run={run['id']}", rounds * parallel)
+    assert len(logged) == rounds * parallel and all(" 200 " in line for line in logged)
+    tokens = {bearer_of(r) for r in seen}
+    requested = outbound.token_requests(outbound.main) - before
+    assert requested == len(tokens)  # no stampede, no token fetched and not used
+    iats = sorted(jwt.decode(t, options={"verify_signature": False})["iat"] for t in tokens)
+    gaps = [b - a for a, b in zip(iats, iats[1:])]
+    assert all(14 <= gap <= 16 + interval + 3 for gap in gaps), gaps
+    span = _epoch(run["end_time"]) - iats[0]
+    assert math.ceil(span / (16 + interval + 3)) <= len(tokens) <= span // 15 + 1, (span, len(tokens))
+    assert len(tokens) >= 3
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_idp_stopped_calls_go_on_until_expiry_then_a_retryable_error(outbound):
+    source = ClientCredentials(outbound.brief_client.client_id, issuer=outbound.brief.issuer,
+                               client_secret=outbound.brief_client.secret, scopes=["reports:read"], resource=API)
+    cache = TokenCache(source)
+    with GatewayClient(outbound.envoy.base_url, cache) as client:
+        assert client.get("/api/reports").status_code == 200
+        token = cache.get()
+        outbound.brief.stop()
+        last_ok = time.time()
+        with pytest.raises(TokenUnavailable) as unavailable:
+            while time.time() < token.expires_at + 5:
+                client.get("/api/reports")  # a 401 here would raise Unauthenticated instead
+                last_ok = time.time()
+                time.sleep(0.3)
+    failed_at = time.time()
+    assert token.expires_at - cache.expiry_margin - 1.0 <= last_ok
+    assert failed_at >= token.expires_at - cache.expiry_margin
+    assert unavailable.value.retryable and is_retryable(unavailable.value)
+    assert cache.refreshes >= 3  # it kept trying while the IdP was down
+    assert outbound.brief.log_text().count(" POST /token 200") == 1
+
+
+class Skewed:
+    """A source whose first ``stale`` tokens are expired at the gateway although this side
+    believes they are valid (clocks that disagree, a revoked key, ...)."""
+
+    def __init__(self, inner: ClientCredentials, expired: str, stale: int) -> None:
+        self.inner, self.expired, self.stale, self.fetches = inner, expired, stale, 0
+
+    def describe(self) -> str:
+        return "skewed"
+
+    def fetch(self) -> AccessToken:
+        self.fetches += 1
+        if self.fetches <= self.stale:
+            return AccessToken(self.expired, time.time() + 300)
+        return self.inner.fetch()
+
+
+def test_token_expired_at_the_gateway_is_renewed_once_and_the_call_retried_once(outbound):
+    def source() -> ClientCredentials:
+        return ClientCredentials(outbound.robot.client_id, issuer=outbound.main.issuer,
+                                 client_secret=outbound.robot.secret, scopes=["reports:read"], resource=API)
+
+    expired = ClientCredentials(outbound.robot.client_id, issuer=outbound.main.issuer,
+                                client_secret=outbound.robot.secret, resource=SHORT).fetch()
+    time.sleep(max(0.0, expired.expires_at - time.time()) + 1.0)
+    mark = len(outbound.echo.received)
+    once = Skewed(source(), expired.value, stale=1)
+    with GatewayClient(outbound.envoy.base_url, TokenCache(once)) as client:
+        assert client.get("/api/reports", headers={"x-request-id": "renewed-once"}).status_code == 200
+    assert once.fetches == 2 and len(outbound.new_requests(mark)) == 1
+    expired_lines = outbound.logged("request_id=renewed-once", 2)
+    assert [" 401 " in line for line in expired_lines] == [True, False]  # same request id both times
+    assert "reason=token_expired" in expired_lines[0]
+
+    always = Skewed(source(), expired.value, stale=10)
+    with GatewayClient(outbound.envoy.base_url, TokenCache(always)) as client:
+        with pytest.raises(Unauthenticated) as error:
+            client.get("/api/reports")
+    assert error.value.reason == "token_expired" and not error.value.retryable
+    assert always.fetches == 2  # renewed once, retried once: no loop
+
+
+def test_insufficient_scope_is_not_retried_keys_unavailable_is(outbound):
+    run = outbound.run("refusals/refusals", {"block": "reports-basic", "cold_block": "reports-cold"})
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    answer = httpx.post(f"{outbound.prefect.api_url}/task_runs/filter", timeout=10,
+                        json={"flow_runs": {"id": {"any_": [run["id"]]}}})
+    answer.raise_for_status()
+    by_name = {t["name"].rsplit("-", 1)[0]: t for t in answer.json()}
+    scope, keys = by_name["refused-scope"], by_name["refused-keys"]
+    assert scope["state"]["type"] == "FAILED" and scope["run_count"] == 1
+    assert "insufficient_scope" in scope["state"]["message"]
+    assert keys["state"]["type"] == "FAILED" and keys["run_count"] == 3
+    assert "keys_unavailable" in keys["state"]["message"]
+    logged = outbound.logged(f"flow_run={run['id']}", 4)
+    assert sorted(line.split()[3] for line in logged) == ["403", "503", "503", "503"]
+
+
+def _search_all(api: str, run_ids: list[str]) -> str:
+    """Everything Prefect stored about the runs, as text: runs, task runs, logs, events,
+    block documents, variables, artifacts."""
+    parts: list[Any] = []
+    with httpx.Client(base_url=api, timeout=20) as http:
+        for run_id in run_ids:
+            parts.append(http.get(f"/flow_runs/{run_id}").json())
+        parts.append(http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": run_ids}}}).json())
+        offset = 0
+        while True:
+            page = http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": run_ids}},
+                                                   "limit": 200, "offset": offset}).json()
+            parts.append(page)
+            if len(page) < 200:
+                break
+            offset += 200
+        parts.append(http.post("/events/filter", json={"filter": {"related": {"id": [
+            f"prefect.flow-run.{r}" for r in run_ids]}}, "limit": 50}).json())
+        parts.append(http.post("/events/filter", json={"filter": {"resource": {"id": [
+            f"prefect.flow-run.{r}" for r in run_ids]}}, "limit": 50}).json())
+        parts.append(http.post("/block_documents/filter", json={}).json())
+        parts.append(http.post("/variables/filter", json={}).json())
+        parts.append(http.post("/artifacts/filter", json={}).json())
+    return json.dumps(parts)
+
+
+def test_no_token_in_the_flows_logs_or_stored_data(outbound):
+    """Every token the module's flows used (the echo upstream saw them), and every client
+    secret, searched for in what Prefect stored about the runs and in the worker's output."""
+    if not RUNS:  # run alone: a flow of its own first
+        outbound.run("calls/calls", {"block": "reports-basic", "parallel": 2})
+    tokens = {bearer_of(r) for r in outbound.echo.received if "authorization" in r["headers"]}
+    assert tokens
+    # The flows did print and log their credentials, cache and token objects: redacted. (Logs
+    # reach the API and the worker's output a moment after the run ends: wait for them.)
+    deadline = time.monotonic() + 30
+    while True:
+        stored = _search_all(outbound.prefect.api_url, RUNS)
+        worker = (outbound.workdir / "served-flows.log").read_text(errors="replace")
+        complete = ("AccessToken(<redacted" in stored and "GatewayCredentials(" in stored
+                    and "calls, last token AccessToken(<redacted" in worker)
+        if complete or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert "AccessToken(<redacted" in stored and "GatewayCredentials(" in stored
+    assert "calls, last token AccessToken(<redacted" in worker
+    for text, where in ((stored, "Prefect's stored data"), (worker, "the worker's output")):
+        for secret in [*tokens, *outbound.secrets]:
+            assert secret not in text, f"a token or secret in {where}"
