@@ -297,3 +297,10 @@ def test_refusals_map_to_airflow_retry_semantics_and_the_request_id_has_no_token
     assert str(sent[0].url) == "https://gw.test:8443/ok"
     assert sent[0].headers["authorization"] == f"Bearer {token}"
     assert sent[0].headers["x-request-id"].startswith("none/")  # outside a task: no run ids
+
+    # The kubelet rotates the file: the next hook of this process (same shared cache) sends the new one.
+    rotated = jwt.encode({"sub": "pod-rotated", "exp": int(time.time()) + 600}, "k" * 32)
+    (tmp_path / "token").write_text(rotated)
+    with GatewayHook("gw_unit", transport=httpx.MockTransport(gateway)) as hook:
+        hook.get("/ok")
+    assert sent[-1].headers["authorization"] == f"Bearer {rotated}"

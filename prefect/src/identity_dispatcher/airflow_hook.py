@@ -98,10 +98,14 @@ def _mask(value: str) -> None:
 
 
 class _MaskedSource:
-    """A token source whose tokens are added to Airflow's log masker as they arrive."""
+    """A token source whose tokens are added to Airflow's log masker as they arrive; anything
+    else (``changed`` of a token file, ``close``) is the wrapped source's."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     def describe(self) -> str:
         return self.inner.describe()
