@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from conftest import GATEWAY_REQUIRED, HERE, REPO, envoy_runner, gateway_unavailable
 from identity_dispatcher import gateway as gw
 from identity_dispatcher.airflow_testing import AirflowServer
+from identity_dispatcher.testing import free_port
 
 API = "api://reports"
 ASSERTION_SECRET = "airflow-hook-assertion-secret-0123456789"
@@ -114,7 +115,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         envoy = runner.Envoy(Path(os.environ.get("IDENTITY_WASM", runner.DEFAULT_WASM)), config,
                              upstream_port=echo.port, name="gateway-airflow-hook", workdir=workdir / "envoy",
                              extra_clusters=[{"name": "idp", "port": idp.port},
-                                             {"name": "idp-cold", "port": gw_free_port()}]).start()
+                                             {"name": "idp-cold", "port": free_port()}]).start()
         key_file = workdir / "reports-keyed.pem"
         key_file.write_bytes(keyed.key.private_bytes(serialization.Encoding.PEM,
                                                      serialization.PrivateFormat.PKCS8,
@@ -145,12 +146,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
                 part.stop()
         idp.stop()
         cold.stop()
-
-
-def gw_free_port() -> int:
-    from identity_dispatcher.testing import free_port
-
-    return free_port()
 
 
 def assertion_claims(headers: dict[str, str]) -> dict[str, Any]:
@@ -256,7 +251,7 @@ def test_the_connection_type_is_registered_through_the_provider_entry_point(tmp_
                      "name": "Identity gateway"}, done.stderr[-3000:]
 
 
-def test_refusals_map_to_airflow_retry_semantics_and_the_request_id_has_no_token(monkeypatch, tmp_path):
+def test_the_hook_maps_refusals_to_airflow_retries_and_reads_a_rotated_token_file(monkeypatch, tmp_path):
     """The hook alone, outside a task: a connection from an ``AIRFLOW_CONN_*`` variable with a
     token file, a gateway answering 200, 403, 401 and 503 (httpx mock transport)."""
     import httpx
