@@ -101,8 +101,9 @@ $(AIRFLOW_STAMP): airflow/requirements.txt prefect/pyproject.toml
 
 airflow-venv: $(AIRFLOW_STAMP) ## Airflow 3 venv (.venv-airflow) from airflow/requirements.txt, with the dispatcher and pytest
 
-airflow-test: venv wasm airflow-venv ## dispatcher's Airflow backend: real Airflow on SQLite, real Envoy + filter (AIRFLOW_PYTEST_ARGS='-k name')
-	IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
+# PYTHONPATH (inherited by Airflow's task processes): this checkout's package, as for prefect-test.
+airflow-test: venv wasm oidc-provider airflow-venv ## dispatcher's Airflow backend and the task hook: real Airflow on SQLite, real Envoy + filter, the OpenID provider (AIRFLOW_PYTEST_ARGS='-k name')
+	PYTHONPATH=$(CURDIR)/prefect/src IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
 
 run-airflow: venv wasm airflow-venv ## Envoy + filter + dispatcher (Airflow backend) + Airflow on SQLite on 127.0.0.1; Ctrl-C stops
 	ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) tools/run_airflow.py

@@ -1,6 +1,6 @@
 """The Airflow backend of the dispatcher against real components, started once per test module
-(only test_airflow_dispatcher.py uses them; test_run_airflow.py starts its own chain, after these
-are stopped):
+(only test_airflow_dispatcher.py uses them; test_airflow_hook.py and test_run_airflow.py start
+their own, after these are stopped):
 
 - Airflow 3 on SQLite (:class:`identity_dispatcher.airflow_testing.AirflowServer`: api-server,
   scheduler, dag-processor) with the DAGs of ``airflow/dags``, and a service account for the

@@ -70,12 +70,13 @@ class AirflowServer:
     """``airflow db migrate``, then the api-server, scheduler and dag-processor on SQLite.
 
     ``.api_url`` is the stable REST API (``http://127.0.0.1:<port>/api/v2``), ``.url`` the
-    server's root, ``.user``/``.password`` the dispatcher's service account.
+    server's root, ``.user``/``.password`` the dispatcher's service account. ``env`` is added to
+    every component's environment (e.g. ``AIRFLOW_CONN_*`` connections for the tasks).
     """
 
     def __init__(self, workdir: Path, dags_folder: Path, port: int | None = None,
                  user: str = "dispatcher", start_timeout: float = 120.0,
-                 components: Sequence[str] = COMPONENTS) -> None:
+                 components: Sequence[str] = COMPONENTS, env: Mapping[str, str] | None = None) -> None:
         self.home = workdir / "airflow-home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -87,7 +88,7 @@ class AirflowServer:
         self.passwords_file.write_text(json.dumps({user: self.password}))
         self.passwords_file.chmod(0o600)
         self.env = airflow_env(self.home, self.port, dags_folder, secrets.token_urlsafe(32), user,
-                               self.passwords_file)
+                               self.passwords_file, **(env or {}))
         self.processes: list[Process] = []
         airflow = str(Path(sys.executable).with_name("airflow"))
         started = time.monotonic()
