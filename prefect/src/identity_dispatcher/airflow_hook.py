@@ -25,7 +25,8 @@ retries. Each call carries ``x-request-id`` =
 Tokens are masked in task logs and never logged by the hook.
 
 The connection type is registered through the ``apache_airflow_provider`` entry point
-(:func:`get_provider_info`) of this package.
+(:func:`identity_dispatcher.airflow_provider.get_provider_info`, a module that imports no
+Airflow, since the providers manager calls it while Airflow is being imported).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import httpx
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from .airflow_provider import CONN_TYPE, get_provider_info
 from .client import GatewayClient, GatewayError, is_retryable
 from .tokens import (
     AccessToken,
@@ -48,7 +50,6 @@ from .tokens import (
     shared_cache,
 )
 
-CONN_TYPE = "identity_gateway"
 REQUEST_ID_HEADER = "x-request-id"
 DAG_ID_HEADER = "x-airflow-dag-id"
 DAG_RUN_ID_HEADER = "x-airflow-dag-run-id"
@@ -260,26 +261,6 @@ class GatewayHook(BaseHook):
         except Exception as error:  # shown in the UI; names the source, never a secret
             return False, str(error)
         return True, "token obtained"
-
-
-def get_provider_info() -> dict[str, Any]:
-    """The ``apache_airflow_provider`` entry point: registers the ``identity_gateway``
-    connection type with Airflow's providers manager."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        package_version = version("identity-dispatcher")
-    except PackageNotFoundError:  # pragma: no cover - run from a source tree
-        package_version = "0"
-    return {
-        "package-name": "identity-dispatcher",
-        "name": "Identity gateway",
-        "description": "Calls through the identity gateway with the task's own short-lived identity.",
-        "versions": [package_version],
-        "connection-types": [
-            {"hook-class-name": "identity_dispatcher.airflow_hook.GatewayHook", "connection-type": CONN_TYPE},
-        ],
-    }
 
 
 __all__ = ["CONN_TYPE", "GatewayHook", "GatewayTaskFailed", "get_provider_info", "task_trace_headers"]
