@@ -15,13 +15,13 @@ create of the same id answers 409 and the run is read back).
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+from .http_api import RetryingApi
+from .http_api import detail as _detail
 
 
 class AirflowUnavailable(Exception):
@@ -37,21 +37,13 @@ class AirflowRejected(Exception):
         self.detail = detail
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:300]
-    return str(body)[:300]
-
-
 def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-class AirflowApi:
+class AirflowApi(RetryingApi):
+    unavailable = AirflowUnavailable
+
     def __init__(
         self,
         base_url: str,
@@ -64,41 +56,20 @@ class AirflowApi:
         timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/", timeout=timeout_seconds, transport=transport
+        super().__init__(
+            base_url,
+            attempts=attempts,
+            backoff_seconds=backoff_seconds,
+            timeout_seconds=timeout_seconds,
+            transport=transport,
         )
         self._username = username
         self._password = password
         self._fixed_token = token
         self._token: str | None = token
         self._login_lock = asyncio.Lock()
-        self._attempts = attempts
-        self._backoff = backoff_seconds
-        #: Number of retried attempts so far (for tests and metrics).
-        self.retries = 0
         #: Number of logins so far (for tests).
         self.logins = 0
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        last = ""
-        for attempt in range(self._attempts):
-            if attempt:
-                self.retries += 1
-                delay = self._backoff * (2 ** (attempt - 1))
-                await asyncio.sleep(min(delay, 5.0) * random.uniform(0.8, 1.2))
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
-                last = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                last = f"HTTP {response.status_code}: {_detail(response)}"
-                continue
-            return response
-        raise AirflowUnavailable(f"{method} {path} failed {self._attempts} times; last: {last}")
 
     async def _login(self, stale: str | None) -> str:
         async with self._login_lock:

@@ -8,15 +8,14 @@ returned or raised at once.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import random
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+from .http_api import RetryingApi
+from .http_api import detail as _detail
 
 
 class PrefectUnavailable(Exception):
@@ -32,17 +31,9 @@ class PrefectRejected(Exception):
         self.detail = detail
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:300]
-    return str(body)[:300]
+class PrefectApi(RetryingApi):
+    unavailable = PrefectUnavailable
 
-
-class PrefectApi:
     def __init__(
         self,
         base_url: str,
@@ -59,41 +50,18 @@ class PrefectApi:
             headers["authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
         elif api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
+        super().__init__(
+            base_url,
             headers=headers,
-            timeout=timeout_seconds,
+            attempts=attempts,
+            backoff_seconds=backoff_seconds,
+            timeout_seconds=timeout_seconds,
             transport=transport,
         )
-        self._attempts = attempts
-        self._backoff = backoff_seconds
-        #: Number of retried attempts so far (for tests and metrics).
-        self.retries = 0
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        last = ""
-        for attempt in range(self._attempts):
-            if attempt:
-                self.retries += 1
-                delay = self._backoff * (2 ** (attempt - 1))
-                await asyncio.sleep(min(delay, 5.0) * random.uniform(0.8, 1.2))
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
-                last = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                last = f"HTTP {response.status_code}: {_detail(response)}"
-                continue
-            return response
-        raise PrefectUnavailable(f"{method} {path} failed {self._attempts} times; last: {last}")
 
     async def read_deployment(self, flow: str, deployment: str) -> dict[str, Any] | None:
         path = f"deployments/name/{quote(flow, safe='')}/{quote(deployment, safe='')}"
-        response = await self._request("GET", path)
+        response = await self._send("GET", path)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -120,7 +88,7 @@ class PrefectApi:
             "labels": labels,
             "idempotency_key": idempotency_key,
         }
-        response = await self._request(
+        response = await self._send(
             "POST", f"deployments/{quote(deployment_id, safe='')}/create_flow_run", json=body
         )
         if response.status_code not in (200, 201):
@@ -128,7 +96,7 @@ class PrefectApi:
         return response.json(), response.status_code == 201
 
     async def read_flow_run(self, run_id: str) -> dict[str, Any] | None:
-        response = await self._request("GET", f"flow_runs/{quote(run_id, safe='')}")
+        response = await self._send("GET", f"flow_runs/{quote(run_id, safe='')}")
         if response.status_code in (404, 422):
             return None
         if response.status_code != 200:
@@ -137,6 +105,6 @@ class PrefectApi:
 
     async def post_events(self, events: list[dict[str, Any]]) -> None:
         """Record events (``POST /api/events``, the events pipeline of ``prefect.events``)."""
-        response = await self._request("POST", "events", json=events)
+        response = await self._send("POST", "events", json=events)
         if response.status_code not in (200, 201, 204):
             raise PrefectRejected(response.status_code, _detail(response))
