@@ -163,7 +163,7 @@ def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, envoy: En
           f"from {seen.get('x-identity-subject')} (the flow's own token, provider "
           f"{seen.get('x-identity-provider')}), x-prefect-flow-run-id={seen.get('x-prefect-flow-run-id')}, "
           f"x-request-id={seen.get('x-request-id')}")
-    deadline = time.monotonic() + 5  # Envoy writes its access log in the background
+    deadline = time.monotonic() + 15  # Envoy writes its access log in the background
     logged: list[str] = []
     while not logged and time.monotonic() < deadline:
         logged = [line for line in envoy.log_text().splitlines() if f"flow_run={run_id}" in line]
@@ -257,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         envoy = Envoy(args.wasm, config, upstream_port=dispatcher_port, listener_port=args.port,
                       admin_port=args.admin_port, name="prefect-dev", workdir=workdir / "envoy",
                       extra_clusters=[{"name": "idp-flows", "port": idp.port}],
-                      hcm_options={"access_log": gw.trace_access_log()})
+                      hcm_options={"access_log": gw.trace_access_log()},
+                      # Envoy flushes its access log every 10 s by default; a developer (and the
+                      # self-check) searching it for a run id should not wait that long.
+                      extra_args=["--file-flush-interval-msec", "250"])
         route_prefix(envoy, API_PREFIX, "reports-api", api.port)
         print("starting the Prefect server (SQLite; 10-30 s) ...", flush=True)
         server = PrefectServer(workdir, port=args.prefect_port or None)
