@@ -56,6 +56,7 @@ struct Custom<'a> {
     scopes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<&'a str>,
+    binding: &'static str,
     req: &'a Binding<'a>,
 }
 
@@ -144,6 +145,7 @@ impl Signer {
             groups: &who.groups,
             scopes: &who.scopes,
             tenant: who.tenant.as_deref(),
+            binding: who.binding.as_str(),
             req: binding,
         };
         let lifetime = Duration::from_secs(self.config.lifetime_seconds);
@@ -225,6 +227,7 @@ mod tests {
             groups: vec![],
             scopes: vec!["runs:write".into()],
             tenant: Some("acme".into()),
+            binding: crate::identity::TokenBinding::Dpop,
             claims: Default::default(),
         }
     }
@@ -265,6 +268,7 @@ mod tests {
         assert_eq!(p["roles"], json!(["admin"]));
         assert_eq!(p["scopes"], json!(["runs:write"]));
         assert_eq!(p["tenant"], "acme");
+        assert_eq!(p["binding"], "dpop");
         assert_eq!(
             p["req"],
             json!({"method": "POST", "path": "/runs/hello/hello", "id": "req-1"})

@@ -159,6 +159,7 @@ mod tests {
             groups: vec![],
             scopes: vec![],
             tenant: None,
+            binding: Default::default(),
             claims: Default::default(),
         })
     }

@@ -301,6 +301,8 @@ pub enum IdentityField {
     Groups,
     Scopes,
     Tenant,
+    /// How the token is bound to its sender: `dpop`, `mtls` or `none`.
+    Binding,
 }
 
 /// A JWS signing algorithm (RFC 7518, RFC 8037).

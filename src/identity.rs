@@ -18,6 +18,8 @@ pub struct Identity {
     pub groups: Vec<String>,
     pub scopes: Vec<String>,
     pub tenant: Option<String>,
+    /// How the token is bound to the client that sends it.
+    pub binding: TokenBinding,
     /// Every claim of the token, for claim conditions and claim headers.
     #[serde(skip)]
     pub claims: Claims,
@@ -35,6 +37,7 @@ impl Identity {
             groups: union(&claims, &map.groups),
             scopes: union(&claims, &map.scopes),
             tenant: first_string(&claims, &map.tenant),
+            binding: TokenBinding::None,
             claims,
         }
     }
@@ -50,11 +53,35 @@ impl Identity {
             IdentityField::Groups => list(&self.groups),
             IdentityField::Scopes => list(&self.scopes),
             IdentityField::Tenant => self.tenant.clone().map(Into::into),
+            IdentityField::Binding => Some(self.binding.as_str().into()),
         }
     }
 }
 
 pub use crate::config::IdentityField;
+
+/// How a verified token is bound to the client that sends it: a DPoP key (RFC 9449, the token's
+/// `cnf.jkt`), a client certificate (RFC 8705, `cnf["x5t#S256"]`), or not at all (a bearer
+/// token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenBinding {
+    #[default]
+    None,
+    Dpop,
+    Mtls,
+}
+
+impl TokenBinding {
+    /// The name used in claim headers and the assertion's `binding` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenBinding::None => "none",
+            TokenBinding::Dpop => "dpop",
+            TokenBinding::Mtls => "mtls",
+        }
+    }
+}
 
 /// The first path that holds a string (numbers are taken as text).
 fn first_string(claims: &Claims, paths: &[ClaimPath]) -> Option<String> {
