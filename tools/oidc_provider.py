@@ -89,7 +89,10 @@ class Client:
     """A client of the provider. ``secret``: client_secret_basic; ``key`` (a private key of the
     cryptography package): private_key_jwt, its public key registered as the client's JWKS.
     ``scope``: the scopes it may request (space-separated; ``None``: any). ``extra_claims``:
-    added to its access tokens (nested objects and dotted names allowed)."""
+    added to its access tokens (nested objects and dotted names allowed).
+    ``certificate_bound``: its tokens are bound to the client certificate it sends in the
+    ``x-client-cert`` header (URL-encoded PEM), RFC 8705 ``cnf["x5t#S256"]``. DPoP-bound tokens
+    (RFC 9449 ``cnf.jkt``) need nothing here: a token request with a ``DPoP`` proof gets one."""
 
     client_id: str
     secret: str | None = None
@@ -99,6 +102,7 @@ class Client:
     scope: str | None = None
     extra_claims: dict[str, Any] | None = None
     auth_method: str | None = None
+    certificate_bound: bool = False
 
     @classmethod
     def basic(cls, client_id: str, *, scope: str | None = None, secret: str | None = None,
@@ -145,6 +149,8 @@ class Client:
             out["scope"] = self.scope
         if self.extra_claims is not None:
             out["extra_claims"] = self.extra_claims
+        if self.certificate_bound:
+            out["tls_client_certificate_bound_access_tokens"] = True
         return out
 
     def assertion(self, audience: str, *, lifetime: int = 60) -> str:

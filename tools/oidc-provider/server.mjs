@@ -18,7 +18,18 @@
 //   clients          [{"client_id", "client_secret" (client_secret_basic) or "jwks" (its public
 //                    keys: private_key_jwt), "token_endpoint_auth_method" (default from the two),
 //                    "token_endpoint_auth_signing_alg" (private_key_jwt; default: any allowed),
-//                    "scope": "allowed scopes" (default: any), "extra_claims": {...}}]
+//                    "scope": "allowed scopes" (default: any), "extra_claims": {...},
+//                    "tls_client_certificate_bound_access_tokens": true (RFC 8705: its tokens
+//                    carry cnf["x5t#S256"] of the certificate it presents; default false)}]
+//   client_certificate_header  the request header that carries a client's certificate, PEM,
+//                    URL-encoded (as a TLS-terminating proxy forwards it: nginx's
+//                    $ssl_client_escaped_cert, Envoy's XFCC Cert=); default "x-client-cert".
+//                    This server speaks plain HTTP on 127.0.0.1, so the certificate a client
+//                    binds its tokens to comes in this header.
+//
+// Sender-constrained tokens: DPoP (RFC 9449) is on: a token request with a `DPoP` proof gets a
+// token with cnf.jkt (`token_type: DPoP`); server nonces are not used. Certificate-bound tokens
+// (RFC 8705) for the clients that ask for them, as above.
 //
 // What it serves: discovery (/.well-known/openid-configuration), the JWKS (/jwks) and the token
 // endpoint (/token) with the client-credentials grant. Access tokens are JWTs (`typ: at+jwt`)
@@ -136,6 +147,9 @@ function clientMetadata(client) {
     metadata.token_endpoint_auth_signing_alg = client.token_endpoint_auth_signing_alg;
   }
   if (client.scope !== undefined) metadata.scope = client.scope;
+  if (client.tls_client_certificate_bound_access_tokens) {
+    metadata.tls_client_certificate_bound_access_tokens = true;
+  }
   return metadata;
 }
 
@@ -169,6 +183,20 @@ function buildProvider(issuer) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      dPoP: { enabled: true },
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        getCertificate: (ctx) => {
+          const escaped = ctx.get(config.client_certificate_header ?? 'x-client-cert');
+          if (!escaped) return undefined;
+          try {
+            return decodeURIComponent(escaped);
+          } catch {
+            return undefined;
+          }
+        },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: async () => config.default_resource,
