@@ -37,7 +37,7 @@ OCI_TAG     ?= 0.1.0
 OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
-.PHONY: schema schema-check oci
+.PHONY: schema schema-check oci check
 .PHONY: prefect-test run-prefect integration-old-envoy oidc-provider airflow-venv airflow-test run-airflow
 
 help: ## list the targets
@@ -119,8 +119,12 @@ schema-check: ## the committed Kong meta.json is fresh; native Kong-safety tests
 oci: wasm ## OCI image archive of the module for Istio (oci://), digests printed: target/oci/
 	cargo run --quiet $(OCI_CARGO) -- $(WASM) $(OCI_OUT) $(OCI_TAG)
 
-run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev issuer; Ctrl-C stops
-	$(VENV_PY) tools/run_dev.py
+run: venv wasm ## start Envoy + filter + echo upstream on 127.0.0.1 with a dev issuer (CONFIG=your-config.json); Ctrl-C stops
+	$(VENV_PY) tools/run_dev.py $(if $(CONFIG),--config '$(CONFIG)')
+
+check: ## check plugin configurations as the filter reads them: make check CONFIG='a.json b.json'
+	@test -n '$(CONFIG)' || { echo "usage: make check CONFIG=config.json" >&2; exit 2; }
+	@cargo run --quiet $(TOOLS_CARGO) -- check $(CONFIG)
 
 run-prefect: venv wasm oidc-provider ## Envoy + filter + Prefect dispatcher + Prefect server + example flows (one calling back with its own token) on 127.0.0.1; Ctrl-C stops
 	PYTHONPATH=$(CURDIR)/prefect/src $(VENV_PY) tools/run_prefect.py

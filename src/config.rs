@@ -1107,6 +1107,17 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// A deserialization error's message. A JSON syntax error keeps its line and column (the text is
+/// not JSON, so no field path can name the place); a type error names its field path instead.
+fn json_message(e: &serde_json::Error) -> String {
+    let message = strip_position(&e.to_string());
+    if e.is_syntax() || e.is_eof() {
+        format!("{message} (line {}, column {})", e.line(), e.column())
+    } else {
+        message
+    }
+}
+
 impl Config {
     /// Parse and validate a configuration document.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
@@ -1114,10 +1125,9 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            ConfigError::new(path, strip_position(&inner.to_string()))
+            ConfigError::new(path, json_message(&inner))
         })?;
-        de.end()
-            .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
+        de.end().map_err(|e| ConfigError::new("", json_message(&e)))?;
         config.validate()?;
         config.normalize();
         Ok(config)
@@ -1646,6 +1656,18 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn json_syntax_errors_name_line_and_column() {
+        let e = Config::from_json(b"{\n  \"providers\": [\n    {\"name\": \"x\",}\n  ]\n}").unwrap_err();
+        assert_eq!(e.message, "trailing comma (line 3, column 18)");
+        let e = Config::from_json(b"{\"providers\": [").unwrap_err();
+        assert!(e.message.contains("(line 1, column 15)"), "{}", e.message);
+        let mut text = serde_json::to_string(&minimal()).unwrap();
+        text.push_str("\n x");
+        let e = Config::from_json(text.as_bytes()).unwrap_err();
+        assert!(e.message.contains("(line 2, column 2)"), "{}", e.message);
     }
 
     #[test]

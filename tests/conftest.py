@@ -6,7 +6,7 @@
   configuration (and those HTTP connection manager options, e.g. ``NORMALIZING_HCM``),
   started on first use and shared by every test asking for the same configuration; all are
   stopped at the end of the session. Their work directories (.work/envoy/<name>-*/,
-  with envoy.yaml and envoy.log) are removed after a session without failures, kept otherwise.
+  with envoy.json and envoy.log) are removed after a session without failures, kept otherwise.
 - ``main``, ``sources``, ``forwarding``, ``verbose``, ``quiet``: the shared configurations.
 - ``oidc_provider_with(clients=..., resources=..., ...)``: a real OpenID provider (oidc-provider,
   tools/oidc_provider.py) for the test, stopped after it; its log (.work/oidc-provider/) is kept

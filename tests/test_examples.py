@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import envoy_runner
@@ -53,11 +54,66 @@ def test_example_validates_in_envoy(wasm, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_make_run_serves_identity_end_to_end(wasm, tmp_path):
-    done = subprocess.run(
+def run_dev(wasm, tmp_path, *args):
+    return subprocess.run(
         [sys.executable, str(REPO / "tools" / "run_dev.py"), "--check", "--port", "0", "--admin-port", "0",
-         "--wasm", str(wasm), "--issuer-dir", str(tmp_path / "issuer"), "--workdir", str(tmp_path / "envoy")],
+         "--wasm", str(wasm), "--issuer-dir", str(tmp_path / "issuer"), "--workdir", str(tmp_path / "envoy"),
+         *args],
         capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+
+
+def test_make_run_serves_identity_end_to_end(wasm, tmp_path):
+    done = run_dev(wasm, tmp_path)
     assert "curl -s http://127.0.0.1:" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
     assert "x-identity-subject: dev-user" in done.stdout
+    assert "x-identity-roles: user,developer" in done.stdout
+    decoded = done.stdout.split("x-identity-assertion, decoded: ", 1)[1].splitlines()[0]
+    assertion = json.loads(decoded)
+    assert assertion["sub"] == "dev-user" and assertion["roles"] == ["user", "developer"]
+    assert assertion["req"]["path"] == "/api/hello" and assertion["binding"] == "none"
+
+
+def test_make_run_with_own_config_says_what_it_filled_in(wasm, tmp_path):
+    own = json.loads(DEV_CONFIG.read_text())
+    own["providers"][0]["audiences"] = ["dev-api"]
+    del own["providers"][0]["jwks"]
+    (tmp_path / "own.json").write_text(json.dumps(own))
+    done = run_dev(wasm, tmp_path, "--config", str(tmp_path / "own.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "filled in: providers[0] (dev): the dev issuer's JWKS)" in done.stdout
+
+
+def test_make_run_prints_the_configuration_error(wasm, tmp_path):
+    own = json.loads(DEV_CONFIG.read_text())
+    own["rules"][0]["match"]["path"] = "health"
+    (tmp_path / "own.json").write_text(json.dumps(own))
+    done = run_dev(wasm, tmp_path, "--config", str(tmp_path / "own.json"))
+    assert done.returncode == 1
+    assert "the filter refused its configuration: invalid configuration at rules[0].match.path: " \
+           "must start with `/`" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{\n  "providers": [\n    {"name": "x",}\n  ]\n}', "own.json:3:18: not JSON: "),
+    ('{"providers": []}', 'needs a non-empty "providers" list'),
+])
+def test_make_run_refuses_an_unusable_file_without_a_traceback(wasm, tmp_path, text, says):
+    (tmp_path / "own.json").write_text(text)
+    done = run_dev(wasm, tmp_path, "--config", str(tmp_path / "own.json"))
+    assert done.returncode == 2
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_second_make_run_leaves_the_running_ones_work_dir_alone(wasm, tmp_path):
+    import devrun
+
+    running = devrun.lock_workdir(tmp_path / "envoy")  # what the first `make run` holds
+    assert running is not None
+    (tmp_path / "envoy").mkdir()
+    (tmp_path / "envoy" / "envoy.log").write_text("the running one's log\n")
+    second = run_dev(wasm, tmp_path)
+    assert second.returncode == 2 and "another run is using" in second.stderr, second.stderr
+    assert (tmp_path / "envoy" / "envoy.log").read_text() == "the running one's log\n"
+    running.close()
+    assert run_dev(wasm, tmp_path).returncode == 0

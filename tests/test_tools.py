@@ -11,7 +11,7 @@ import pytest
 
 import jwk
 from devissuer import DevIssuer
-from envoy_runner import http_request, to_yaml
+from envoy_runner import http_request
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,10 +75,3 @@ def test_raw_signer_matches_pyjwt_verification(keys):
         token = jwk.encode({"alg": alg, "kid": kid}, {"sub": "x"}, key)
         public = key if isinstance(key, bytes) else key.public_key()
         assert jwt.decode(token, public, algorithms=[alg])["sub"] == "x"
-
-
-def test_yaml_emitter_round_trips():
-    import yaml
-
-    doc = {"a": [{"b": "@x", "c": True, "d": "yes", "e": 1}, []], "f": {}, "g": "*", "h": "a: b"}
-    assert yaml.safe_load(to_yaml(doc)) == doc

@@ -3,8 +3,10 @@ start-up checks (the module is built, the development issuer exists)."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
 from pathlib import Path
+from typing import IO
 
 from devissuer import DEFAULT_DIR, DevIssuer
 from envoy_runner import DEFAULT_WASM, REPO
@@ -32,3 +34,20 @@ def dev_issuer(args: argparse.Namespace) -> DevIssuer | None:
     if issuer.init():
         print(f"created a development issuer in {issuer.dir}")
     return issuer
+
+
+def lock_workdir(workdir: str | Path) -> IO[str] | None:
+    """Hold ``<workdir>.lock`` for as long as this process runs (the returned file must be kept);
+    None, after saying why, when another run holds it: a second `make run` would otherwise
+    truncate or delete the logs of the one that is running."""
+    path = Path(workdir).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        print(f"another run is using {path} (its logs are there): stop it first, or pass "
+              "--workdir (and --port/--admin-port) to run a second one", file=sys.stderr)
+        return None
+    return lock

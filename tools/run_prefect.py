@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     if issuer is None:
         return 2
     workdir = Path(args.workdir).resolve()
+    lock = devrun.lock_workdir(workdir)
+    if lock is None:
+        return 2
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     if not installed():
