@@ -235,7 +235,9 @@ def alices_run(dispatcher, assertion_minter):
 def test_owner_reads_the_run(caller, alices_run):
     response = caller.request("GET", f"/runs/{alices_run}", identity=ALICE)
     assert response.status_code == 200
-    assert response.json()["requested_by"]["sub"] == "alice"
+    # The same shape as the flow's requested_by parameter.
+    assert response.json()["requested_by"] == {
+        "sub": "alice", "issuer": "https://idp.test/realms/main", "tenant": "acme", "provider": "test"}
 
 
 def test_another_caller_cannot_read_the_run(caller, alices_run):

@@ -33,7 +33,8 @@ from fastapi.responses import JSONResponse
 from .airflow_api import AirflowApi, AirflowRejected, AirflowUnavailable
 from .assertion import Identity
 from .reasons import Refusal
-from .runs import LABEL_ISSUER, LABEL_RULE, LABEL_SUB, LABEL_TENANT, REQUESTED_BY, may_read
+from .runs import (LABEL_ISSUER, LABEL_RULE, LABEL_SUB, LABEL_TENANT, REQUESTED_BY, caller_record,
+                   may_read)
 
 if TYPE_CHECKING:
     from .app import Dispatcher
@@ -69,11 +70,7 @@ def dag_run_id(identity: Identity, dag_id: str) -> str:
 
 
 def requested_by(identity: Identity, rule: str) -> dict[str, Any]:
-    value: dict[str, Any] = {"sub": identity.sub, "issuer": identity.idp}
-    if identity.tenant is not None:
-        value["tenant"] = identity.tenant
-    if identity.provider is not None:
-        value["provider"] = identity.provider
+    value = caller_record(identity.sub, identity.idp, identity.tenant, identity.provider)
     value["rule"] = rule
     value["request_id"] = identity.request_id or f"jti:{identity.jti}"
     return value
@@ -138,7 +135,8 @@ def _run_view(run: dict[str, Any], dag_id: str) -> dict[str, Any]:
         "queued_at": run.get("queued_at"),
         "start_date": run.get("start_date"),
         "end_date": run.get("end_date"),
-        "requested_by": {k: owner.get(k) for k in ("sub", "issuer", "tenant")},
+        "requested_by": caller_record(owner.get("sub"), owner.get("issuer"), owner.get("tenant"),
+                                      owner.get("provider")),
     }
 
 

@@ -38,6 +38,7 @@ from .reasons import Refusal
 from .runs import (
     check_body,
     idempotency_key,
+    labels_caller,
     may_read,
     requested_by_value,
     run_labels,
@@ -268,11 +269,7 @@ class Dispatcher:
                 "created": run.get("created"),
                 "start_time": run.get("start_time"),
                 "end_time": run.get("end_time"),
-                "requested_by": {
-                    "sub": labels.get("identity.sub"),
-                    "issuer": labels.get("identity.issuer"),
-                    "tenant": labels.get("identity.tenant"),
-                },
+                "requested_by": labels_caller(labels),
             },
             headers={"cache-control": "no-store"},
         )

@@ -89,13 +89,26 @@ def requested_by_value(schema: Any, identity: Identity) -> Any:
     definitions = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
     types = _schema_types(properties[REQUESTED_BY], definitions)
     if "object" in types:
-        value = {"sub": identity.sub, "issuer": identity.idp}
-        if identity.tenant is not None:
-            value["tenant"] = identity.tenant
-        if identity.provider is not None:
-            value["provider"] = identity.provider
-        return value
+        return caller_record(identity.sub, identity.idp, identity.tenant, identity.provider)
     return identity.sub
+
+
+def caller_record(sub: Any, issuer: Any, tenant: Any = None, provider: Any = None) -> dict[str, Any]:
+    """The one shape of ``requested_by`` wherever a run shows who started it (the flow's
+    parameter, ``GET /runs/{id}``): ``sub`` and ``issuer``, plus ``tenant`` and ``provider`` when
+    the caller has them."""
+    value = {"sub": sub, "issuer": issuer}
+    if tenant is not None:
+        value["tenant"] = tenant
+    if provider is not None:
+        value["provider"] = provider
+    return value
+
+
+def labels_caller(labels: dict[str, Any]) -> dict[str, Any]:
+    """:func:`caller_record` read back from a run's labels (:func:`run_labels`)."""
+    return caller_record(labels.get(LABEL_SUB), labels.get(LABEL_ISSUER), labels.get(LABEL_TENANT),
+                         labels.get(LABEL_PROVIDER))
 
 
 def run_tags(identity: Identity) -> list[str]:
