@@ -1306,8 +1306,8 @@ batch, µs per verification) for the same algorithm:
 ## Setup and how to reproduce
 
 ```
-make bench          # this report: builds the module, .venv, installs wrk; ~{max(1, round(self.elapsed_s / 60))} minutes
-make bench-smoke    # a few seconds per variant, 3 variants, tiny memory test: proves the script works
+make bench          # this report: builds the module, .venv, installs wrk; ~{max(1, round(self.elapsed_s / 60))} minutes; exit 2 if a target is missed
+make bench-smoke    # a few seconds per variant, 3 variants, tiny memory test: proves the script works (targets not judged)
 .venv/bin/python bench/bench.py --help                  # durations, connections, --only KEY,KEY
 .venv/bin/python bench/bench.py --only noauth,native-rs256,wasm-rs256 --no-memory --no-crypto
 ```
