@@ -1127,7 +1127,8 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::new(path, json_message(&inner))
         })?;
-        de.end().map_err(|e| ConfigError::new("", json_message(&e)))?;
+        de.end()
+            .map_err(|e| ConfigError::new("", json_message(&e)))?;
         config.validate()?;
         config.normalize();
         Ok(config)
@@ -1660,7 +1661,8 @@ mod tests {
 
     #[test]
     fn json_syntax_errors_name_line_and_column() {
-        let e = Config::from_json(b"{\n  \"providers\": [\n    {\"name\": \"x\",}\n  ]\n}").unwrap_err();
+        let e = Config::from_json(b"{\n  \"providers\": [\n    {\"name\": \"x\",}\n  ]\n}")
+            .unwrap_err();
         assert_eq!(e.message, "trailing comma (line 3, column 18)");
         let e = Config::from_json(b"{\"providers\": [").unwrap_err();
         assert!(e.message.contains("(line 1, column 15)"), "{}", e.message);

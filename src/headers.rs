@@ -6,7 +6,7 @@ use crate::config::{Config, TokenSource};
 use crate::identity::Identity;
 use crate::token::{self, Found, Location, RequestFacts};
 
-/// One change to the request going upstream. Removals are applied before sets.
+/// One change to the request going upstream, applied in the order of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     Remove(String),

@@ -393,8 +393,8 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
     }
 }
 
-/// jwt-simple's own token verification, as this module used to call it (signature and claims in
-/// one `verify_token`): kept for the tests only, as an independent second opinion that the
+/// jwt-simple's own token verification (signature and claims in one `verify_token`), for the
+/// tests only: an independent second opinion that the
 /// signature checks and [`check_claims`] refuse every token it refused, for the same reason.
 #[cfg(test)]
 mod library {
@@ -435,7 +435,7 @@ mod library {
         }
     }
 
-    /// What a jwt-simple error means for us (the verdicts `verify` used to combine with its own).
+    /// What a jwt-simple error means for us.
     #[derive(Debug, PartialEq, Eq)]
     pub(super) enum Failure {
         /// The signature does not verify with this key: try the next one.
@@ -850,12 +850,28 @@ mod tests {
             }
             random.push(s);
         }
+        // Every one is refused, for the reason that fits, at any time: the structurally broken
+        // ones as malformed, the well-formed ones with a made-up signature as invalid.
         let (p, k) = (provider(json!({})), keys());
-        for token in fixed.iter().chain(random.iter()) {
-            if let Ok(jws) = Jws::parse(token) {
-                let _ = verify(&jws, &p, &k, NOW);
-                let _ = verify(&jws, &p, &k, u64::MAX);
+        let verdict =
+            |token: &str, now: u64| Jws::parse(token).and_then(|j| verify(&j, &p, &k, now));
+        let malformed = fixed.len() - 3;
+        for (i, token) in fixed.iter().enumerate() {
+            let expected = if i < malformed {
+                Reason::TokenMalformed
+            } else {
+                Reason::SignatureInvalid
+            };
+            for now in [NOW, u64::MAX] {
+                assert_eq!(verdict(token, now).map(|_| ()), Err(expected), "fixed[{i}]");
             }
+        }
+        for token in &random {
+            assert_eq!(
+                verdict(token, NOW).map(|_| ()),
+                Err(Reason::TokenMalformed),
+                "{token:?}"
+            );
         }
     }
 
@@ -1208,18 +1224,27 @@ mod tests {
     }
 
     #[test]
-    fn extreme_times_and_skews_do_not_panic() {
-        let token = sign(ES256, None, &payload(json!({"exp": 1e300, "iat": 0})));
-        for (now, skew) in [
-            (0, 0),
-            (0, u64::MAX),
-            (u64::MAX, 0),
-            (u64::MAX, u64::MAX),
-            (NOW, u64::MAX),
+    fn extreme_times_and_skews_saturate() {
+        // Time arithmetic saturates instead of overflowing: a skew of u64::MAX accepts any time,
+        // no skew refuses a token outside its window, and a far `exp` (1e300) is never passed.
+        let far = sign(ES256, None, &payload(json!({"exp": 1e300, "iat": 0})));
+        let short = sign(
+            ES256,
+            None,
+            &payload(json!({"iat": NOW, "nbf": NOW, "exp": NOW + 10})),
+        );
+        for (now, skew, short_verdict) in [
+            (0, 0, Err(Reason::TokenNotYetValid)),
+            (0, u64::MAX, Ok(())),
+            (u64::MAX, 0, Err(Reason::TokenExpired)),
+            (u64::MAX, u64::MAX, Ok(())),
+            (NOW, u64::MAX, Ok(())),
         ] {
             let p = provider(json!({ "clock_skew_seconds": skew }));
-            let _ = check(&token, &p, &keys());
-            let _ = verify(&Jws::parse(&token).unwrap(), &p, &keys(), now);
+            let at =
+                |token: &str| verify(&Jws::parse(token).unwrap(), &p, &keys(), now).map(|_| ());
+            assert_eq!(at(&far), Ok(()), "far exp at {now} with skew {skew}");
+            assert_eq!(at(&short), short_verdict, "short at {now} with skew {skew}");
         }
         let far = sign(ES256, None, &payload(json!({"exp": 9_999_999_999u64})));
         assert!(check(&far, &provider(json!({})), &keys()).is_ok());
@@ -1497,10 +1522,10 @@ mod tests {
             Failure::Malformed
         );
     }
-    // ---- agreement with jwt-simple's verify_token (what this module used to call) -----------
+    // ---- agreement with jwt-simple's verify_token (an independent second opinion) -----------
 
-    /// jwt-simple's verdict on `token` with the test key of `alg`, with the options `verify`
-    /// used to pass it.
+    /// jwt-simple's verdict on `token` with the test key of `alg`, with the options
+    /// [`library_options`] gives it.
     fn library_verdict(alg: Algorithm, token: &str, p: &Provider) -> Result<(), Failure> {
         use jwt_simple::prelude::{
             ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, EdDSAPublicKeyLike, NoCustomClaims,
@@ -1530,9 +1555,9 @@ mod tests {
         result.map_err(|e| classify(&e))
     }
 
-    /// The verdict `verify` used to reach: jwt-simple's signature check, then its claim
+    /// The verdict of jwt-simple and our rules combined: its signature check, then its claim
     /// parsing (a type error is `TokenMalformed`), then our claim rules, then its claim rules.
-    fn former_verdict(token: &str, alg: Algorithm, p: &Provider) -> Result<(), Reason> {
+    fn combined_verdict(token: &str, alg: Algorithm, p: &Provider) -> Result<(), Reason> {
         let ours = || {
             let jws = Jws::parse(token)?;
             check_claims(&jws.payload, p, NOW)
@@ -1616,7 +1641,7 @@ mod tests {
                     for token in [&token, &forged] {
                         assert_eq!(
                             check(token, p, &keys).map(|_| ()),
-                            former_verdict(token, alg, p),
+                            combined_verdict(token, alg, p),
                             "{alg:?} {claim}: {value:?}, audiences {:?}",
                             p.audiences
                         );

@@ -4,11 +4,12 @@
 //! partial product without carry handling, and Montgomery multiplication is a fully unrolled
 //! product scan.
 //!
-//! Verification computes u1·G + u2·Q as a four-scalar multiplication on 128-bit (P-256) or
-//! 192-bit (P-384) halves, u = u_hi·2^h + u_lo, with wNAF digits over tables of odd multiples
-//! in affine form: G and 2^h·G (window 7, built once per process), Q and 2^h·Q (window 5,
-//! built when the key is parsed). That halves the doublings; points are Jacobian, additions
-//! mixed (Jacobian + affine), and the final x-coordinate check X ≡ r·Z² (mod p) needs no
+//! Verification computes u1·G + u2·Q as one eight-scalar multiplication: each scalar is cut into
+//! [`PIECES`] (4) pieces of `piece` bits (64 for P-256, 96 for P-384), u = Σ u_j·2^(j·piece),
+//! and each piece gets wNAF digits over a table of odd multiples of 2^(j·piece)·P in affine
+//! form: for G window 7 (32 multiples, built once per process), for Q window 5 (8 multiples,
+//! built when the key is parsed). The eight share one run of `piece` doublings, a quarter of a
+//! plain double-and-add's; points are Jacobian, additions mixed (Jacobian + affine), and the final x-coordinate check X ≡ r·Z² (mod p) needs no
 //! field inversion. The one modular inverse per verification, s⁻¹ mod n, is a binary extended
 //! Euclid.
 
