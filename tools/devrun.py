@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import shutil
+import signal
 import sys
+import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Callable, Iterable
 
 from devissuer import DEFAULT_DIR, DevIssuer
 from envoy_runner import DEFAULT_WASM, REPO
@@ -51,3 +54,48 @@ def lock_workdir(workdir: str | Path) -> IO[str] | None:
               "--workdir (and --port/--admin-port) to run a second one", file=sys.stderr)
         return None
     return lock
+
+
+def fresh_workdir(args: argparse.Namespace) -> tuple[DevIssuer, Path, IO[str]] | None:
+    """What a chain (`make run-prefect`, `make run-airflow`) starts from: the development issuer,
+    its work directory emptied, and the lock that keeps a second run out of it. None, after
+    saying why, when one of them is not available."""
+    issuer = dev_issuer(args)
+    if issuer is None:
+        return None
+    workdir = Path(args.workdir).resolve()
+    lock = lock_workdir(workdir)
+    if lock is None:
+        return None
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    return issuer, workdir, lock
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM ends a chain as Ctrl-C does (a KeyboardInterrupt), so its cleanup runs."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+def serve(problems: list[str], check: bool, stopped: Callable[[], list[str]], workdir: Path) -> int:
+    """Report the self-check; with ``check``, its verdict is the exit status. Otherwise run until
+    one part stops (``stopped()`` names the parts that did) and say which."""
+    for problem in problems:
+        print(f"  PROBLEM {problem}", flush=True)
+    if check:
+        return 1 if problems else 0
+    print("\nPress Ctrl-C to stop.", flush=True)
+    while not (names := stopped()):
+        time.sleep(0.5)
+    print(f"{', '.join(names)} exited; see the logs in {workdir}", file=sys.stderr)
+    return 1
+
+
+def stop_all(parts: Iterable[Any]) -> None:
+    """Stop every part (each has ``stop()``; None is skipped), last started first, ignoring a
+    second Ctrl-C or SIGTERM meanwhile: every part must be stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for part in reversed(list(parts)):
+        if part is not None:
+            part.stop()

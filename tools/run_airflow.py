@@ -20,8 +20,6 @@ stops, and exits non-zero if anything misbehaved. Needs the venv of `make airflo
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -109,20 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default=str(POLICY), help="the dispatcher's policy")
     args = parser.parse_args(argv)
 
-    issuer = devrun.dev_issuer(args)
-    if issuer is None:
+    started = devrun.fresh_workdir(args)
+    if started is None:
         return 2
-    workdir = Path(args.workdir).resolve()
-    lock = devrun.lock_workdir(workdir)
-    if lock is None:
-        return 2
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    issuer, workdir, _lock = started
     config = gateway_config(issuer, Ed25519PrivateKey.generate())
     (workdir / "envoy-config.json").write_text(json.dumps(config, indent=2) + "\n")
     dispatcher_port = args.dispatcher_port or free_port()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    devrun.stop_on_sigterm()
     parts: list[Any] = []
     envoy = Envoy(args.wasm, config, upstream_port=dispatcher_port, listener_port=args.port,
                   admin_port=args.admin_port, name="airflow-dev", workdir=workdir / "envoy")
@@ -171,17 +164,9 @@ and a token lacking the role (403 forbidden; rule=dag-runs-start):
 """, flush=True)
         print("self-check:", flush=True)
         problems = self_check(url, dispatcher.url, issuer)
-        for problem in problems:
-            print(f"  PROBLEM {problem}", flush=True)
-        if args.check:
-            return 1 if problems else 0
-        print("\nPress Ctrl-C to stop.", flush=True)
         processes = [p for p in airflow.processes] + [dispatcher.process]
-        while envoy.running and all(p.running() for p in processes):
-            time.sleep(0.5)
-        stopped = [p.name for p in processes if not p.running()] + ([] if envoy.running else ["envoy"])
-        print(f"{', '.join(stopped)} exited; see the logs in {workdir}", file=sys.stderr)
-        return 1
+        return devrun.serve(problems, args.check, lambda: [p.name for p in processes if not p.running()]
+                            + ([] if envoy.running else ["envoy"]), workdir)
     except KeyboardInterrupt:
         print("\nstopping")
         return 0
@@ -189,11 +174,7 @@ and a token lacking the role (403 forbidden; rule=dag-runs-start):
         print(f"could not start the chain: {error}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        envoy.stop()
-        for part in reversed(parts):
-            part.stop()
+        devrun.stop_all([*parts, envoy])
 
 
 if __name__ == "__main__":

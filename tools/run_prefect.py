@@ -26,8 +26,6 @@ and exits non-zero if anything misbehaved. Needs the Python packages of `make ve
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -229,15 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default=str(EXAMPLE_POLICY), help="the dispatcher's policy")
     args = parser.parse_args(argv)
 
-    issuer = devrun.dev_issuer(args)
-    if issuer is None:
+    started = devrun.fresh_workdir(args)
+    if started is None:
         return 2
-    workdir = Path(args.workdir).resolve()
-    lock = devrun.lock_workdir(workdir)
-    if lock is None:
-        return 2
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    issuer, workdir, _lock = started
     if not installed():
         print(f"the OpenID provider for the flows is not installed: {INSTALL_HINT}", file=sys.stderr)
         return 2
@@ -248,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     dispatcher_port = args.dispatcher_port or free_port()
 
     # Ctrl-C and SIGTERM both end the wait below; cleanup is in the finally block.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    devrun.stop_on_sigterm()
     parts: list[Any] = []
     envoy: Envoy | None = None
     try:
@@ -314,17 +307,9 @@ of the OpenID provider {idp.issuer}, tokens of {FLOW_TOKEN_SECONDS} s, GatewayCr
         print("self-check:", flush=True)
         problems = self_check(url, dispatcher.url, issuer)
         problems += report_check(url, issuer, api, envoy)
-        for problem in problems:
-            print(f"  PROBLEM {problem}", flush=True)
-        if args.check:
-            return 1 if problems else 0
-        print("\nPress Ctrl-C to stop.", flush=True)
-        while envoy.running and idp.running and all(part.process.running() for part in parts):
-            time.sleep(0.5)
-        stopped = [p.process.name for p in parts if not p.process.running()] + \
-            ([] if envoy.running else ["envoy"]) + ([] if idp.running else ["oidc-provider"])
-        print(f"{', '.join(stopped)} exited; see the logs in {workdir}", file=sys.stderr)
-        return 1
+        return devrun.serve(problems, args.check, lambda: [p.process.name for p in parts if not p.process.running()]
+                            + ([] if envoy.running else ["envoy"]) + ([] if idp.running else ["oidc-provider"]),
+                            workdir)
     except KeyboardInterrupt:
         print("\nstopping")
         return 0
@@ -332,16 +317,7 @@ of the OpenID provider {idp.issuer}, tokens of {FLOW_TOKEN_SECONDS} s, GatewayCr
         print(f"could not start the chain: {error}", file=sys.stderr)
         return 1
     finally:
-        # Ignore a second Ctrl-C / SIGTERM while stopping: every part must be stopped.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if envoy is not None:
-            envoy.stop()
-        for part in reversed(parts):
-            part.stop()
-        if api is not None:
-            api.stop()
-        idp.stop()
+        devrun.stop_all([idp, api, *parts, envoy])
 
 
 if __name__ == "__main__":
