@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable
 
 from devissuer import DEFAULT_DIR, DevIssuer
@@ -99,3 +100,77 @@ def stop_all(parts: Iterable[Any]) -> None:
     for part in reversed(list(parts)):
         if part is not None:
             part.stop()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a chain's dispatcher backend (Prefect flow runs, Airflow DAG runs) is driven by its
+    self-check: where runs start, what a start sends, and how a run's state reads."""
+
+    run_path: str  # POST here starts a run
+    body: Callable[[str], dict[str, Any]]  # the start request's JSON for a given name
+    run_id: str  # the answer's run id field
+    read_path: Callable[[str], str]  # GET path of a run
+    state: Callable[[dict[str, Any]], str]  # a run's state name
+    final: frozenset[str]
+    success: str
+    start_rule: str  # the gateway rule that refuses a caller without the role
+    role: str
+    poll: float  # seconds between reads
+
+    def wait_final(self, http: Any, gateway_url: str, run_id: str, headers: dict[str, str],
+                   timeout: float) -> dict[str, Any]:
+        """The run as read through the gateway once its state is final (or at ``timeout``);
+        ``{"error": ...}`` when reading it fails."""
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            read = http.get(gateway_url + self.read_path(run_id), headers=headers)
+            if read.status_code in (502, 503, 504) and time.monotonic() < deadline:
+                time.sleep(self.poll)  # a backend slower than the gateway's route timeout
+                continue
+            if read.status_code != 200:
+                return {"error": f"reading run {run_id}: {read.status_code} {read.text[:300]}"}
+            state = read.json()
+            if self.state(state) in self.final:
+                break
+            time.sleep(self.poll)
+        return state
+
+    def self_check(self, gateway_url: str, dispatcher_url: str, issuer: DevIssuer,
+                   runner_claims: dict[str, Any], describe: Callable[[dict[str, Any]], str],
+                   timeout: float) -> list[str]:
+        """Problems seen starting a run through the gateway and reading it to its end, and with
+        three refusals (no token, no role, the token sent around the gateway)."""
+        import httpx
+
+        problems: list[str] = []
+        runner = {"authorization": f"Bearer {issuer.token(runner_claims, ttl=600)}"}
+        with httpx.Client(timeout=60.0) as http:
+            started = http.post(gateway_url + self.run_path, json=self.body("self-check"), headers=runner)
+            if started.status_code != 201:
+                problems.append(f"starting a run: {started.status_code} "
+                                f"{started.headers.get('x-identity-reason')} {started.text[:300]}")
+            else:
+                run_id = started.json()[self.run_id]
+                state = self.wait_final(http, gateway_url, run_id, runner, timeout)
+                if "error" in state:
+                    problems.append(state["error"])
+                elif state and self.state(state) != self.success:
+                    problems.append(f"run {run_id} ended {self.state(state)}")
+                else:
+                    print(f"  ok: run {run_id} {self.success}, {describe(state)}")
+            expected = [
+                ("no token", gateway_url, {}, 401, "token_missing"),
+                (f"a token without the {self.role} role", gateway_url,
+                 {"authorization": f"Bearer {issuer.token(ttl=600)}"}, 403, f"forbidden; rule={self.start_rule}"),
+                ("the token sent around the gateway", dispatcher_url, runner, 401, "assertion_missing"),
+            ]
+            for what, base, headers, status, reason in expected:
+                answer = http.post(base + self.run_path, json=self.body("x"), headers=headers)
+                got = (answer.status_code, answer.headers.get("x-identity-reason"))
+                if got != (status, reason):
+                    problems.append(f"with {what}: {got}, expected {(status, reason)}")
+                else:
+                    print(f"  ok: with {what}: {status} {reason}")
+        return problems

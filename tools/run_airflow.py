@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from devissuer import DevIssuer  # noqa: E402
 from envoy_runner import REPO, Envoy, EnvoyError  # noqa: E402
 
 try:
-    import httpx
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from identity_dispatcher import gateway as gw
@@ -45,6 +43,12 @@ RUN_PATH = "/dags/hello/runs"
 RUNNER_ROLES = {"realm_access": {"roles": ["dag-runner"]}}
 DAGS = REPO / "airflow" / "dags"
 POLICY = REPO / "airflow" / "policy.yaml"
+#: DAG runs started at RUN_PATH, read at RUN_PATH/{id}.
+AIRFLOW = devrun.Backend(
+    run_path=RUN_PATH, body=lambda name: {"conf": {"name": name}}, run_id="dag_run_id",
+    read_path=lambda run_id: f"{RUN_PATH}/{run_id}", state=lambda run: run["state"],
+    final=frozenset(FINAL_DAG_RUN_STATES), success="success", start_rule="dag-runs-start",
+    role="dag-runner", poll=1.0)
 
 
 def gateway_config(issuer: DevIssuer, assertion_key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -53,50 +57,6 @@ def gateway_config(issuer: DevIssuer, assertion_key: Ed25519PrivateKey) -> dict[
                            algorithms=["RS256"], roles=["realm_access.roles"], require_claims=["sub"])
     return gw.filter_config([provider], [gw.eddsa_key("dev-gateway-1", assertion_key)],
                             audience="airflow-dispatcher", strip=(), rules=gw.airflow_rules())
-
-
-def self_check(gateway_url: str, dispatcher_url: str, issuer: DevIssuer, timeout: float = 180.0) -> list[str]:
-    """Problems seen starting and reading a DAG run through the gateway, and with three refusals."""
-    problems: list[str] = []
-    runner = {"authorization": f"Bearer {issuer.token(RUNNER_ROLES, ttl=600)}"}
-    with httpx.Client(timeout=60.0) as http:
-        started = http.post(gateway_url + RUN_PATH, json={"conf": {"name": "self-check"}}, headers=runner)
-        if started.status_code != 201:
-            problems.append(f"starting a run: {started.status_code} "
-                            f"{started.headers.get('x-identity-reason')} {started.text[:300]}")
-        else:
-            run_id = started.json()["dag_run_id"]
-            deadline = time.monotonic() + timeout
-            state: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                read = http.get(f"{gateway_url}{RUN_PATH}/{run_id}", headers=runner)
-                if read.status_code != 200:
-                    problems.append(f"reading run {run_id}: {read.status_code} {read.text[:300]}")
-                    break
-                state = read.json()
-                if state["state"] in FINAL_DAG_RUN_STATES:
-                    break
-                time.sleep(1.0)
-            if not problems:
-                if state.get("state") != "success":
-                    problems.append(f"run {run_id} ended {state.get('state')}")
-                else:
-                    print(f"  ok: DAG run {run_id} success, requested_by "
-                          f"{json.dumps(state['requested_by'])}, note {state['note']!r}")
-        expected = [
-            ("no token", gateway_url, {}, 401, "token_missing"),
-            ("a token without the dag-runner role", gateway_url,
-             {"authorization": f"Bearer {issuer.token(ttl=600)}"}, 403, "forbidden; rule=dag-runs-start"),
-            ("the token sent around the gateway", dispatcher_url, runner, 401, "assertion_missing"),
-        ]
-        for what, base, headers, status, reason in expected:
-            answer = http.post(base + RUN_PATH, json={"conf": {"name": "x"}}, headers=headers)
-            got = (answer.status_code, answer.headers.get("x-identity-reason"))
-            if got != (status, reason):
-                problems.append(f"with {what}: {got}, expected {(status, reason)}")
-            else:
-                print(f"  ok: with {what}: {status} {reason}")
-    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +123,8 @@ and a token lacking the role (403 forbidden; rule=dag-runs-start):
   curl -si -X POST {url}{RUN_PATH} -H "Authorization: Bearer $(make -s token)"
 """, flush=True)
         print("self-check:", flush=True)
-        problems = self_check(url, dispatcher.url, issuer)
+        problems = AIRFLOW.self_check(url, dispatcher.url, issuer, RUNNER_ROLES, timeout=180.0, describe=lambda run: (
+            f"requested_by {json.dumps(run['requested_by'])}, note {run['note']!r}"))
         processes = [p for p in airflow.processes] + [dispatcher.process]
         return devrun.serve(problems, args.check, lambda: [p.name for p in processes if not p.running()]
                             + ([] if envoy.running else ["envoy"]), workdir)

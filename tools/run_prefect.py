@@ -120,19 +120,12 @@ def save_flow_credentials(server: Any, gateway_url: str, idp: OidcProvider, clie
         raise RuntimeError(f"saving the GatewayCredentials block failed:\n{done.stderr[-2000:]}")
 
 
-def wait_final(http: httpx.Client, gateway_url: str, run_id: str, headers: dict[str, str],
-               timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    state: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        read = http.get(f"{gateway_url}/runs/{run_id}", headers=headers)
-        if read.status_code != 200:
-            return {"error": f"reading run {run_id}: {read.status_code} {read.text[:300]}"}
-        state = read.json()
-        if state["state"]["type"] in FINAL_STATES:
-            break
-        time.sleep(0.5)
-    return state
+#: Flow runs started at RUN_PATH, read at /runs/{id}.
+PREFECT = devrun.Backend(
+    run_path=RUN_PATH, body=lambda name: {"name": name}, run_id="flow_run_id",
+    read_path=lambda run_id: f"/runs/{run_id}", state=lambda run: run["state"]["type"],
+    final=frozenset(FINAL_STATES), success="COMPLETED", start_rule="runs-start", role="flow-runner",
+    poll=0.5)
 
 
 def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, envoy: Envoy,
@@ -146,7 +139,7 @@ def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, envoy: En
             return [f"starting the report run: {started.status_code} "
                     f"{started.headers.get('x-identity-reason')} {started.text[:300]}"]
         run_id = started.json()["flow_run_id"]
-        state = wait_final(http, gateway_url, run_id, runner, timeout)
+        state = PREFECT.wait_final(http, gateway_url, run_id, runner, timeout)
     if "error" in state:
         return [state["error"]]
     if state.get("state", {}).get("type") != "COMPLETED":
@@ -173,50 +166,6 @@ def report_check(gateway_url: str, issuer: DevIssuer, api: EchoServer, envoy: En
         problems.append(f"the API saw {seen.get('x-identity-subject')!r} via {seen.get('x-identity-provider')!r}")
     if not str(seen.get("x-request-id", "")).startswith(run_id + "."):
         problems.append(f"request id {seen.get('x-request-id')!r} does not name run {run_id}")
-    return problems
-
-
-def self_check(gateway_url: str, dispatcher_url: str, issuer: DevIssuer, timeout: float = 60.0) -> list[str]:
-    """Problems seen starting and reading a run through the gateway, and with three refusals."""
-    problems: list[str] = []
-    runner = {"authorization": f"Bearer {issuer.token(RUNNER_ROLES, ttl=600)}"}
-    with httpx.Client(timeout=30.0) as http:
-        started = http.post(gateway_url + RUN_PATH, json={"name": "self-check"}, headers=runner)
-        if started.status_code != 201:
-            problems.append(f"starting a run: {started.status_code} "
-                            f"{started.headers.get('x-identity-reason')} {started.text[:300]}")
-        else:
-            run_id = started.json()["flow_run_id"]
-            deadline = time.monotonic() + timeout
-            state: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                read = http.get(f"{gateway_url}/runs/{run_id}", headers=runner)
-                if read.status_code != 200:
-                    problems.append(f"reading run {run_id}: {read.status_code} {read.text[:300]}")
-                    break
-                state = read.json()
-                if state["state"]["type"] in FINAL_STATES:
-                    break
-                time.sleep(0.5)
-            if not problems:
-                if state.get("state", {}).get("type") != "COMPLETED":
-                    problems.append(f"run {run_id} ended {state.get('state')}")
-                else:
-                    print(f"  ok: run {run_id} COMPLETED, tags {state['tags']}, "
-                          f"requested_by {json.dumps(state['requested_by'])}")
-        expected = [
-            ("no token", gateway_url, {}, 401, "token_missing"),
-            ("a token without the flow-runner role", gateway_url,
-             {"authorization": f"Bearer {issuer.token(ttl=600)}"}, 403, "forbidden; rule=runs-start"),
-            ("the token sent around the gateway", dispatcher_url, runner, 401, "assertion_missing"),
-        ]
-        for what, base, headers, status, reason in expected:
-            answer = http.post(base + RUN_PATH, json={"name": "x"}, headers=headers)
-            got = (answer.status_code, answer.headers.get("x-identity-reason"))
-            if got != (status, reason):
-                problems.append(f"with {what}: {got}, expected {(status, reason)}")
-            else:
-                print(f"  ok: with {what}: {status} {reason}")
     return problems
 
 
@@ -305,7 +254,8 @@ of the OpenID provider {idp.issuer}, tokens of {FLOW_TOKEN_SECONDS} s, GatewayCr
   curl -sS -X POST {url}{REPORT_RUN_PATH} -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{}}'
 """, flush=True)
         print("self-check:", flush=True)
-        problems = self_check(url, dispatcher.url, issuer)
+        problems = PREFECT.self_check(url, dispatcher.url, issuer, RUNNER_ROLES, timeout=60.0, describe=lambda run: (
+            f"tags {run['tags']}, requested_by {json.dumps(run['requested_by'])}"))
         problems += report_check(url, issuer, api, envoy)
         return devrun.serve(problems, args.check, lambda: [p.process.name for p in parts if not p.process.running()]
                             + ([] if envoy.running else ["envoy"]) + ([] if idp.running else ["oidc-provider"]),
