@@ -31,8 +31,8 @@ import pytest
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
 
-import envoy_runner  # noqa: E402
 import oidc_provider  # noqa: E402
+import supervised  # noqa: E402
 from echo_upstream import EchoServer, start_echo_upstream  # noqa: E402
 from envoy_runner import DEFAULT_WASM, Envoy  # noqa: E402
 
@@ -82,13 +82,14 @@ def envoy_with(wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _envoy_workdirs(request: pytest.FixtureRequest):
-    """Every Envoy work directory the session made (shared fixtures and the tests' own runners)
-    is removed after a session without failures, kept for reading otherwise."""
-    first = len(envoy_runner.CREATED_WORKDIRS)
+    """Every work directory the session's processes made (Envoys of the shared fixtures and of
+    the tests' own runners, OpenID providers) is removed after a session without failures, kept
+    for reading otherwise."""
+    first = len(supervised.CREATED_WORKDIRS)
     yield
-    envoy_runner._stop_all()
+    supervised.stop_all()
     if request.session.testsfailed == 0:
-        for workdir in envoy_runner.CREATED_WORKDIRS[first:]:
+        for workdir in supervised.CREATED_WORKDIRS[first:]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -12,32 +12,27 @@ Used by the integration tests, ``make run`` and the benchmarks. Standard library
 
 What it does: writes a bootstrap (``bootstrap()``: a listener whose HTTP connection manager runs
 ``envoy.filters.http.wasm`` with the plugin configuration as a JSON ``StringValue``, then the
-router to the cluster ``upstream``) as YAML into a fresh work directory, starts
+router to the cluster ``upstream``) as JSON into a fresh work directory, starts
 ``.venv/bin/envoy --concurrency 1 --disable-hot-restart`` with listener and admin on port 0 (the
 kernel picks free ports: no races), waits until admin ``/ready`` answers ``LIVE``, and reads the
 real listener port from admin ``/listeners``. Envoy's stdout and stderr go to ``envoy.log`` in the
 work directory (kept after stop, for post-mortems; ``make clean`` removes ``.work/``).
-Every wait has a timeout. On Linux Envoy is killed if the Python process that started it dies
-(when started from the main thread), and an ``atexit`` hook stops any Envoy still running.
+Every wait has a timeout. The process itself is supervised (``supervised.Supervised``): on Linux
+Envoy is killed if the Python process that started it dies (when started from the main thread),
+and an ``atexit`` hook stops any Envoy still running.
 """
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import http.client
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+
+import supervised
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "identity_filter.wasm"
@@ -243,38 +238,7 @@ def http_request(port: int, method: str, path: str, headers: Headers = None,
 # The process
 # ---------------------------------------------------------------------------------------------
 
-_RUNNING: set["Envoy"] = set()
-#: Work directories made by runners without a ``workdir`` (under .work/envoy/), in order.
-CREATED_WORKDIRS: list[Path] = []
-
-
-def _stop_all() -> None:
-    for envoy in list(_RUNNING):
-        envoy.stop()
-
-
-atexit.register(_stop_all)
-
-
-try:
-    _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-except OSError:
-    _LIBC = None
-
-
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask Linux to SIGTERM Envoy when the thread that
-    started it dies (so a killed test run leaks no Envoy). Used only when Envoy is started from
-    the main thread: Linux ties this to the forking thread, not the process."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-class Envoy:
+class Envoy(supervised.Supervised):
     """One Envoy process with the identity filter (or any ``http_filters``) in front of
     ``upstream_port``.
 
@@ -293,6 +257,8 @@ class Envoy:
         startup_timeout: seconds to wait for ``/ready`` = LIVE.
     """
 
+    error = EnvoyError
+
     def __init__(self, wasm: str | os.PathLike[str] | None = None, config: Any = None, *,
                  upstream_port: int, http_filters: Sequence[Mapping[str, Any]] | None = None,
                  extra_clusters: Iterable[Mapping[str, Any]] = (), listener_port: int = 0,
@@ -310,49 +276,30 @@ class Envoy:
         self.bootstrap = bootstrap(upstream_port=upstream_port, http_filters=http_filters,
                                    extra_clusters=extra_clusters, listener_port=listener_port,
                                    admin_port=admin_port, hcm_options=hcm_options)
-        self.name = name
+        super().__init__(name, workdir, DEFAULT_WORK)
         self.log_level = log_level
         self.extra_args = list(extra_args)
         self.envoy_bin = envoy_bin
         self.startup_timeout = startup_timeout
-        self._workdir_arg = workdir
-        self.workdir: Path | None = None
         self.config_path: Path | None = None
-        self.log_path: Path | None = None
         self.port = 0
         self.admin_port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> "Envoy":
         """Write the bootstrap, start Envoy, wait until it is LIVE. Raises EnvoyError (with the
         log tail) if it exits or is not ready within ``startup_timeout``."""
-        if self.proc is not None:
-            raise EnvoyError("already started")
-        if self._workdir_arg is not None:
-            self.workdir = Path(self._workdir_arg)
-            self.workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            DEFAULT_WORK.mkdir(parents=True, exist_ok=True)
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=DEFAULT_WORK))
-            CREATED_WORKDIRS.append(self.workdir)
+        workdir = self._workdir_for_start()
         # Envoy reads a JSON bootstrap as it reads YAML (envoy/envoy.yaml is the annotated form).
-        self.config_path = self.workdir / "envoy.json"
+        self.config_path = workdir / "envoy.json"
         self.config_path.write_text(json.dumps(self.bootstrap, indent=2) + "\n")
-        self.log_path = self.workdir / "envoy.log"
-        admin_address_path = self.workdir / "admin-address"
+        admin_address_path = workdir / "admin-address"
         admin_address_path.unlink(missing_ok=True)
-        cmd = [self.envoy_bin or find_envoy(), "--concurrency", "1", "-c", str(self.config_path),
-               "--log-level", self.log_level, "--disable-hot-restart",
-               "--admin-address-path", str(admin_address_path), *self.extra_args]
-        self._log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent if _main_thread() else None,
-                                     cwd=self.workdir)
-        _RUNNING.add(self)
+        self._spawn([self.envoy_bin or find_envoy(), "--concurrency", "1", "-c", str(self.config_path),
+                     "--log-level", self.log_level, "--disable-hot-restart",
+                     "--admin-address-path", str(admin_address_path), *self.extra_args],
+                    log_name="envoy.log", cwd=workdir)
         try:
             self._wait_ready(admin_address_path)
         except BaseException:
@@ -391,41 +338,8 @@ class Envoy:
         if code is not None:
             raise EnvoyError(f"Envoy exited with status {code}{self._tail_note()}")
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent. Returns the exit status."""
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            code = self.proc.returncode
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        _RUNNING.discard(self)
-        return code
-
-    def remove_workdir(self) -> None:
-        """Delete the work directory (config and log) if this runner created it. Call after
-        ``stop()``; the tests do so at the end of a session without failures."""
-        if self.running:
-            raise EnvoyError("stop Envoy first")
-        if self.workdir is not None and self._workdir_arg is None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def __enter__(self) -> "Envoy":
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # -- talking to it --------------------------------------------------------------------------
 
@@ -471,9 +385,6 @@ class Envoy:
 
     # -- its log --------------------------------------------------------------------------------
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
     def log_mark(self) -> int:
         """The log's current size; pass it to ``log_lines(since=...)`` to see only newer lines."""
         return self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
@@ -503,9 +414,6 @@ class Envoy:
         """The last lines of the log, without the start-up listing of extensions and header maps."""
         kept = [l for l in self.log_text().splitlines() if "]   " not in l]
         return "\n".join(kept[-lines:])
-
-    def _tail_note(self) -> str:
-        return f"\n--- {self.log_path} (last lines) ---\n{self.log_tail()}" if self.log_path else ""
 
     def __repr__(self) -> str:
         return f"Envoy(name={self.name!r}, port={self.port}, admin={self.admin_port}, log={self.log_path})"

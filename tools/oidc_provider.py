@@ -26,16 +26,13 @@ private_key_jwt (both in requirements.txt).
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import os
 import secrets
 import select
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -44,6 +41,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+import supervised
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_DIR = REPO / "tools" / "oidc-provider"
@@ -168,22 +167,11 @@ class Client:
 # The server
 # ---------------------------------------------------------------------------------------------
 
-_RUNNING: set["OidcProvider"] = set()
-
-
-def _stop_all() -> None:
-    for provider in list(_RUNNING):
-        provider.stop()
-
-
-atexit.register(_stop_all)
-
-
 def _resource_entry(value: str | Mapping[str, Any]) -> dict[str, Any]:
     return {"scope": value} if isinstance(value, str) else dict(value)
 
 
-class OidcProvider:
+class OidcProvider(supervised.Supervised):
     """oidc-provider on 127.0.0.1 (``start()`` / ``stop()`` / context manager).
 
     Arguments:
@@ -195,6 +183,9 @@ class OidcProvider:
         default_resource: the resource of a token request that names none.
         port: 0 for a free port. name, workdir: where config.json and server.log go.
     """
+
+    error = OidcProviderError
+    stop_timeout = 5.0
 
     def __init__(self, *, clients: Any = (), resources: Mapping[str, Any] | None = None,
                  alg: str = "RS256", jwks_max_age: int | None = None,
@@ -218,40 +209,24 @@ class OidcProvider:
         }
         if default_resource is not None:
             self.config["default_resource"] = default_resource
-        self.name = name
+        super().__init__(name, workdir, DEFAULT_WORK)
         self.startup_timeout = startup_timeout
-        self._workdir_arg = workdir
-        self.workdir: Path | None = None
-        self.log_path: Path | None = None
         self.port = 0
         self.issuer = ""
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_file: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> "OidcProvider":
         """Start the server and wait for its ready line. Raises OidcProviderError (naming
         ``make oidc-provider`` when the packages are missing, with the log tail otherwise)."""
-        if self.proc is not None:
-            raise OidcProviderError("already started")
         if not installed():
             raise OidcProviderError(f"oidc-provider is not installed in {SERVER_DIR}: {INSTALL_HINT}")
         node = find_node()
-        if self._workdir_arg is not None:
-            self.workdir = Path(self._workdir_arg)
-            self.workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            DEFAULT_WORK.mkdir(parents=True, exist_ok=True)
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=DEFAULT_WORK))
-        config_path = self.workdir / "config.json"
+        workdir = self._workdir_for_start()
+        config_path = workdir / "config.json"
         config_path.write_text(json.dumps(self.config, indent=2))
-        self.log_path = self.workdir / "server.log"
-        self._log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([node, str(SERVER), str(config_path)], cwd=SERVER_DIR,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log_file, start_new_session=True)
-        _RUNNING.add(self)
+        self._spawn([node, str(SERVER), str(config_path)], log_name="server.log", cwd=SERVER_DIR,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             ready = self._read_ready_line()
         except BaseException:
@@ -287,49 +262,8 @@ class OidcProvider:
             raise OidcProviderError(f"unexpected first line {line!r}")
         return ready
 
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent. Returns the exit status."""
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            for stream in (self.proc.stdin, self.proc.stdout):
-                if stream is not None:
-                    stream.close()
-            code = self.proc.returncode
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        _RUNNING.discard(self)
-        return code
-
-    def remove_workdir(self) -> None:
-        """Delete the work directory (config and log) if this runner created it."""
-        if self.running:
-            raise OidcProviderError("stop the server first")
-        if self.workdir is not None and self._workdir_arg is None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def __enter__(self) -> "OidcProvider":
         return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def count(self, path: str, method: str = "GET") -> int:
         """How many ``method path`` requests the server answered so far (from its log)."""
@@ -346,10 +280,6 @@ class OidcProvider:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{method} {path} answered {seen} times, wanted {at_least}")
             time.sleep(0.05)
-
-    def _tail_note(self) -> str:
-        tail = self.log_tail()
-        return f"\n--- {self.log_path} ---\n{tail}" if tail else ""
 
     def __repr__(self) -> str:
         return f"OidcProvider({self.issuer or 'not started'}, log={self.log_path})"
