@@ -1385,9 +1385,7 @@ impl Config {
             (CertificateSource::Header, None) => {
                 return Err(ConfigError::new(at, "required with `source: header`"))
             }
-            (_, Some(_)) => {
-                return Err(ConfigError::new(at, "only allowed with `source: header`"))
-            }
+            (_, Some(_)) => return Err(ConfigError::new(at, "only allowed with `source: header`")),
             (_, None) => return Ok(()),
         };
         check_header_name(name).map_err(|m| ConfigError::new(at, m))?;
@@ -1395,11 +1393,18 @@ impl Config {
             .headers
             .claims
             .iter()
-            .chain(self.providers.iter().flat_map(|p| p.claim_headers.iter().flatten()))
+            .chain(
+                self.providers
+                    .iter()
+                    .flat_map(|p| p.claim_headers.iter().flatten()),
+            )
             .map(|c| c.header.as_str())
             .chain([self.headers.report_header.as_str()])
             .chain(self.headers.assertion.iter().map(|a| a.header.as_str()));
-        let tokens = self.token_sources.iter().filter_map(|t| t.header.as_deref());
+        let tokens = self
+            .token_sources
+            .iter()
+            .filter_map(|t| t.header.as_deref());
         if set_by_filter
             .chain(tokens)
             .any(|h| h.eq_ignore_ascii_case(name))
