@@ -120,7 +120,7 @@ fn malformed_xfcc_is_no_certificate() {
         format!("Hash={HEX},"),
         format!("Hash={HEX};;"),
         format!("Ha\"sh={HEX}"),
-        format!("Hash=ab\"cd"),
+        "Hash=ab\"cd".to_string(),
         "Hash=0745".to_string(),
         format!("Hash={HEX}00"),
         format!("By=x,Hash={HEX};Subject=a,By=y"),
