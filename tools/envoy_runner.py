@@ -12,7 +12,8 @@ Used by the integration tests, ``make run`` and the benchmarks. Standard library
 
 What it does: writes a bootstrap (``bootstrap()``: a listener whose HTTP connection manager runs
 ``envoy.filters.http.wasm`` with the plugin configuration as a JSON ``StringValue``, then the
-router to the cluster ``upstream``) as YAML into a fresh work directory, starts
+router to the cluster ``upstream``; with ``tls=downstream_tls(...)`` the listener speaks TLS and
+may ask for client certificates) as YAML into a fresh work directory, starts
 ``.venv/bin/envoy --concurrency 1 --disable-hot-restart`` with listener and admin on port 0 (the
 kernel picks free ports: no races), waits until admin ``/ready`` answers ``LIVE``, and reads the
 real listener port from admin ``/listeners``. Envoy's stdout and stderr go to ``envoy.log`` in the
