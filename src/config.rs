@@ -68,6 +68,57 @@ pub struct Config {
     /// docs/configuration.md, "Paths").
     #[serde(default)]
     pub paths: crate::path::PathsConfig,
+    /// Where the client certificate of certificate-bound tokens (RFC 8705, `cnf["x5t#S256"]`)
+    /// comes from. Default: the host's own TLS connection (`source: connection`).
+    #[serde(default)]
+    pub client_certificate: ClientCertificateConfig,
+}
+
+/// `client_certificate`: where the certificate a certificate-bound token must match is read.
+/// Only the source named here is trusted; any other header is ignored.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificateConfig {
+    /// `connection` (the default): the TLS connection the host terminates (Envoy and Istio:
+    /// the attribute `connection.sha256_peer_certificate_digest`; Kong's host does not expose
+    /// it, so there certificate-bound tokens are refused with 500 `certificate_unavailable`);
+    /// `xfcc`: the `Hash` (else `Cert`) of the last element of `x-forwarded-client-cert`, the
+    /// element the nearest proxy added: Envoy's own connection manager with
+    /// `forward_client_cert_details: SANITIZE_SET` (or `APPEND_FORWARD`), or a trusted proxy in
+    /// front that always replaces the header; `header`: the header named in `header`, carrying
+    /// the certificate as PEM, URL-encoded or not (nginx `$ssl_client_escaped_cert`), set by a
+    /// trusted TLS terminator that always replaces the client's copy. With `xfcc` and `header`
+    /// the header belongs to the filter: it is removed before the request goes upstream.
+    #[serde(default)]
+    pub source: CertificateSource,
+    /// The header with `source: header` (required then, not allowed otherwise). Not a
+    /// token-source header, not a header the filter sets.
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+/// `client_certificate.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateSource {
+    /// The host's TLS connection.
+    #[default]
+    Connection,
+    /// `x-forwarded-client-cert`, last element.
+    Xfcc,
+    /// A configured header with a (URL-encoded) PEM certificate.
+    Header,
+}
+
+/// `providers[].certificate_bound`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateBound {
+    /// Bound tokens are checked against the certificate; unbound tokens are accepted.
+    #[default]
+    Allowed,
+    /// Only certificate-bound tokens are accepted (`certificate_required` otherwise).
+    Required,
 }
 
 /// Host-level settings of remote key fetching (see docs/remote-keys.md).
@@ -251,6 +302,13 @@ pub struct Provider {
     /// sent it. Default: none (`headers.claims` applies).
     #[serde(default)]
     pub claim_headers: Option<Vec<ClaimHeader>>,
+    /// Certificate-bound tokens (RFC 8705): `allowed` (the default): a token whose `cnf` holds
+    /// `x5t#S256` is accepted only with the client certificate of that SHA-256 (see
+    /// `client_certificate`), a token without it as a bearer token; `required`: a token without
+    /// `x5t#S256` is refused (401 `certificate_required`). A bound token is never accepted
+    /// without its certificate, whatever this says.
+    #[serde(default)]
+    pub certificate_bound: CertificateBound,
 }
 
 /// Claim paths of the normalized caller. A dotted string reaches into objects
@@ -1157,6 +1215,9 @@ impl Config {
                 lower(h);
             }
         }
+        if let Some(h) = &mut self.client_certificate.header {
+            lower(h);
+        }
     }
 
     /// Checks serde cannot express. Keys are checked when they are loaded (see `jwks`).
@@ -1321,6 +1382,49 @@ impl Config {
         self.cache.check()?;
         self.check_rule_paths()?;
         self.check_provider_names()?;
+        self.check_client_certificate()?;
+        Ok(())
+    }
+
+    /// `client_certificate.header`: set exactly with `source: header`, a valid header name that
+    /// is neither a token source nor a header the filter sets.
+    fn check_client_certificate(&self) -> Result<(), ConfigError> {
+        let at = "client_certificate.header";
+        let c = &self.client_certificate;
+        let name = match (c.source, &c.header) {
+            (CertificateSource::Header, Some(name)) => name,
+            (CertificateSource::Header, None) => {
+                return Err(ConfigError::new(at, "required with `source: header`"))
+            }
+            (_, Some(_)) => return Err(ConfigError::new(at, "only allowed with `source: header`")),
+            (_, None) => return Ok(()),
+        };
+        check_header_name(name).map_err(|m| ConfigError::new(at, m))?;
+        let set_by_filter = self
+            .headers
+            .claims
+            .iter()
+            .chain(
+                self.providers
+                    .iter()
+                    .flat_map(|p| p.claim_headers.iter().flatten()),
+            )
+            .map(|c| c.header.as_str())
+            .chain([self.headers.report_header.as_str()])
+            .chain(self.headers.assertion.iter().map(|a| a.header.as_str()));
+        let tokens = self
+            .token_sources
+            .iter()
+            .filter_map(|t| t.header.as_deref());
+        if set_by_filter
+            .chain(tokens)
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return Err(ConfigError::new(
+                at,
+                format!("`{name}` is already a token source or a header the filter sets"),
+            ));
+        }
         Ok(())
     }
 

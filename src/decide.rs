@@ -246,7 +246,7 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         token_removed: None,
     };
     let present = engine.managed.present(facts);
-    if facts.reject_spoofed && !present.is_empty() {
+    if facts.reject_spoofed && engine.managed.spoofed(&present).next().is_some() {
         // Before any other work, on every route and in report-only mode too: the host cannot
         // keep the client's header from the upstream, so the request cannot go on.
         log.rule = "spoofed_headers".into();
@@ -416,6 +416,11 @@ fn judge<'a>(
         }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
+    // The certificate binding (RFC 8705), on every request: a cached token too.
+    if let Err(reason) = certificate(config, &who, facts) {
+        let denial = refused.unwrap_or_else(|| Denial::new(reason));
+        return Ok(Judgement::denied(matched, Some(found), None, denial));
+    }
     let (matched, refused) = if matched.provider_gated() {
         let again = policy::select_for_provider(
             config,
@@ -449,6 +454,14 @@ fn judge<'a>(
         caller: Some(who),
         denial,
     })
+}
+
+/// Whether the caller's token may be used with the request's client certificate (`mtls`).
+fn certificate(config: &Config, who: &Identity, facts: &RequestFacts) -> Result<(), Reason> {
+    match config.providers.iter().find(|p| p.name == who.provider) {
+        Some(provider) => crate::mtls::check(&config.client_certificate, provider, who, facts),
+        None => Err(Reason::IssuerUnknown),
+    }
 }
 
 /// The assertion header (and the request id header when the request had none).
@@ -536,6 +549,7 @@ fn authenticate(
         .and_then(serde_json::Value::as_f64)
         .map(|e| e.max(0.0) as u64);
     let mut identity = Identity::from_claims(provider, claims);
+    crate::mtls::bind(&mut identity);
     if let Some(tenant) = tenant {
         // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that
         // concrete `iss`. A tenant claim (`identity.tenant`) that names another tenant makes
@@ -617,6 +631,7 @@ mod tests {
                 .collect(),
             unique: "u-1".into(),
             reject_spoofed: false,
+            peer_certificate: Default::default(),
         }
     }
 

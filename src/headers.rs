@@ -17,11 +17,17 @@ pub enum HeaderOp {
 /// `headers.claims` and of every provider's `claim_headers`, the report and assertion headers)
 /// or was told to strip (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
 /// token-source headers and the assertion's request id header, which clients send.
+///
+/// The client-certificate header the configuration trusts (`client_certificate` with source
+/// `xfcc` or `header`) is managed too: read, then removed before the request goes upstream. It
+/// is expected on every request, put there by the TLS terminator in front (which replaces any
+/// client-sent copy), so it is never refused as spoofed (`trusted`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Managed {
     pub names: Vec<String>,
     pub prefix: String,
     pub exempt: Vec<String>,
+    pub trusted: Option<String>,
 }
 
 impl Managed {
@@ -35,6 +41,14 @@ impl Managed {
                 && name
                     .get(..self.prefix.len())
                     .is_some_and(|head| head.eq_ignore_ascii_case(&self.prefix)))
+    }
+
+    /// The managed headers a request carries that the filter refuses under
+    /// `spoofed_headers: reject` (all of [`Managed::present`] but the trusted certificate header).
+    pub fn spoofed<'a>(&'a self, present: &'a [String]) -> impl Iterator<Item = &'a String> + 'a {
+        present
+            .iter()
+            .filter(move |name| self.trusted.as_deref() != Some(name.as_str()))
     }
 
     /// The managed headers a request carries, lower case and without duplicates, in order.
@@ -70,7 +84,8 @@ pub fn managed(config: &Config) -> Managed {
     let all = claim_headers
         .chain(own.into_iter().flatten())
         .chain(config.headers.strip.iter().map(String::as_str));
-    for name in all {
+    let trusted = crate::mtls::trusted_header(&config.client_certificate);
+    for name in all.chain(trusted.as_deref()) {
         let lower = name.to_ascii_lowercase();
         if !names.contains(&lower) {
             names.push(lower);
@@ -94,6 +109,7 @@ pub fn managed(config: &Config) -> Managed {
         names,
         prefix: config.headers.reserved_prefix.clone(),
         exempt,
+        trusted,
     }
 }
 
@@ -385,6 +401,7 @@ mod tests {
                 .collect(),
             unique: "u-1".into(),
             reject_spoofed: false,
+            peer_certificate: Default::default(),
         }
     }
 

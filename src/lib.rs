@@ -25,6 +25,8 @@
 //! - `keystore`, `fetch`: per-issuer remote key state (fresh, stale, failed), fetch requests
 //!   and answers.
 //! - `identity`, `claims`: the normalized caller and claim paths.
+//! - `mtls`: certificate-bound tokens (RFC 8705): the client certificate from the connection or
+//!   a trusted header (`x-forwarded-client-cert`, a PEM header) against the token's `cnf`.
 //! - `issuer`: issuer patterns (one `{tenant}` segment) for multi-tenant issuers.
 //! - `path`: the canonical form of request paths that rules match.
 //! - `policy`: route rules and requirements.
@@ -48,6 +50,7 @@ pub mod identity;
 pub mod issuer;
 pub mod jwks;
 pub mod keystore;
+pub mod mtls;
 pub mod path;
 #[cfg(test)]
 mod path_decide_tests;

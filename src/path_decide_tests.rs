@@ -49,6 +49,7 @@ fn request(path: &str, roles: &[&str]) -> RequestFacts {
         headers: vec![("authorization".into(), format!("Bearer {token}"))],
         unique: "u-1".into(),
         reject_spoofed: false,
+        peer_certificate: Default::default(),
     }
 }
 
@@ -150,6 +151,7 @@ fn a_query_token_is_removed_from_the_canonical_path() {
         headers: vec![],
         unique: "u-1".into(),
         reject_spoofed: false,
+        peer_certificate: Default::default(),
     };
     let ops = allowed(run(&e, &facts));
     assert_eq!(last_set(&ops, ":path"), Some("/admin?b=2"));

@@ -41,6 +41,10 @@ pub enum Reason {
     ConfigInvalid,
     IdentityHeaderSpoofed,
     PathNotCanonical,
+    CertificateMissing,
+    CertificateMismatch,
+    CertificateRequired,
+    CertificateUnavailable,
 }
 
 /// What kind of answer a reason produces.
@@ -52,7 +56,7 @@ pub enum Class {
     Forbidden,
     /// 503: no key set can be had for the issuer.
     Unavailable,
-    /// 500: the filter's own configuration is broken.
+    /// 500: the filter's own configuration is broken, or asks what this host cannot give.
     Internal,
     /// 400: the request itself is not acceptable (a spoofed identity header, a path that
     /// cannot be matched safely).
@@ -61,7 +65,7 @@ pub enum Class {
 
 impl Reason {
     /// Every reason, for tests and metric definitions.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 23] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::TokenTooLarge,
@@ -81,6 +85,10 @@ impl Reason {
         Reason::ConfigInvalid,
         Reason::IdentityHeaderSpoofed,
         Reason::PathNotCanonical,
+        Reason::CertificateMissing,
+        Reason::CertificateMismatch,
+        Reason::CertificateRequired,
+        Reason::CertificateUnavailable,
     ];
 
     /// The stable code.
@@ -105,6 +113,10 @@ impl Reason {
             Reason::ConfigInvalid => "config_invalid",
             Reason::IdentityHeaderSpoofed => "identity_header_spoofed",
             Reason::PathNotCanonical => "path_not_canonical",
+            Reason::CertificateMissing => "certificate_missing",
+            Reason::CertificateMismatch => "certificate_mismatch",
+            Reason::CertificateRequired => "certificate_required",
+            Reason::CertificateUnavailable => "certificate_unavailable",
         }
     }
 
@@ -132,6 +144,16 @@ impl Reason {
                 "the request carries an identity header only the gateway may set"
             }
             Reason::PathNotCanonical => "the request path cannot be matched safely",
+            Reason::CertificateMissing => {
+                "the token is bound to a client certificate and none was presented"
+            }
+            Reason::CertificateMismatch => {
+                "the token is bound to another client certificate than the one presented"
+            }
+            Reason::CertificateRequired => "the issuer's tokens must be bound to a certificate",
+            Reason::CertificateUnavailable => {
+                "the gateway cannot read client certificates from this connection"
+            }
         }
     }
 
@@ -139,7 +161,7 @@ impl Reason {
         match self {
             Reason::Forbidden | Reason::InsufficientScope => Class::Forbidden,
             Reason::KeysUnavailable => Class::Unavailable,
-            Reason::ConfigInvalid => Class::Internal,
+            Reason::ConfigInvalid | Reason::CertificateUnavailable => Class::Internal,
             Reason::IdentityHeaderSpoofed => Class::BadRequest,
             Reason::PathNotCanonical => Class::BadRequest,
             _ => Class::Unauthenticated,

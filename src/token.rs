@@ -20,6 +20,9 @@ pub struct RequestFacts {
     /// Refuse a request that carries a header the filter manages, instead of stripping it: set
     /// by the host glue from `headers.spoofed_headers` and the host (see `filter::host`).
     pub reject_spoofed: bool,
+    /// The client certificate of the downstream connection, read by the host glue only when
+    /// `client_certificate.source` is `connection` (see `mtls`).
+    pub peer_certificate: crate::mtls::PeerCertificate,
 }
 
 impl RequestFacts {
@@ -239,6 +242,7 @@ mod tests {
                 .collect(),
             unique: "u-1".into(),
             reject_spoofed: false,
+            peer_certificate: Default::default(),
         }
     }
 

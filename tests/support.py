@@ -237,6 +237,8 @@ STATUS = {
     "forbidden": 403, "insufficient_scope": 403, "keys_unavailable": 503, "config_invalid": 500,
     "identity_header_spoofed": 400,
     "path_not_canonical": 400,
+    "certificate_missing": 401, "certificate_mismatch": 401, "certificate_required": 401,
+    "certificate_unavailable": 500,
 }
 
 

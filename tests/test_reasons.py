@@ -119,10 +119,31 @@ def test_path_not_canonical_for_an_encoded_slash(main, keys):
     assert reply.header("www-authenticate") is None
     assert_reason_body(reply, "path_not_canonical")
 
+def test_certificate_missing_for_a_bound_token_over_plain_http(main, keys):
+    # More in test_mtls.py, over TLS with client certificates.
+    bound = claims(cnf={"x5t#S256": "B0VuscBtyQaTvX9C3SgqG5VGes50joI2FSnOg8S7vQA"})
+    reply = main.get("/api/items", bearer(token(keys, bound)))
+    assert_invalid_token(reply, "certificate_missing")
+
+
+def test_certificate_mismatch_for_a_thumbprint_that_is_no_sha256(main, keys):
+    reply = main.get("/api/items", bearer(token(keys, claims(cnf={"x5t#S256": "short"}))))
+    assert_invalid_token(reply, "certificate_mismatch")
+
+
+def test_certificate_required_for_a_bearer_token_of_a_provider_that_requires_binding(envoy_with, keys):
+    config = support.with_change(support.main_config(keys), ["providers", 1, "certificate_bound"], "required")
+    envoy = envoy_with(config, "certificate-required")
+    reply = envoy.get("/api/items", bearer(token(keys, partner_claims(), kid="partner-1", key=keys.partner)))
+    assert_invalid_token(reply, "certificate_required")
+    assert envoy.get("/api/items", bearer(token(keys))).status == 200
+
 # ----------------------------------------------------------------------------------------------
 # The list above stays complete.
 
-LATER = {"insufficient_scope", "keys_unavailable"}
+# certificate_unavailable: only where the host cannot give the connection's certificate (Kong's),
+# tested against that host's behaviour in src/filter/tests.rs.
+LATER = {"insufficient_scope", "keys_unavailable", "certificate_unavailable"}
 
 
 def filter_reason_codes():

@@ -12,7 +12,8 @@ Used by the integration tests, ``make run`` and the benchmarks. Standard library
 
 What it does: writes a bootstrap (``bootstrap()``: a listener whose HTTP connection manager runs
 ``envoy.filters.http.wasm`` with the plugin configuration as a JSON ``StringValue``, then the
-router to the cluster ``upstream``) as JSON into a fresh work directory, starts
+router to the cluster ``upstream``; with ``tls=downstream_tls(...)`` the listener speaks TLS and
+may ask for client certificates) as JSON into a fresh work directory, starts
 ``.venv/bin/envoy --concurrency 1 --disable-hot-restart`` with listener and admin on port 0 (the
 kernel picks free ports: no races), waits until admin ``/ready`` answers ``LIVE``, and reads the
 real listener port from admin ``/listeners``. Envoy's stdout and stderr go to ``envoy.log`` in the
@@ -43,6 +44,8 @@ STRING_VALUE_TYPE = "type.googleapis.com/google.protobuf.StringValue"
 HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
             ".v3.HttpConnectionManager")
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+DOWNSTREAM_TLS_TYPE = ("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                       ".DownstreamTlsContext")
 ECHO_HEADER = "x-echo-upstream"
 
 Headers = Union[Mapping[str, str], Sequence[tuple[str, str]], None]
@@ -114,14 +117,40 @@ def static_cluster(name: str, port: int, host: str = "127.0.0.1",
     }
 
 
+def downstream_tls(certificate_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
+                   *, client_ca: str | os.PathLike[str] | None = None,
+                   require_client_certificate: bool = False) -> dict[str, Any]:
+    """A TLS transport socket for the listener: the server certificate (PEM files) and, with
+    ``client_ca``, a request for a client certificate, validated against that CA (a client may
+    send none unless ``require_client_certificate``; one that does not validate ends the
+    handshake)."""
+    common: dict[str, Any] = {"tls_certificates": [{
+        "certificate_chain": {"filename": str(Path(certificate_chain).resolve())},
+        "private_key": {"filename": str(Path(private_key).resolve())},
+    }]}
+    if client_ca is not None:
+        common["validation_context"] = {"trusted_ca": {"filename": str(Path(client_ca).resolve())}}
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": DOWNSTREAM_TLS_TYPE,
+            "require_client_certificate": require_client_certificate,
+            "common_tls_context": common,
+        },
+    }
+
+
 def bootstrap(*, upstream_port: int, http_filters: Sequence[Mapping[str, Any]],
               extra_clusters: Iterable[Mapping[str, Any]] = (), listener_port: int = 0,
               admin_port: int = 0, route_timeout: str = "15s",
-              hcm_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              hcm_options: Mapping[str, Any] | None = None,
+              tls: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An Envoy bootstrap: listener ``ingress`` on 127.0.0.1:``listener_port`` running
     ``http_filters`` then the router to cluster ``upstream`` (127.0.0.1:``upstream_port``);
     admin on 127.0.0.1:``admin_port``. Port 0 lets the kernel choose. ``hcm_options`` are
-    added to the HTTP connection manager's config, e.g. ``NORMALIZING_HCM``."""
+    added to the HTTP connection manager's config, e.g. ``NORMALIZING_HCM``. ``tls``: the
+    listener's transport socket (``downstream_tls(...)``); plain HTTP without it."""
+    chain_tls = {"transport_socket": dict(tls)} if tls else {}
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -147,7 +176,7 @@ def bootstrap(*, upstream_port: int, http_filters: Sequence[Mapping[str, Any]],
                                           "typed_config": {"@type": ROUTER_TYPE}}],
                         **(hcm_options or {}),
                     },
-                }]}],
+                }], **chain_tls}],
             }],
             "clusters": [static_cluster("upstream", upstream_port),
                          *[_cluster(c) for c in extra_clusters]],
@@ -251,6 +280,9 @@ class Envoy(supervised.Supervised):
         extra_clusters: more clusters, full dicts or ``{"name", "port"[, "host"]}`` (for
             ``dispatch_http_call`` targets such as a JWKS server).
         hcm_options: more fields of the HTTP connection manager (``NORMALIZING_HCM``).
+        tls: a TLS listener (``downstream_tls(...)``: server certificate, optional or required
+            client certificates); ``request()`` speaks plain HTTP, so talk to it over TLS
+            yourself (``https://127.0.0.1:<port>``).
         listener_port, admin_port: 0 (default) for free ports chosen by the kernel.
         log_level: Envoy's ``--log-level``; ``extra_args``: more command-line flags.
         name: used in the work directory's name. ``workdir``: where config and log go.
@@ -265,7 +297,8 @@ class Envoy(supervised.Supervised):
                  admin_port: int = 0, log_level: str = "info", extra_args: Sequence[str] = (),
                  name: str = "envoy", workdir: str | os.PathLike[str] | None = None,
                  envoy_bin: str | None = None, startup_timeout: float = 30.0,
-                 hcm_options: Mapping[str, Any] | None = None):
+                 hcm_options: Mapping[str, Any] | None = None,
+                 tls: Mapping[str, Any] | None = None):
         if http_filters is None:
             if config is None:
                 raise ValueError("config is required unless http_filters is given")
@@ -275,7 +308,7 @@ class Envoy(supervised.Supervised):
             http_filters = [wasm_filter(wasm_path, config)]
         self.bootstrap = bootstrap(upstream_port=upstream_port, http_filters=http_filters,
                                    extra_clusters=extra_clusters, listener_port=listener_port,
-                                   admin_port=admin_port, hcm_options=hcm_options)
+                                   admin_port=admin_port, hcm_options=hcm_options, tls=tls)
         super().__init__(name, workdir, DEFAULT_WORK)
         self.log_level = log_level
         self.extra_args = list(extra_args)

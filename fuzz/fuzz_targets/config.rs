@@ -62,6 +62,7 @@ fn requests() -> &'static [RequestFacts] {
                     .collect(),
                 unique: "fuzz-unique-1".into(),
                 reject_spoofed: i == 4,
+                peer_certificate: Default::default(),
             });
         }
         out.push(RequestFacts {
@@ -74,6 +75,7 @@ fn requests() -> &'static [RequestFacts] {
             ],
             unique: String::new(),
             reject_spoofed: false,
+            peer_certificate: Default::default(),
         });
         out
     })

@@ -276,6 +276,7 @@ impl World {
             headers: vec![("authorization".into(), format!("Bearer {token}"))],
             unique: String::new(),
             reject_spoofed: false,
+            peer_certificate: Default::default(),
         };
         let now_ms = self.now;
         let cached = KeyView {

@@ -305,6 +305,7 @@ fn facts(input: &Input, token: &str) -> RequestFacts {
         headers,
         unique: "fuzz-unique-1".into(),
         reject_spoofed: false,
+        peer_certificate: Default::default(),
     }
 }
 

@@ -60,6 +60,7 @@ pub fn parse(data: &[u8]) -> RawRequest {
             headers,
             unique: "fuzz-unique-1".into(),
             reject_spoofed: control & 0x80 != 0,
+            peer_certificate: Default::default(),
         },
     }
 }

@@ -59,6 +59,7 @@ fn facts(method: &str, path: &str, headers: &[(&str, String)], spoof: bool) -> R
             .collect(),
         unique: String::new(),
         reject_spoofed: spoof,
+        peer_certificate: Default::default(),
     }
 }
 

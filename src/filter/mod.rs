@@ -28,9 +28,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use crate::config::{SpoofPolicy, WaitMode};
+use crate::config::{CertificateBound, CertificateSource, SpoofPolicy, WaitMode};
 use crate::decide::{self, Decision, Engine, RequestFacts};
 use crate::headers::HeaderOp;
+use crate::mtls::PeerCertificate;
 use crate::reason::{Denial, Reason, Response};
 
 pub use host::{Host, HostKind, Level};
@@ -185,6 +186,20 @@ fn resolve(host: &impl Host, engine: &Engine, kind: HostKind) -> Profile {
             "identity filter: headers.forward_token is false, but this host cannot remove the \
              token from the request: the upstream receives it (decision logs say \
              token_removed: false)",
+        );
+    }
+    if kind != HostKind::Envoy && config.client_certificate.source == CertificateSource::Connection
+    {
+        let required = config
+            .providers
+            .iter()
+            .any(|p| p.certificate_bound == CertificateBound::Required);
+        host.log(
+            if required { Level::Error } else { Level::Info },
+            "identity filter: client_certificate.source is `connection`, but this host does not \
+             expose the client certificate of the connection: certificate-bound tokens are \
+             refused (500 certificate_unavailable); behind a TLS terminator that sets a header, \
+             use source `header` or `xfcc`",
         );
     }
     host.log(
@@ -432,11 +447,32 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
         authority.or(host_header)
     }
     .unwrap_or_default();
+    if engine.config.client_certificate.source == CertificateSource::Connection {
+        facts.peer_certificate = peer_certificate(host, profile.kind);
+    }
     // Randomness is only needed to mint an assertion.
     if engine.config.headers.assertion.is_some() {
         facts.unique = unique(host);
     }
     facts
+}
+
+/// The client certificate of the downstream connection (`client_certificate.source:
+/// connection`). Envoy: the attribute `connection.sha256_peer_certificate_digest` (hex; absent
+/// without TLS or without a client certificate). ngx_wasm_module does not implement that
+/// attribute (it logs "NYI") and exposes no other, so there it is unavailable: certificate-bound
+/// tokens are refused (`certificate_unavailable`), never accepted without their certificate.
+fn peer_certificate(host: &impl Host, kind: HostKind) -> PeerCertificate {
+    if kind != HostKind::Envoy {
+        return PeerCertificate::Unavailable;
+    }
+    match host.property(&["connection", "sha256_peer_certificate_digest"]) {
+        Some(v) if !v.is_empty() => match String::from_utf8(v) {
+            Ok(hex) => PeerCertificate::Sha256Hex(hex),
+            Err(_) => PeerCertificate::None,
+        },
+        _ => PeerCertificate::None,
+    }
 }
 
 /// 128 random bits as hex; time-based if the host has no randomness.

@@ -70,6 +70,9 @@ struct Mock {
     crashes: RefCell<Vec<String>>,
     traps: RefCell<Vec<String>>,
     properties_read: RefCell<Vec<(u32, String)>>,
+    /// The hex SHA-256 of the client certificate of the connections (Envoy's
+    /// `connection.sha256_peer_certificate_digest`; ngx_wasm_module does not implement it).
+    peer_digest: RefCell<Option<String>>,
 }
 
 impl Mock {
@@ -88,6 +91,7 @@ impl Mock {
             crashes: RefCell::new(Vec::new()),
             traps: RefCell::new(Vec::new()),
             properties_read: RefCell::new(Vec::new()),
+            peer_digest: RefCell::new(None),
         }
     }
 
@@ -229,6 +233,9 @@ impl Host for Mock {
             .push((self.current.get(), path.clone()));
         match (self.kind, path.as_str()) {
             (HostKind::Ngx, "ngx.nginx_version") => Some(b"1.25.3".to_vec()),
+            (HostKind::Envoy, "connection.sha256_peer_certificate_digest") => {
+                self.peer_digest.borrow().clone().map(String::into_bytes)
+            }
             (HostKind::Ngx, "kong.configuration.nginx_wasm_shm_kv") if self.zone => {
                 Some(b"1m".to_vec())
             }
@@ -916,5 +923,157 @@ fn a_short_inline_rsa_key_is_logged_once_at_configuration_and_the_filter_serves(
         let id = h.send("/x", &[("authorization", bearer.as_str())]);
         assert!(h.host.went_upstream(id), "the rest of the set works");
         h.host.assert_healthy();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate-bound tokens (RFC 8705): which sources each host can give
+// ---------------------------------------------------------------------------------------------
+
+/// The SHA-256 (hex) and `x5t#S256` of the certificate in `crate::mtls`'s tests.
+const CERT_HEX: &str = "07456eb1c06dc90693bd7f42dd282a1b95467ace748e82361529ce83c4bbbd00";
+const CERT_X5T: &str = "B0VuscBtyQaTvX9C3SgqG5VGes50joI2FSnOg8S7vQA";
+/// That certificate as nginx's `$ssl_client_escaped_cert` (URL-encoded PEM).
+const CERT_ESCAPED: &str = "-----BEGIN%20CERTIFICATE-----%0AMIIBgjCCASmgAwIBAgIUOhmSD6vyYsFjjcDIbmfJQGpx6XwwCgYIKoZIzj0EAwIw%0AFzEVMBMGA1UEAwwMY2xpZW50LE89YTtiMB4XDTI2MTIwNjAwMDkzMVoXDTM2MTIw%0AMzAwMDkzMVowFzEVMBMGA1UEAwwMY2xpZW50LE89YTtiMFkwEwYHKoZIzj0CAQYI%0AKoZIzj0DAQcDQgAEnci4GTB%2FzASczuVfZuHCk0ctZxjpM1HKZ0lfFN7Wc0ScvTo7%0AiO34iJwGNltwKwc%2FwHdz5eDe8NvipssryO%2BCLqNTMFEwHQYDVR0OBBYEFAgP8rBi%0A9owR48z3o5lYVoVKvTX%2FMB8GA1UdIwQYMBaAFAgP8rBi9owR48z3o5lYVoVKvTX%2F%0AMA8GA1UdEwEB%2FwQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgEKabCbB3U%2FcJvzr2%0ArOjgQF0mHvKfhT%2FDG3vncOOUZnECIEKitwCi6%2BlNHp8spFiHMg2qvtXwDUHx%2BiYj%0APbAFc3Zn%0A-----END%20CERTIFICATE-----%0A";
+
+fn bound_bearer() -> String {
+    format!("Bearer {}", token(json!({"cnf": {"x5t#S256": CERT_X5T}})))
+}
+
+fn with_binding(extra: Value) -> Value {
+    let mut v = inline(json!({"headers": {"claims": [
+        {"claim": "sub", "header": "x-identity-subject"},
+        {"identity": "binding", "header": "x-identity-binding"}]}}));
+    merge(&mut v, extra);
+    v
+}
+
+#[test]
+fn in_envoy_the_connection_certificate_is_read_in_the_request_and_binds_the_token() {
+    let mut h = Harness::new(Mock::envoy(), with_binding(json!({})));
+    *h.host.peer_digest.borrow_mut() = Some(CERT_HEX.into());
+    let id = h.send("/api", &[("authorization", &bound_bearer())]);
+    assert!(h.host.went_upstream(id));
+    assert_eq!(
+        h.host.upstream_values(id, "x-identity-binding"),
+        vec!["mtls"]
+    );
+    let read = h.host.properties_read.borrow().clone();
+    assert!(read.contains(&(id, "connection.sha256_peer_certificate_digest".into())));
+    assert!(read.iter().all(|(ctx, _)| *ctx != ROOT), "{read:?}");
+    // Another connection without a certificate: the cached token is refused.
+    *h.host.peer_digest.borrow_mut() = None;
+    let id = h.send("/api", &[("authorization", &bound_bearer())]);
+    assert_eq!(h.host.status(id), Some(401));
+    assert_eq!(
+        h.host.response_header(id, "x-identity-reason").as_deref(),
+        Some("certificate_missing")
+    );
+    h.host.assert_healthy();
+}
+
+#[test]
+fn in_ngx_the_connection_source_is_unavailable_and_fails_closed() {
+    // ngx_wasm_module does not implement `connection.sha256_peer_certificate_digest`, even on a
+    // TLS connection with a client certificate.
+    let mut host = Mock::ngx();
+    *host.peer_digest.get_mut() = Some(CERT_HEX.into());
+    let mut h = Harness::new(host, with_binding(json!({})));
+    let id = h.send("/api", &[("authorization", &bound_bearer())]);
+    assert!(!h.host.went_upstream(id));
+    assert_eq!(h.host.status(id), Some(500));
+    assert_eq!(
+        h.host.response_header(id, "x-identity-reason").as_deref(),
+        Some("certificate_unavailable")
+    );
+    assert_eq!(
+        h.host.logged("client_certificate.source is `connection`"),
+        1
+    );
+    assert!(h
+        .host
+        .properties_read
+        .borrow()
+        .iter()
+        .all(|(_, p)| p != "connection.sha256_peer_certificate_digest"));
+    // Tokens that are not bound still work.
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert!(h.host.went_upstream(id));
+    assert_eq!(
+        h.host.upstream_values(id, "x-identity-binding"),
+        vec!["none"]
+    );
+    // With a provider that requires bound tokens, the message is an error.
+    let mut config = with_binding(json!({}));
+    config["providers"][0]["certificate_bound"] = json!("required");
+    let mut h = Harness::new(Mock::ngx(), config);
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert_eq!(h.host.status(id), Some(401));
+    assert!(h
+        .host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(l, m)| *l == Level::Error && m.contains("certificate_unavailable")));
+    h.host.assert_healthy();
+}
+
+#[test]
+fn the_header_forms_work_in_both_hosts() {
+    let xfcc = format!("By=spiffe://terminator;Hash={CERT_HEX}");
+    let forms = [
+        (
+            json!({"source": "xfcc"}),
+            "x-forwarded-client-cert",
+            xfcc.as_str(),
+        ),
+        (
+            json!({"source": "header", "header": "x-ssl-client-cert"}),
+            "x-ssl-client-cert",
+            CERT_ESCAPED,
+        ),
+    ];
+    for kind in [HostKind::Envoy, HostKind::Ngx] {
+        for (source, name, value) in &forms {
+            let config = with_binding(json!({"client_certificate": source}));
+            let mut h = Harness::new(Mock::new(kind), config);
+            // Set by the TLS terminator in front, as the only copy.
+            let id = h.send("/api", &[(name, value), ("authorization", &bound_bearer())]);
+            assert!(h.host.went_upstream(id), "{kind:?} {name}");
+            assert_eq!(
+                h.host.upstream_values(id, "x-identity-binding"),
+                vec!["mtls"],
+                "{kind:?} {name}"
+            );
+            // Envoy removes the header the filter consumed; nginx forwards it (it is the
+            // terminator's own).
+            let forwarded = h.host.upstream_values(id, name);
+            match kind {
+                HostKind::Envoy => assert!(forwarded.is_empty(), "{forwarded:?}"),
+                HostKind::Ngx => assert_eq!(forwarded, vec![value.to_string()]),
+            }
+            // Another certificate, and none: refused with their reasons.
+            let other = format!("Hash={}", "ab".repeat(32));
+            let other = if *name == "x-forwarded-client-cert" {
+                other
+            } else {
+                CERT_ESCAPED.replace("MIIBgjCC", "MIIBgjCD")
+            };
+            let id = h.send(
+                "/api",
+                &[(name, &other), ("authorization", &bound_bearer())],
+            );
+            assert_eq!(
+                h.host.response_header(id, "x-identity-reason").as_deref(),
+                Some("certificate_mismatch"),
+                "{kind:?} {name}"
+            );
+            let id = h.send("/api", &[("authorization", &bound_bearer())]);
+            assert_eq!(
+                h.host.response_header(id, "x-identity-reason").as_deref(),
+                Some("certificate_missing")
+            );
+            h.host.assert_healthy();
+        }
     }
 }
