@@ -252,6 +252,8 @@ class CallerIdentity:
     groups: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     tenant: str | None = None
+    #: How the caller's token was bound to its sender: ``none``, ``dpop`` or ``mtls``.
+    binding: str = "none"
 
 
 @dataclass
@@ -285,6 +287,7 @@ class AssertionMinter:
             "scopes": list(identity.scopes),
             "req": {"method": method, "path": path.split("?", 1)[0],
                     "id": request_id or str(uuid.uuid4())},
+            "binding": identity.binding,
         }
         if identity.tenant is not None:
             claims["tenant"] = identity.tenant
