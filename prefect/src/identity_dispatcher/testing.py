@@ -195,12 +195,13 @@ class ServedFlows:
 
     def __init__(self, workdir: Path, server: PrefectServer,
                  deployments: Sequence[str] = EXAMPLE_DEPLOYMENTS,
-                 flows_file: Path = EXAMPLE_FLOWS, start_timeout: float = 60.0) -> None:
+                 flows_file: Path = EXAMPLE_FLOWS, start_timeout: float = 60.0,
+                 env: Mapping[str, str] | None = None) -> None:
         self.api_url = server.api_url
         self.process = Process(
             "served-flows",
             [sys.executable, str(flows_file)],
-            prefect_env(server.home, server.api_url),
+            prefect_env(server.home, server.api_url, **dict(env or {})),
             workdir / "served-flows.log",
             cwd=flows_file.parent,
         )
