@@ -88,7 +88,7 @@ fn default_max_age() -> u64 {
 }
 
 /// What a provider asks of DPoP (`providers[].dpop.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DpopMode {
     /// No DPoP processing: the `DPoP` header is ignored and a bound token is taken as a bearer
