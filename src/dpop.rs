@@ -541,5 +541,47 @@ pub fn normalize_uri(uri: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{path}"))
 }
 
+/// Proof keys and signing for the tests (the request path's and the host glue's).
+#[cfg(test)]
+pub(crate) mod test_proofs {
+    use ed25519_dalek::Signer as _;
+    use serde_json::{json, Value};
+
+    use crate::jwks::test_keys::b64;
+
+    /// The client's proof key (not the issuer's).
+    pub fn client_key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    pub fn client_jwk(key: &ed25519_dalek::SigningKey) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.verifying_key().as_bytes())})
+    }
+
+    /// The RFC 7638 thumbprint of `key`, as a bound token's `cnf.jkt`.
+    pub fn jkt(key: &ed25519_dalek::SigningKey) -> String {
+        super::thumbprint(client_jwk(key).as_object().unwrap()).unwrap()
+    }
+
+    /// A compact JWS over `header` and `payload`, signed with `key` (whatever `header` says).
+    pub fn sign(key: &ed25519_dalek::SigningKey, header: &Value, payload: &Value) -> String {
+        let mut out = b64(header.to_string().as_bytes());
+        out.push('.');
+        out.push_str(&b64(payload.to_string().as_bytes()));
+        let signature = key.sign(out.as_bytes());
+        out.push('.');
+        out.push_str(&b64(&signature.to_bytes()));
+        out
+    }
+
+    /// A proof by [`client_key`] for `method htu` with `token`, issued at `iat`.
+    pub fn proof(token: &str, method: &str, htu: &str, jti: &str, iat: u64) -> String {
+        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": client_jwk(&client_key())});
+        let claims = json!({"jti": jti, "htm": method, "htu": htu, "iat": iat,
+                            "ath": super::access_token_hash(token)});
+        sign(&client_key(), &header, &claims)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,6 @@ use super::*;
 use crate::decide::{decide, Decision, Engine};
 use crate::headers::HeaderOp;
 use crate::jwks::test_keys;
-use ed25519_dalek::Signer as _;
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
@@ -111,29 +110,7 @@ fn the_replay_cache_is_bounded_and_forgets_expired_proofs_first() {
 
 // ---- the request path ----
 
-/// The client's proof key (not the issuer's).
-fn client_key() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[7u8; 32])
-}
-
-fn client_jwk(key: &ed25519_dalek::SigningKey) -> Value {
-    json!({"kty": "OKP", "crv": "Ed25519", "x": test_keys::b64(key.verifying_key().as_bytes())})
-}
-
-fn jkt(key: &ed25519_dalek::SigningKey) -> String {
-    thumbprint(client_jwk(key).as_object().unwrap()).unwrap()
-}
-
-/// A compact JWS over `header` and `payload`, signed with `key` (whatever `header` says).
-fn sign(key: &ed25519_dalek::SigningKey, header: &Value, payload: &Value) -> String {
-    let mut out = test_keys::b64(header.to_string().as_bytes());
-    out.push('.');
-    out.push_str(&test_keys::b64(payload.to_string().as_bytes()));
-    let signature = key.sign(out.as_bytes());
-    out.push('.');
-    out.push_str(&test_keys::b64(&signature.to_bytes()));
-    out
-}
+use test_proofs::{client_jwk, client_key, jkt, sign};
 
 fn header() -> Value {
     json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": client_jwk(&client_key())})
