@@ -68,6 +68,10 @@ pub struct Config {
     /// docs/configuration.md, "Paths").
     #[serde(default)]
     pub paths: crate::path::PathsConfig,
+    /// DPoP (RFC 9449) settings of the request: the public URI proofs name and the replay
+    /// cache. Each provider's `dpop` says what its tokens need.
+    #[serde(default)]
+    pub dpop: crate::dpop::DpopConfig,
 }
 
 /// Host-level settings of remote key fetching (see docs/remote-keys.md).
@@ -251,6 +255,11 @@ pub struct Provider {
     /// sent it. Default: none (`headers.claims` applies).
     #[serde(default)]
     pub claim_headers: Option<Vec<ClaimHeader>>,
+    /// DPoP (RFC 9449) for this issuer's tokens: `mode` (`off`, `allowed`, `required`), proof
+    /// `algorithms`, `max_age_seconds`. Default: `allowed` (bound tokens and sent proofs are
+    /// checked, plain bearer tokens keep working).
+    #[serde(default)]
+    pub dpop: crate::dpop::ProviderDpop,
 }
 
 /// Claim paths of the normalized caller. A dotted string reaches into objects
@@ -1127,7 +1136,8 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::new(path, json_message(&inner))
         })?;
-        de.end().map_err(|e| ConfigError::new("", json_message(&e)))?;
+        de.end()
+            .map_err(|e| ConfigError::new("", json_message(&e)))?;
         config.validate()?;
         config.normalize();
         Ok(config)
@@ -1196,6 +1206,7 @@ impl Config {
             }
             p.check_tenants(i)?;
             p.check_bounds(i)?;
+            p.dpop.check(i)?;
             p.check_key_source(i)?;
             if p.audience_claims.is_empty() {
                 return Err(ConfigError::new(
@@ -1318,6 +1329,7 @@ impl Config {
         self.headers.check_reserved_prefix()?;
         self.remote_keys.check()?;
         self.cache.check()?;
+        self.dpop.check()?;
         self.check_rule_paths()?;
         self.check_provider_names()?;
         Ok(())
@@ -1660,7 +1672,8 @@ mod tests {
 
     #[test]
     fn json_syntax_errors_name_line_and_column() {
-        let e = Config::from_json(b"{\n  \"providers\": [\n    {\"name\": \"x\",}\n  ]\n}").unwrap_err();
+        let e = Config::from_json(b"{\n  \"providers\": [\n    {\"name\": \"x\",}\n  ]\n}")
+            .unwrap_err();
         assert_eq!(e.message, "trailing comma (line 3, column 18)");
         let e = Config::from_json(b"{\"providers\": [").unwrap_err();
         assert!(e.message.contains("(line 1, column 15)"), "{}", e.message);

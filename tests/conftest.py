@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ import pytest
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
 
+import envoy_runner  # noqa: E402
 import oidc_provider  # noqa: E402
 from echo_upstream import EchoServer, start_echo_upstream  # noqa: E402
 from envoy_runner import DEFAULT_WASM, Envoy  # noqa: E402
@@ -59,7 +61,7 @@ def echo() -> EchoServer:
 
 
 @pytest.fixture(scope="session")
-def envoy_with(request: pytest.FixtureRequest, wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
+def envoy_with(wasm: Path, echo: EchoServer) -> Callable[..., Envoy]:
     running: dict[str, Envoy] = {}
 
     def get(config: Any, name: str = "envoy", hcm_options: dict[str, Any] | None = None) -> Envoy:
@@ -76,9 +78,18 @@ def envoy_with(request: pytest.FixtureRequest, wasm: Path, echo: EchoServer) -> 
     yield get
     for envoy in running.values():
         envoy.stop()
-    if request.session.testsfailed == 0:  # keep the logs (under .work/envoy/) when a test failed
-        for envoy in running.values():
-            envoy.remove_workdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _envoy_workdirs(request: pytest.FixtureRequest):
+    """Every Envoy work directory the session made (shared fixtures and the tests' own runners)
+    is removed after a session without failures, kept for reading otherwise."""
+    first = len(envoy_runner.CREATED_WORKDIRS)
+    yield
+    envoy_runner._stop_all()
+    if request.session.testsfailed == 0:
+        for workdir in envoy_runner.CREATED_WORKDIRS[first:]:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -237,6 +237,8 @@ STATUS = {
     "forbidden": 403, "insufficient_scope": 403, "keys_unavailable": 503, "config_invalid": 500,
     "identity_header_spoofed": 400,
     "path_not_canonical": 400,
+    "dpop_proof_missing": 401, "dpop_proof_invalid": 401, "dpop_proof_replayed": 401,
+    "dpop_key_mismatch": 401, "dpop_ath_mismatch": 401, "dpop_required": 401,
 }
 
 

@@ -244,6 +244,8 @@ def http_request(port: int, method: str, path: str, headers: Headers = None,
 # ---------------------------------------------------------------------------------------------
 
 _RUNNING: set["Envoy"] = set()
+#: Work directories made by runners without a ``workdir`` (under .work/envoy/), in order.
+CREATED_WORKDIRS: list[Path] = []
 
 
 def _stop_all() -> None:
@@ -335,6 +337,7 @@ class Envoy:
         else:
             DEFAULT_WORK.mkdir(parents=True, exist_ok=True)
             self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=DEFAULT_WORK))
+            CREATED_WORKDIRS.append(self.workdir)
         # Envoy reads a JSON bootstrap as it reads YAML (envoy/envoy.yaml is the annotated form).
         self.config_path = self.workdir / "envoy.json"
         self.config_path.write_text(json.dumps(self.bootstrap, indent=2) + "\n")
