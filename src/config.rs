@@ -72,6 +72,10 @@ pub struct Config {
     /// comes from. Default: the host's own TLS connection (`source: connection`).
     #[serde(default)]
     pub client_certificate: ClientCertificateConfig,
+    /// DPoP (RFC 9449) settings of the request: the public URI proofs name and the replay
+    /// cache. Each provider's `dpop` says what its tokens need.
+    #[serde(default)]
+    pub dpop: crate::dpop::DpopConfig,
 }
 
 /// `client_certificate`: where the certificate a certificate-bound token must match is read.
@@ -309,6 +313,11 @@ pub struct Provider {
     /// without its certificate, whatever this says.
     #[serde(default)]
     pub certificate_bound: CertificateBound,
+    /// DPoP (RFC 9449) for this issuer's tokens: `mode` (`off`, `allowed`, `required`), proof
+    /// `algorithms`, `max_age_seconds`. Default: `allowed` (bound tokens and sent proofs are
+    /// checked, plain bearer tokens keep working).
+    #[serde(default)]
+    pub dpop: crate::dpop::ProviderDpop,
 }
 
 /// Claim paths of the normalized caller. A dotted string reaches into objects
@@ -1258,6 +1267,7 @@ impl Config {
             }
             p.check_tenants(i)?;
             p.check_bounds(i)?;
+            p.dpop.check(i)?;
             p.check_key_source(i)?;
             if p.audience_claims.is_empty() {
                 return Err(ConfigError::new(
@@ -1380,6 +1390,7 @@ impl Config {
         self.headers.check_reserved_prefix()?;
         self.remote_keys.check()?;
         self.cache.check()?;
+        self.dpop.check()?;
         self.check_rule_paths()?;
         self.check_provider_names()?;
         self.check_client_certificate()?;

@@ -20,11 +20,13 @@ fn base() -> Value {
             "upstream": "idp",
             "min_refresh_seconds": 1,
             "max_refresh_seconds": 86400,
-            "max_lifetime_seconds": 3600
+            "max_lifetime_seconds": 3600,
+            "dpop": {}
         }],
         "headers": {"assertion": {"audience": "svc", "keys": [{"kid": "a1", "secret": "0123456789abcdef0123456789abcdef"}]}},
         "cache": {},
-        "remote_keys": {}
+        "remote_keys": {},
+        "dpop": {}
     })
 }
 
@@ -154,6 +156,8 @@ fn the_schema_walk_finds_every_known_numeric_field() {
         "providers[0].clock_skew_seconds",
         "providers[0].min_rsa_bits",
         "providers[0].max_lifetime_seconds",
+        "providers[0].dpop.max_age_seconds",
+        "dpop.replay_cache_entries",
     ] {
         assert!(found.iter().any(|p| p == known), "{known} not in {found:?}");
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::assertion::{Binding, Signer};
 use crate::cache::TokenCache;
 use crate::config::{Config, ConfigError, Provider};
+use crate::dpop::{self, ReplayCache, ReplayStore};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
 use crate::jwks::{KeySet, Origin, WeakKey};
@@ -35,6 +36,8 @@ pub struct Engine {
     signer: Option<Signer>,
     /// Verified tokens (per filter instance; the request path is single-threaded).
     cache: RefCell<TokenCache>,
+    /// DPoP proofs seen (per filter instance).
+    replay: RefCell<ReplayCache>,
 }
 
 /// Whether a provider's keys can be used now.
@@ -98,6 +101,7 @@ impl Engine {
         }
         let managed = headers::managed(&config);
         let cache = config.cache.clone();
+        let replay = RefCell::new(ReplayCache::new(config.dpop.replay_cache_entries));
         let signer = match &config.headers.assertion {
             Some(a) => Some(Signer::new(a, "headers.assertion")?),
             None => None,
@@ -110,6 +114,7 @@ impl Engine {
             managed,
             signer,
             cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
+            replay,
         })
     }
 
@@ -139,6 +144,11 @@ impl Engine {
         let cache = self.cache.borrow();
         let (hits, misses) = cache.stats();
         (cache.len(), hits, misses)
+    }
+
+    /// DPoP replay cache (entries, entries forgotten before they expired), for tests.
+    pub fn replay_stats(&self) -> (usize, u64) {
+        self.replay.borrow().stats()
     }
 
     /// Headers that belong to the filter.
@@ -232,6 +242,18 @@ impl DecisionLog {
 
 /// Decide one request at `now` (Unix seconds).
 pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: u64) -> Decision {
+    decide_with(engine, keys, None, facts, now)
+}
+
+/// [`decide`], with DPoP proofs also recorded in `shared` (the host's shared data, so that a
+/// proof used at one worker is refused at the others).
+pub fn decide_with(
+    engine: &Engine,
+    keys: &dyn KeySource,
+    shared: Option<&dyn ReplayStore>,
+    facts: &RequestFacts,
+    now: u64,
+) -> Decision {
     let config = &engine.config;
     let path = facts.path_only();
     let mut log = DecisionLog {
@@ -278,7 +300,12 @@ pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: 
         }
         None => facts,
     };
-    let judgement = match judge(engine, keys, facts, matched, now) {
+    let proofs = dpop::Checker {
+        config: &config.dpop,
+        cache: &engine.replay,
+        shared,
+    };
+    let judgement = match judge(engine, keys, &proofs, facts, path, matched, now) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
@@ -369,10 +396,15 @@ impl<'a> Judgement<'a> {
 /// is known: a request without a valid token is refused under that first rule (401), and a
 /// verified one is matched again among the rules its provider may use
 /// ([`policy::select_for_provider`]), which may end at a later rule or the default.
+///
+/// DPoP proofs ([`dpop::Checker`]) are checked right after the token, on every request;
+/// `sent_path` is the path as the client sent it (a proof's `htu` names it).
 fn judge<'a>(
     engine: &'a Engine,
     keys: &dyn KeySource,
+    proofs: &dpop::Checker<'_>,
     facts: &RequestFacts,
+    sent_path: &str,
     matched: Matched<'a>,
     now: u64,
 ) -> Result<Judgement<'a>, usize> {
@@ -408,7 +440,7 @@ fn judge<'a>(
             return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
-    let who = match authenticate(engine, keys, &found.token, now) {
+    let (provider, who) = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
             let denial = refused.unwrap_or_else(|| Denial::new(reason));
@@ -420,6 +452,12 @@ fn judge<'a>(
     if let Err(reason) = certificate(config, &who, facts) {
         let denial = refused.unwrap_or_else(|| Denial::new(reason));
         return Ok(Judgement::denied(matched, Some(found), None, denial));
+    }
+    if let Some(provider) = config.providers.get(provider) {
+        if let Err(denial) = proofs.check(provider, &found, &who.claims, facts, sent_path, now) {
+            let denial = refused.unwrap_or(denial);
+            return Ok(Judgement::denied(matched, Some(found), None, denial));
+        }
     }
     let (matched, refused) = if matched.provider_gated() {
         let again = policy::select_for_provider(
@@ -504,7 +542,7 @@ fn authenticate(
     keys: &dyn KeySource,
     token: &str,
     now: u64,
-) -> Result<Rc<Identity>, Outcome> {
+) -> Result<(usize, Rc<Identity>), Outcome> {
     let fingerprint = |i: usize| match keys.keys(i) {
         Keys::Ready(set) => Some(set.fingerprint()),
         _ => None,
@@ -520,7 +558,7 @@ fn authenticate(
                 .get(hit.provider)
                 .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
             verify::check_claims(&hit.identity.claims, provider, now).map_err(Outcome::Deny)?;
-            return Ok(hit.identity);
+            return Ok((hit.provider, hit.identity));
         }
     }
     let jws = Jws::parse(token).map_err(Outcome::Deny)?;
@@ -549,6 +587,7 @@ fn authenticate(
         .and_then(serde_json::Value::as_f64)
         .map(|e| e.max(0.0) as u64);
     let mut identity = Identity::from_claims(provider, claims);
+    identity.binding = dpop::binding(provider, &identity.claims);
     crate::mtls::bind(&mut identity);
     if let Some(tenant) = tenant {
         // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that
@@ -568,7 +607,7 @@ fn authenticate(
             .borrow_mut()
             .put(key, index, set.fingerprint(), identity.clone(), until, now);
     }
-    Ok(identity)
+    Ok((index, identity))
 }
 
 fn allow(ops: Vec<HeaderOp>, mut log: DecisionLog) -> Decision {
@@ -625,6 +664,7 @@ mod tests {
             method: method.into(),
             path: path.into(),
             authority: "api.test".into(),
+            scheme: "https".into(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

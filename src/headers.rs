@@ -145,11 +145,7 @@ pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
 /// different tokens in several places): each configured source that holds something that looks
 /// like a token (a header value with the source's prefix, the query parameter, the cookie).
 pub fn remove_unread_tokens(sources: &[TokenSource], facts: &RequestFacts) -> Vec<HeaderOp> {
-    let has_prefix = |value: &str, prefix: &str| {
-        value
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    };
+    let has_prefix = |value: &str, prefix: &str| token::after_scheme(value, prefix).is_some();
     let has_cookie = |name: &str| {
         facts.header_values("cookie").any(|header| {
             header
@@ -178,6 +174,7 @@ pub fn remove_unread_tokens(sources: &[TokenSource], facts: &RequestFacts) -> Ve
     let found = Found {
         token: String::new(),
         locations,
+        dpop_scheme: false,
     };
     remove_token(&found, facts)
 }
@@ -395,6 +392,7 @@ mod tests {
             method: "GET".into(),
             path: path.into(),
             authority: "a".into(),
+            scheme: "https".into(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -415,6 +413,7 @@ mod tests {
                 Location::Query("t".into()),
                 Location::Cookie("s".into()),
             ],
+            dpop_scheme: false,
         };
         assert_eq!(
             remove_token(&found, &f),
@@ -464,6 +463,7 @@ mod tests {
         let found = Found {
             token: "abc".into(),
             locations: vec![Location::Cookie("s".into())],
+            dpop_scheme: false,
         };
         assert_eq!(
             remove_token(&found, &f),

@@ -22,6 +22,7 @@
 //! - `crypto`: signature verification primitives (RSA, ECDSA, Ed25519) tuned for wasm32.
 //! - `verify`: JWS structure, algorithm allow-list, signature, registered claims.
 //! - `cache`: bounded verified-token cache.
+//! - `dpop`: DPoP proofs (RFC 9449): the proof checks, key thumbprints, the replay cache.
 //! - `keystore`, `fetch`: per-issuer remote key state (fresh, stale, failed), fetch requests
 //!   and answers.
 //! - `identity`, `claims`: the normalized caller and claim paths.
@@ -44,6 +45,7 @@ pub mod config;
 mod config_bounds_tests;
 pub mod crypto;
 pub mod decide;
+pub mod dpop;
 pub mod fetch;
 pub mod headers;
 pub mod identity;

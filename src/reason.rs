@@ -45,6 +45,12 @@ pub enum Reason {
     CertificateMismatch,
     CertificateRequired,
     CertificateUnavailable,
+    DpopProofMissing,
+    DpopProofInvalid,
+    DpopProofReplayed,
+    DpopKeyMismatch,
+    DpopAthMismatch,
+    DpopRequired,
 }
 
 /// What kind of answer a reason produces.
@@ -65,7 +71,7 @@ pub enum Class {
 
 impl Reason {
     /// Every reason, for tests and metric definitions.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 29] = [
         Reason::TokenMissing,
         Reason::TokenMalformed,
         Reason::TokenTooLarge,
@@ -89,6 +95,12 @@ impl Reason {
         Reason::CertificateMismatch,
         Reason::CertificateRequired,
         Reason::CertificateUnavailable,
+        Reason::DpopProofMissing,
+        Reason::DpopProofInvalid,
+        Reason::DpopProofReplayed,
+        Reason::DpopKeyMismatch,
+        Reason::DpopAthMismatch,
+        Reason::DpopRequired,
     ];
 
     /// The stable code.
@@ -117,6 +129,12 @@ impl Reason {
             Reason::CertificateMismatch => "certificate_mismatch",
             Reason::CertificateRequired => "certificate_required",
             Reason::CertificateUnavailable => "certificate_unavailable",
+            Reason::DpopProofMissing => "dpop_proof_missing",
+            Reason::DpopProofInvalid => "dpop_proof_invalid",
+            Reason::DpopProofReplayed => "dpop_proof_replayed",
+            Reason::DpopKeyMismatch => "dpop_key_mismatch",
+            Reason::DpopAthMismatch => "dpop_ath_mismatch",
+            Reason::DpopRequired => "dpop_required",
         }
     }
 
@@ -154,6 +172,12 @@ impl Reason {
             Reason::CertificateUnavailable => {
                 "the gateway cannot read client certificates from this connection"
             }
+            Reason::DpopProofMissing => "the DPoP-bound token came without a DPoP proof",
+            Reason::DpopProofInvalid => "the DPoP proof is not valid for this request",
+            Reason::DpopProofReplayed => "the DPoP proof was already used",
+            Reason::DpopKeyMismatch => "the token is not bound to the DPoP proof's key",
+            Reason::DpopAthMismatch => "the DPoP proof is not for this access token",
+            Reason::DpopRequired => "a DPoP-bound token sent with the DPoP scheme is required",
         }
     }
 
@@ -165,6 +189,20 @@ impl Reason {
             Reason::IdentityHeaderSpoofed => Class::BadRequest,
             Reason::PathNotCanonical => Class::BadRequest,
             _ => Class::Unauthenticated,
+        }
+    }
+
+    /// The RFC 9449 §7.1 error of a DPoP refusal, answered with the `DPoP` scheme: the proof is
+    /// the problem (`invalid_dpop_proof`), or the token is (`invalid_token`: bound to another
+    /// key, or not DPoP-bound where that is required, or sent with the `Bearer` scheme).
+    pub fn dpop_error(self) -> Option<&'static str> {
+        match self {
+            Reason::DpopProofMissing
+            | Reason::DpopProofInvalid
+            | Reason::DpopProofReplayed
+            | Reason::DpopAthMismatch => Some("invalid_dpop_proof"),
+            Reason::DpopKeyMismatch | Reason::DpopRequired => Some("invalid_token"),
+            _ => None,
         }
     }
 
@@ -187,6 +225,8 @@ pub struct Denial {
     pub rule: Option<String>,
     /// Scopes that would have satisfied the rule (for `insufficient_scope`).
     pub scopes: Vec<String>,
+    /// For a DPoP refusal: the proof algorithms accepted (`algs` of the `DPoP` challenge).
+    pub algs: Vec<&'static str>,
 }
 
 impl Denial {
@@ -195,6 +235,7 @@ impl Denial {
             reason,
             rule: None,
             scopes: Vec::new(),
+            algs: Vec::new(),
         }
     }
 
@@ -203,6 +244,7 @@ impl Denial {
             reason,
             rule: Some(rule.to_string()),
             scopes: Vec::new(),
+            algs: Vec::new(),
         }
     }
 }
@@ -269,6 +311,16 @@ fn www_authenticate(denial: &Denial, detail: Detail, realm: Option<&str>) -> Opt
     let mut params: Vec<String> = Vec::new();
     if let Some(realm) = realm {
         params.push(format!("realm=\"{}\"", quote_safe(realm)));
+    }
+    if let Some(error) = denial.reason.dpop_error() {
+        params.push(format!("error=\"{error}\""));
+        if detail == Detail::Message {
+            params.push(format!("error_description=\"{}\"", denial.reason.message()));
+        }
+        if !denial.algs.is_empty() {
+            params.push(format!("algs=\"{}\"", denial.algs.join(" ")));
+        }
+        return Some(format!("DPoP {}", params.join(", ")));
     }
     match denial.reason.class() {
         Class::Unauthenticated => {
@@ -424,6 +476,33 @@ mod tests {
         assert_eq!(header(&r, "x-identity-reason"), Some("path_not_canonical"));
         assert_eq!(header(&r, "www-authenticate"), None);
         assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    }
+
+    #[test]
+    fn dpop_refusals_challenge_with_the_dpop_scheme_and_its_algorithms() {
+        let mut d = Denial::new(Reason::DpopProofReplayed);
+        d.algs = vec!["ES256", "EdDSA"];
+        let r = render(&d, Detail::Reason, Some("api"), "x-identity-reason");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("DPoP realm=\"api\", error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\"")
+        );
+        assert_eq!(header(&r, "x-identity-reason"), Some("dpop_proof_replayed"));
+        let mut d = Denial::new(Reason::DpopKeyMismatch);
+        d.algs = vec!["ES256"];
+        let r = render(&d, Detail::None, None, "x-identity-reason");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("DPoP error=\"invalid_token\", algs=\"ES256\"")
+        );
+        for reason in Reason::ALL {
+            let dpop = reason.code().starts_with("dpop_");
+            assert_eq!(reason.dpop_error().is_some(), dpop, "{reason:?}");
+            if dpop {
+                assert_eq!(reason.status(), 401);
+            }
+        }
     }
 
     #[test]

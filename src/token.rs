@@ -13,6 +13,9 @@ pub struct RequestFacts {
     pub path: String,
     /// `:authority` (or `host`).
     pub authority: String,
+    /// `:scheme` (`http` or `https`), as the host reports it; empty when it did not. Used only
+    /// to rebuild the request's URI for DPoP proofs (`dpop.public_base_url` overrides it).
+    pub scheme: String,
     pub headers: Vec<(String, String)>,
     /// A unique value for this request, from the host's randomness: the assertion's `jti`, and
     /// the request id when the request has none. Empty when no assertion is configured.
@@ -69,6 +72,9 @@ pub enum Location {
 pub struct Found {
     pub token: String,
     pub locations: Vec<Location>,
+    /// Every location carried the token with the `DPoP` authorization scheme (RFC 9449 §7.1),
+    /// accepted wherever a header source's prefix is `Bearer `.
+    pub dpop_scheme: bool,
 }
 
 /// Look for the token in every configured source. `Ok(None)` when there is none; an error
@@ -80,7 +86,7 @@ pub fn find(
 ) -> Result<Option<Found>, Reason> {
     let mut found: Option<Found> = None;
     for source in sources {
-        for (raw, location) in candidates(source, facts) {
+        for (raw, location, dpop) in candidates(source, facts) {
             if raw.len() > max_bytes {
                 return Err(Reason::TokenTooLarge);
             }
@@ -96,9 +102,11 @@ pub fn find(
                     found = Some(Found {
                         token,
                         locations: vec![location],
+                        dpop_scheme: dpop,
                     })
                 }
                 Some(f) if f.token == token => {
+                    f.dpop_scheme &= dpop;
                     if !f.locations.contains(&location) {
                         f.locations.push(location);
                     }
@@ -110,21 +118,29 @@ pub fn find(
     Ok(found)
 }
 
-/// Raw token strings in one source, with their location.
-fn candidates<'a>(source: &'a TokenSource, facts: &'a RequestFacts) -> Vec<(&'a str, Location)> {
+/// Raw token strings in one source, with their location and whether they came with the `DPoP`
+/// scheme.
+fn candidates<'a>(
+    source: &'a TokenSource,
+    facts: &'a RequestFacts,
+) -> Vec<(&'a str, Location, bool)> {
     let mut out = Vec::new();
     if let Some(name) = &source.header {
         let prefix = source.prefix.as_deref().unwrap_or("");
         for value in facts.header_values(name) {
-            if let Some(rest) = strip_prefix_ignore_case(value, prefix) {
-                out.push((rest.trim(), Location::Header(name.to_ascii_lowercase())));
+            if let Some((rest, dpop)) = after_scheme(value, prefix) {
+                out.push((
+                    rest.trim(),
+                    Location::Header(name.to_ascii_lowercase()),
+                    dpop,
+                ));
             }
         }
     } else if let Some(name) = &source.query {
         if let (_, Some(query)) = split_query(&facts.path) {
             for (key, value) in query_pairs(query) {
                 if key == name {
-                    out.push((value, Location::Query(name.clone())));
+                    out.push((value, Location::Query(name.clone()), false));
                 }
             }
         }
@@ -132,12 +148,28 @@ fn candidates<'a>(source: &'a TokenSource, facts: &'a RequestFacts) -> Vec<(&'a 
         for header in facts.header_values("cookie") {
             for (key, value) in cookie_pairs(header) {
                 if key == name {
-                    out.push((value, Location::Cookie(name.clone())));
+                    out.push((value, Location::Cookie(name.clone()), false));
                 }
             }
         }
     }
     out
+}
+
+/// The `DPoP` authorization scheme (RFC 9449 §7.1), accepted by every header source whose
+/// prefix is `Bearer ` (any case).
+pub const DPOP_PREFIX: &str = "DPoP ";
+
+/// The rest of a header value after the source's `prefix`, and whether it came with the `DPoP`
+/// scheme instead (only where the prefix is `Bearer `). Both matched ASCII case-insensitively.
+pub fn after_scheme<'a>(value: &'a str, prefix: &str) -> Option<(&'a str, bool)> {
+    if let Some(rest) = strip_prefix_ignore_case(value, prefix) {
+        return Some((rest, false));
+    }
+    if prefix.eq_ignore_ascii_case("Bearer ") {
+        return strip_prefix_ignore_case(value, DPOP_PREFIX).map(|rest| (rest, true));
+    }
+    None
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
@@ -236,6 +268,7 @@ mod tests {
             method: "GET".into(),
             path: path.into(),
             authority: "api.test".into(),
+            scheme: "https".into(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

@@ -174,7 +174,7 @@ fn verify_signature(jws: &Jws<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), 
 }
 
 /// A signature of the wrong size cannot verify. Sizes are fixed except for RSA (the modulus').
-fn signature_length_fits(alg: Algorithm, len: usize) -> bool {
+pub fn signature_length_fits(alg: Algorithm, len: usize) -> bool {
     let expected = match alg {
         Algorithm::HS256 => 32,
         Algorithm::HS384 => 48,

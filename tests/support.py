@@ -239,6 +239,8 @@ STATUS = {
     "path_not_canonical": 400,
     "certificate_missing": 401, "certificate_mismatch": 401, "certificate_required": 401,
     "certificate_unavailable": 500,
+    "dpop_proof_missing": 401, "dpop_proof_invalid": 401, "dpop_proof_replayed": 401,
+    "dpop_key_mismatch": 401, "dpop_ath_mismatch": 401, "dpop_required": 401,
 }
 
 

@@ -228,15 +228,21 @@ def test_metrics_are_defined_only_behind_the_switch():
 
 def test_shared_data_is_only_used_behind_its_switch():
     """Without an shm_kv zone (Kong < 3.7, or none configured) shared-data calls trap. When and
-    where they may happen is tested natively (src/filter/tests.rs); here: only the file that
-    reads `remote_keys.shared_data` calls them."""
-    users = 0
+    where they may happen is tested natively (src/filter/tests.rs); here: only the files that
+    read a shared-data switch call them: remote keys (`remote_keys.shared_data`) and DPoP replay
+    records (`dpop.shared_replay`, and only in Envoy)."""
+    switches = {
+        "keys.rs": [r"remote_keys\s*\.\s*shared_data"],
+        "replay.rs": [r"dpop\s*\.\s*shared_replay", r"kind\s*==\s*HostKind::Envoy"],
+    }
+    users = set()
     for name, code in glue_code().items():
         if re.search(r"\.(get_shared|set_shared)\s*\(", code):
-            users += 1
-            assert re.search(r"remote_keys\s*\.\s*shared_data", code), \
-                f"src/filter/{name} uses shared data without reading remote_keys.shared_data"
-    assert users == 1
+            users.add(name)
+            assert name in switches, f"src/filter/{name} uses shared data behind no known switch"
+            for switch in switches[name]:
+                assert re.search(switch, code), f"src/filter/{name} uses shared data without {switch}"
+    assert users == set(switches)
 
 
 def test_properties_are_read_only_through_the_profile():

@@ -299,3 +299,69 @@ def test_the_hook_maps_refusals_to_airflow_retries_and_reads_a_rotated_token_fil
     with GatewayHook("gw_unit", transport=httpx.MockTransport(gateway)) as hook:
         hook.get("/ok")
     assert sent[-1].headers["authorization"] == f"Bearer {rotated}"
+
+
+def test_a_dpop_connection_gets_bound_tokens_and_signs_a_proof_per_call(monkeypatch):
+    """The hook alone, outside a task: extra ``dpop: true`` asks the real OpenID provider for a
+    DPoP-bound token (``cnf.jkt`` of a key made in this process) and every call carries
+    ``Authorization: DPoP`` and a fresh proof for its method and URL (httpx mock gateway)."""
+    import base64
+    import hashlib
+
+    import httpx
+
+    from identity_dispatcher.airflow_hook import GatewayHook
+
+    oidc = oidc_module()
+    if not oidc.installed():
+        pytest.fail(f"oidc-provider is not installed: {oidc.INSTALL_HINT}", pytrace=False)
+    robot = oidc.Client.basic("dpop-job", scope="reports:read")
+    idp = oidc.OidcProvider(clients=[robot], name="airflow-hook-dpop",
+                            resources={API: {"scope": "reports:read", "access_token_ttl": 60}})
+    sent: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    try:
+        idp.start()
+        extra = {"issuer": idp.issuer, "scopes": "reports:read", "resource": API}
+        for conn_id, dpop in (("gw_dpop", True), ("gw_dpop_text", "true")):
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+                "conn_type": "identity_gateway", "host": "gw.test", "login": robot.client_id,
+                "password": robot.secret, "extra": {**extra, "dpop": dpop}}))
+        with GatewayHook("gw_dpop", transport=httpx.MockTransport(gateway)) as hook:
+            hook.get("/api/reports?day=1")
+            hook.post("/api/reports", json={})
+        with GatewayHook("gw_dpop_text", transport=httpx.MockTransport(gateway)) as hook:
+            hook.get("/api/reports")
+    finally:
+        idp.stop()
+    proofs = []
+    for request in sent:
+        scheme, token = request.headers["authorization"].split(" ", 1)
+        assert scheme == "DPoP"
+        header = jwt.get_unverified_header(request.headers["dpop"])
+        assert (header["typ"], header["alg"], set(header["jwk"])) == ("dpop+jwt", "ES256", {"kty", "crv", "x", "y"})
+        proof = jwt.decode(request.headers["dpop"], jwt.PyJWK(header["jwk"], algorithm="ES256").key,
+                           algorithms=["ES256"])
+        assert (proof["htm"], proof["htu"]) == (request.method, "https://gw.test/api/reports")
+        assert proof["ath"] == base64.urlsafe_b64encode(
+            hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+        jwk = header["jwk"]
+        canonical = '{"crv":"%s","kty":"%s","x":"%s","y":"%s"}' % (jwk["crv"], jwk["kty"], jwk["x"], jwk["y"])
+        jkt = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+        assert jwt.decode(token, options={"verify_signature": False})["cnf"] == {"jkt": jkt}
+        proofs.append(proof["jti"])
+    assert len(sent) == 3 and len(set(proofs)) == 3
+
+    # dpop needs client credentials; a value that is no boolean is an error, not "off".
+    monkeypatch.setenv("AIRFLOW_CONN_GW_DPOP_FILE", json.dumps({
+        "conn_type": "identity_gateway", "host": "gw.test", "extra": {"token_file": "/nowhere", "dpop": True}}))
+    monkeypatch.setenv("AIRFLOW_CONN_GW_DPOP_BAD", json.dumps({
+        "conn_type": "identity_gateway", "host": "gw.test", "login": "x", "password": "y",
+        "extra": {"issuer": "https://idp.test", "dpop": "sometimes"}}))
+    for conn_id, message in (("gw_dpop_file", "dpop needs client credentials"), ("gw_dpop_bad", "true or false")):
+        with pytest.raises(ValueError, match=message):
+            GatewayHook(conn_id).token_cache()

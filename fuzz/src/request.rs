@@ -57,6 +57,7 @@ pub fn parse(data: &[u8]) -> RawRequest {
             method,
             path,
             authority,
+            scheme: "https".into(),
             headers,
             unique: "fuzz-unique-1".into(),
             reject_spoofed: control & 0x80 != 0,

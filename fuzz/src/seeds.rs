@@ -53,6 +53,7 @@ fn facts(method: &str, path: &str, headers: &[(&str, String)], spoof: bool) -> R
         method: method.into(),
         path: path.into(),
         authority: "api.test".into(),
+        scheme: "https".into(),
         headers: headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.clone()))

@@ -8,7 +8,9 @@ in parameters, code or environment).
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import time
 
 from prefect import flow, get_run_logger, serve, task
@@ -23,8 +25,20 @@ def call(block: str, path: str) -> dict:
     credentials = GatewayCredentials.load(block)
     with credentials.client() as gateway:
         seen = gateway.get(path).json()["headers"]
+    _record_dpop_key(credentials)
     return {"sub": seen.get("x-identity-subject"), "request_id": seen.get("x-request-id"),
             "flow_run_id": seen.get("x-prefect-flow-run-id"), "task_run_id": seen.get("x-prefect-task-run-id")}
+
+
+def _record_dpop_key(credentials: GatewayCredentials) -> None:
+    """For the test only, outside Prefect: the private scalar of the DPoP key in use, appended to
+    the file ``OUTBOUND_DPOP_KEYS`` names, so the test can search Prefect's data for it."""
+    record = os.environ.get("OUTBOUND_DPOP_KEYS")
+    key = credentials.token_cache().get().dpop_key if credentials.dpop else None
+    if record and key is not None:
+        private = key._key.private_numbers().private_value  # noqa: SLF001
+        with open(record, "a", encoding="ascii") as out:
+            out.write(base64.urlsafe_b64encode(private.to_bytes(32, "big")).rstrip(b"=").decode() + "\n")
 
 
 @flow(log_prints=True)
@@ -37,6 +51,8 @@ def calls(block: str, path: str = "/api/reports", rounds: int = 1, parallel: int
     # What a careless flow might print or log: none of it may show the token.
     print(f"credentials: {credentials!r}; cache: {cache!r}")
     get_run_logger().info("token %r from %s", cache.get(), credentials.client())
+    if cache.get().dpop_key is not None:
+        print(f"DPoP key {cache.get().dpop_key!r}")
     logging.getLogger("identity_dispatcher.tokens").setLevel(logging.INFO)
     done = 0
     for round_ in range(rounds):

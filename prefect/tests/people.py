@@ -23,4 +23,6 @@ FRANK = person("frank", "echoer")
 GINA = person("gina", "echoer", tenant="other")
 BLOCKED = person("blocky", "flow-runner", tenant="blocked")
 ADMIN = person("root", "flow-admin", tenant=None)
+#: Allowed to run hello/* only with a sender-constrained token (rule sealed-runners).
+SEALED = person("sealed", "sealed-runner")
 STRANGER = person("stranger", "flow-runner", idp=DOWN_IDP)

@@ -18,7 +18,7 @@ import pytest
 
 from identity_dispatcher.testing import DispatcherProcess, wait_for_run
 from local_http import FaultProxy, ScriptedServer, json_answer
-from people import ADMIN, ALICE, BLOCKED, BOB, ERIN, FRANK, GINA, MALLORY
+from people import ADMIN, ALICE, BLOCKED, BOB, ERIN, FRANK, GINA, MALLORY, SEALED
 
 HELLO = "/runs/hello/hello"
 ECHO = "/runs/echo/echo"
@@ -79,7 +79,7 @@ def test_authorized_run_completes_with_identity_recorded(caller, prefect_server,
     assert logged[0]["reason"] == "run_created"
     assert logged[0]["deployment"] == "hello/hello"
     assert logged[0]["identity"] == {"sub": "alice", "idp": "https://idp.test/realms/main",
-                                     "tenant": "acme", "provider": "test"}
+                                     "tenant": "acme", "provider": "test", "binding": "none"}
 
 
 def test_flow_without_requested_by_gets_none(caller, prefect_server):
@@ -106,6 +106,37 @@ def test_plain_identity_headers_are_not_enough(caller):
                "x-identity-issuer": "https://idp.test/realms/main", "x-identity-tenant": "acme"}
     response = caller.request("POST", HELLO, identity=None, json={}, headers=spoofed)
     assert response.status_code == 401
+
+
+def test_deployment_requiring_a_bound_token_refuses_binding_none_and_accepts_dpop(
+        direct, assertion_minter, prefect_server, dispatcher):
+    """Rule sealed-runners (hello/*) requires a DPoP- or certificate-bound token: the same caller
+    is refused with an unbound token (and with an assertion from a filter that predates the
+    ``binding`` claim), and allowed with a DPoP-bound one; the run records the binding."""
+    def start(request_id: str, **claims) -> httpx.Response:
+        token = assertion_minter.mint(SEALED, "POST", HELLO, request_id=request_id, **claims)
+        return direct.post(HELLO, json={"name": "Sealed"}, headers=with_assertion(token))
+
+    unbound = start(f"unbound-{uuid.uuid4()}", binding="none")
+    body = assert_refused(unbound, 403, "binding_required; rule=sealed-runners")
+    assert "detail" not in body and body["rule"] == "sealed-runners"
+    older = start(f"older-{uuid.uuid4()}", binding=None)  # no binding claim at all
+    assert_refused(older, 403, "binding_required; rule=sealed-runners")
+
+    bound = start(f"bound-{uuid.uuid4()}", binding="dpop")
+    assert bound.status_code == 201, bound.text
+    assert bound.json()["rule"] == "sealed-runners"
+    run = wait_for_run(prefect_server.api_url, bound.json()["flow_run_id"], timeout=60)
+    assert run["labels"]["identity.binding"] == "dpop"
+    assert run["labels"]["identity.rule"] == "sealed-runners"
+
+    decisions = dispatcher.decisions()
+    refused = [d for d in decisions if d.get("reason") == "binding_required"
+               and d["identity"]["sub"] == "sealed"]
+    assert len(refused) >= 2 and all(d["rule"] == "sealed-runners" for d in refused)
+    assert any("'none'" in d["detail"] for d in refused)
+    allowed = [d for d in decisions if d.get("flow_run_id") == bound.json()["flow_run_id"]]
+    assert allowed[0]["identity"]["binding"] == "dpop"
 
 
 def test_assertion_replayed_on_another_path_is_401(direct, assertion_minter):

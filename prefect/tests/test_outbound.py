@@ -28,11 +28,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import GATEWAY_REQUIRED, HERE, envoy_runner, gateway_unavailable, oidc_module
+from conftest import GATEWAY_REQUIRED, HERE, REPO, envoy_runner, gateway_unavailable, oidc_module
 from identity_dispatcher import gateway as gw
 from identity_dispatcher.client import GatewayClient, Unauthenticated, is_retryable
 from identity_dispatcher.testing import ServedFlows, free_port, prefect_env, wait_for_run
-from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCache, TokenUnavailable
+from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCache, TokenUnavailable, dpop_headers
 
 API = "api://reports"
 SHORT = "api://reports-short"
@@ -184,11 +184,13 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
                               env=prefect_env(prefect_server.home, prefect_server.api_url),
                               capture_output=True, text=True, timeout=60, cwd=workdir)
         assert done.returncode == 0, done.stderr[-3000:]
+        dpop_keys = workdir / "dpop-keys.txt"
         flows = ServedFlows(workdir, prefect_server, deployments=("calls/calls", "refusals/refusals"),
-                            flows_file=HERE / "outbound_flows.py")
+                            flows_file=HERE / "outbound_flows.py", env={"OUTBOUND_DPOP_KEYS": str(dpop_keys)})
         yield Outbound(main=main, cold=cold, brief=brief, robot=robot, keyed=keyed, brief_client=brief_client,
                        echo=echo, envoy=envoy, prefect=prefect_server, flows=flows, workdir=workdir,
-                       secrets=[robot.secret, cold_client.secret, brief_client.secret])
+                       secrets=[robot.secret, cold_client.secret, brief_client.secret], runner=runner,
+                       dpop_keys=dpop_keys)
     finally:
         if flows is not None:
             flows.stop()
@@ -348,6 +350,90 @@ def test_insufficient_scope_is_not_retried_keys_unavailable_is(outbound):
     assert sorted(line.split()[3] for line in logged) == ["403", "503", "503", "503"]
 
 
+#: The filter verifies DPoP proofs (RFC 9449) from the tree that has src/dpop.rs on.
+DPOP_GATEWAY = (REPO / "src" / "dpop.rs").exists()
+
+
+@pytest.mark.skipif(not DPOP_GATEWAY, reason="the filter's DPoP verification (src/dpop.rs) is not in this tree")
+def test_a_flow_calls_with_a_dpop_bound_token_and_a_replayed_proof_is_refused(outbound):
+    """A gateway whose provider requires DPoP-bound tokens (``dpop.mode: required``): a served
+    flow with a ``dpop: true`` block calls through it (the API sees ``x-identity-binding:
+    dpop``); the same request sent again, proof and all, is refused as a replay; a bearer token
+    of the same client is refused."""
+    config = {
+        "providers": [gw.provider("flows", outbound.main.issuer, audiences=[API], algorithms=["RS256"],
+                                  discovery=True, upstream="idp-main", clock_skew_seconds=0,
+                                  dpop={"mode": "required"})],
+        "rules": [{"name": "reports", "match": {"path_prefix": "/api/reports"},
+                   "require": {"scopes": {"all_of": ["reports:read"]}}}],
+        "default": "deny",
+        "headers": {
+            "claims": [{"identity": "subject", "header": "x-identity-subject"},
+                       {"identity": "binding", "header": "x-identity-binding"}],
+            "forward_token": True,
+            "assertion": {"audience": "reports-api", "keys": [gw.hs256_key("reports-1", ASSERTION_SECRET)]},
+        },
+        "errors": {"detail": "reason"},
+    }
+    runner = outbound.runner
+    wasm = Path(os.environ.get("IDENTITY_WASM", runner.DEFAULT_WASM))
+    envoy = runner.Envoy(wasm, config, upstream_port=outbound.echo.port, name="gateway-dpop",
+                         workdir=outbound.workdir / "envoy-dpop",
+                         extra_clusters=[{"name": "idp-main", "port": outbound.main.port}],
+                         hcm_options={"access_log": gw.trace_access_log()})
+    try:
+        envoy.start()
+        spec = {"secrets": {}, "blocks": {"reports-dpop": {
+            "gateway_url": envoy.base_url, "scopes": ["reports:read"], "resource": API, "dpop": True,
+            "issuer": outbound.main.issuer, "client_id": outbound.robot.client_id,
+            "client_secret": "reports-flow-secret"}}}
+        done = subprocess.run([sys.executable, "-c", SETUP_BLOCKS], input=json.dumps(spec),
+                              env=prefect_env(outbound.prefect.home, outbound.prefect.api_url),
+                              capture_output=True, text=True, timeout=60, cwd=outbound.workdir)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        mark = len(outbound.echo.received)
+        run = outbound.run("calls/calls", {"block": "reports-dpop", "parallel": 2})
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        seen = outbound.new_requests(mark)
+        assert len(seen) == 2
+        for request in seen:
+            headers = request["headers"]
+            assert headers["x-identity-binding"] == "dpop" and headers["x-identity-subject"] == "reports-flow"
+            claims = assertion_claims(headers)
+            assert claims["binding"] == "dpop" and claims["req"]["id"] == headers["x-request-id"]
+            assert headers["x-prefect-flow-run-id"] == run["id"]
+        assert outbound.dpop_keys.exists()  # the flow's keys, searched for by the last test
+
+        # The same request again, its proof included: a replay.
+        source = ClientCredentials(outbound.robot.client_id, issuer=outbound.main.issuer,
+                                   client_secret=outbound.robot.secret, scopes=["reports:read"], resource=API,
+                                   dpop=True)
+        token = source.fetch()
+        url = f"{envoy.base_url}/api/reports"
+        sent = {**dpop_headers(token, "GET", url), "x-request-id": "dpop-replay"}
+        first = httpx.get(url, headers=sent, timeout=10)
+        assert first.status_code == 200 and first.json()["headers"]["x-identity-binding"] == "dpop"
+        replayed = httpx.get(url, headers=sent, timeout=10)
+        assert replayed.status_code == 401
+        assert replayed.headers["x-identity-reason"] == "dpop_proof_replayed"
+        assert 'error="invalid_dpop_proof"' in replayed.headers["www-authenticate"]
+        # A fresh proof for the same token passes; the same token as a bearer token does not.
+        assert httpx.get(url, headers=dpop_headers(token, "GET", url), timeout=10).status_code == 200
+        as_bearer = httpx.get(url, headers={"authorization": f"Bearer {token.value}"}, timeout=10)
+        assert as_bearer.status_code == 401
+        assert as_bearer.headers["x-identity-reason"] in ("dpop_required", "dpop_proof_missing")
+        plain = ClientCredentials(outbound.robot.client_id, issuer=outbound.main.issuer,
+                                  client_secret=outbound.robot.secret, scopes=["reports:read"],
+                                  resource=API).fetch()
+        with GatewayClient(envoy.base_url, plain.value) as client:
+            with pytest.raises(Unauthenticated) as unbound:
+                client.get("/api/reports")
+        assert unbound.value.reason == "dpop_required" and not unbound.value.retryable
+    finally:
+        envoy.stop()
+
+
 def _search_all(api: str, run_ids: list[str]) -> str:
     """Everything Prefect stored about the runs, as text: runs, task runs, logs, events,
     block documents, variables, artifacts."""
@@ -381,6 +467,8 @@ def test_no_token_in_the_flows_logs_or_stored_data(outbound):
         outbound.run("calls/calls", {"block": "reports-basic", "parallel": 2})
     tokens = {bearer_of(r) for r in outbound.echo.received if "authorization" in r["headers"]}
     assert tokens
+    # The private keys of DPoP-bound tokens the flows used (recorded outside Prefect by them).
+    dpop_keys = outbound.dpop_keys.read_text().split() if outbound.dpop_keys.exists() else []
     # The flows did print and log their credentials, cache and token objects: redacted. (Logs
     # reach the API and the worker's output a moment after the run ends: wait for them.)
     deadline = time.monotonic() + 30
@@ -395,5 +483,5 @@ def test_no_token_in_the_flows_logs_or_stored_data(outbound):
     assert "AccessToken(<redacted" in stored and "GatewayCredentials(" in stored
     assert "calls, last token AccessToken(<redacted" in worker
     for text, where in ((stored, "Prefect's stored data"), (worker, "the worker's output")):
-        for secret in [*tokens, *outbound.secrets]:
-            assert secret not in text, f"a token or secret in {where}"
+        for secret in [*tokens, *outbound.secrets, *dpop_keys]:
+            assert secret not in text, f"a token, secret or DPoP key in {where}"

@@ -10,7 +10,7 @@ from identity_dispatcher.assertion import Identity
 from identity_dispatcher.policy import PolicyError, load_policy, parse_policy
 from identity_dispatcher.reasons import Refusal
 from identity_dispatcher.testing import EXAMPLE_POLICY
-from people import ADMIN, ALICE, BLOCKED, ERIN, GINA, MALLORY
+from people import ADMIN, ALICE, BLOCKED, ERIN, GINA, IDP, MALLORY
 
 POLICY = load_policy(str(Path(__file__).parent / "policy.yaml"))
 
@@ -101,6 +101,11 @@ def test_example_policy_is_valid():
         ({"rules": [{"name": "a", "deployments": ["x"], "roles": {"any_of": "r r"}}]}, None),
         ({"rules": [{"name": "a", "deployments": ["x"], "effect": "maybe"}]}, "rules[0].effect"),
         ({"rules": [{"name": "a", "deployments": ["x"], "read": "all"}]}, "rules[0].read"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "require_binding": ["none"]}]}, "rules[0].require_binding"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "require_binding": []}]}, "rules[0].require_binding"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "require_binding": True}]}, "rules[0].require_binding"),
+        ({"rules": [{"name": "a", "deployments": ["x"], "effect": "deny", "require_binding": ["dpop"]}]},
+         "rules[0].require_binding"),
         ({"rules": [{"name": "a", "deployments": ["x"]}, {"name": "a", "deployments": ["y"]}]}, "rules[1].name"),
         ({"rules": [{"name": "default", "deployments": ["x"]}]}, "rules[0].name"),
         ({"default": "allow", "rules": []}, "default"),
@@ -123,3 +128,54 @@ def test_policy_file_may_be_json(tmp_path):
     file.write_text('{"rules": [{"name": "r", "deployments": ["a/b"], "subjects": ["alice"]}]}')
     policy = load_policy(str(file))
     assert policy.decide(identity(ALICE), "a/b").name == "r"
+
+
+# -- sender-constrained tokens ---------------------------------------------------------------
+
+BOUND = parse_policy({"rules": [
+    {"name": "bound-etl", "deployments": ["etl/*"], "dags": ["etl_*"], "roles": ["flow-runner"],
+     "require_binding": ["dpop", "mtls"]},
+    {"name": "dpop-only", "deployments": ["report/*"], "roles": ["flow-runner"], "require_binding": "dpop"},
+    {"name": "any-token", "deployments": ["hello/*"], "roles": ["flow-runner"]},
+]})
+
+
+@pytest.mark.parametrize("kind,target", [("deployment", "etl/nightly"), ("dag", "etl_nightly")])
+def test_a_rule_requiring_a_bound_token_refuses_an_unbound_one_for_deployments_and_dags(kind, target):
+    for binding in ("dpop", "mtls"):
+        assert BOUND.decide(identity(ALICE, binding=binding), target, kind).name == "bound-etl"
+    with pytest.raises(Refusal) as caught:
+        BOUND.decide(identity(ALICE, binding="none"), target, kind)
+    refusal = caught.value
+    assert (refusal.status, refusal.code, refusal.rule) == (403, "binding_required", "bound-etl")
+    assert refusal.header_value() == "binding_required; rule=bound-etl"
+    assert "none" in refusal.detail and "detail" not in refusal.body()
+
+
+def test_a_binding_outside_the_rules_list_is_refused_and_rules_without_it_accept_any():
+    assert BOUND.decide(identity(ALICE, binding="dpop"), "report/report").name == "dpop-only"
+    with pytest.raises(Refusal) as caught:
+        BOUND.decide(identity(ALICE, binding="mtls"), "report/report")
+    assert caught.value.code == "binding_required"
+    for binding in ("none", "dpop", "mtls"):
+        assert BOUND.decide(identity(ALICE, binding=binding), "hello/hello").name == "any-token"
+
+
+def test_the_binding_is_checked_only_once_the_callers_conditions_hold():
+    # A caller without the role is forbidden as before: the binding tells them nothing more.
+    with pytest.raises(Refusal) as caught:
+        BOUND.decide(identity(MALLORY, binding="none"), "etl/nightly")
+    assert (caught.value.code, caught.value.rule) == ("forbidden", "bound-etl")
+
+
+def test_an_assertion_without_the_binding_claim_counts_as_unbound():
+    from identity_dispatcher.assertion import identity_from_claims
+
+    claims = {"sub": "alice", "idp": IDP, "roles": ["flow-runner"], "req": {"method": "POST", "path": "/x"}}
+    assert identity_from_claims(claims).binding == "none"
+    assert identity_from_claims({**claims, "binding": "dpop"}).binding == "dpop"
+    with pytest.raises(Refusal) as caught:
+        identity_from_claims({**claims, "binding": 1})
+    assert caught.value.code == "assertion_invalid"
+    with pytest.raises(Refusal):
+        BOUND.decide(identity_from_claims(claims), "etl/nightly")

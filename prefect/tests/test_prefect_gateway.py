@@ -21,6 +21,8 @@ BASE = {"gateway_url": "http://127.0.0.1:10000"}
     ({"client_id": "c", "issuer": "http://idp", "private_key_file": "/k", "client_secret": Secret(value="s")},
      "exactly one of client_secret and private_key_file"),
     ({"client_id": "c", "private_key_file": "/k"}, "issuer or discovery_url"),
+    ({"token_file": "/t", "dpop": True}, "dpop needs client credentials"),
+    ({"static_token": Secret(value="legacy"), "dpop": True}, "dpop needs client credentials"),
 ])
 def test_one_identity_per_block(fields, message):
     with pytest.raises(ValidationError, match=message):
@@ -47,6 +49,18 @@ def test_each_kind_gives_its_source_and_one_cache_per_credentials(tmp_path):
                                  scopes=["a"], resource="api://x")
     assert rotated.token_cache() is not secret.token_cache()
     assert "s3cret-value" not in repr(secret) + repr(secret.client()) + repr(secret.token_cache())
+
+
+def test_dpop_is_off_by_default_and_on_asks_for_bound_tokens_in_a_cache_of_its_own():
+    fields = dict(**BASE, issuer="http://idp", client_id="c", client_secret=Secret(value="s3cret-value"))
+    plain, bound = GatewayCredentials(**fields), GatewayCredentials(**fields, dpop=True)
+    assert plain.dpop is False and plain.token_source().dpop is False
+    source = bound.token_source()
+    assert source.dpop is True and "DPoP" in source.describe()
+    # Bearer and DPoP-bound tokens of one client never share a cache.
+    assert bound.token_cache() is not plain.token_cache()
+    assert bound.token_cache() is GatewayCredentials(**fields, dpop=True).token_cache()
+    assert "dpop" in GatewayCredentials.model_json_schema()["properties"]
 
 
 def test_trace_headers_outside_a_run():

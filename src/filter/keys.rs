@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use super::host::{Host, Level, MetricKind, CAS_MISMATCH};
 use super::{conclude, refuse, set_paused, HostKind, State, Verdict};
 use crate::config::{Config, WaitMode};
-use crate::decide::{self, Decision, Engine, RequestFacts};
+use crate::decide::{Decision, Engine, RequestFacts};
 use crate::fetch::{self, Answer, FetchError, Target};
 use crate::jwks::KeySet;
 use crate::keystore::{
@@ -262,14 +262,21 @@ impl RemoteKeys {
     }
 
     /// Decide a request against inline and fetched keys.
-    pub(super) fn decide(&self, engine: &Engine, facts: &RequestFacts, now_ms: u64) -> Decision {
+    pub(super) fn decide(
+        &self,
+        host: &impl Host,
+        state: &State,
+        engine: &Engine,
+        facts: &RequestFacts,
+        now_ms: u64,
+    ) -> Decision {
         let inner = self.inner.borrow();
         let view = KeyView {
             engine,
             store: &inner.store,
             now_ms,
         };
-        decide::decide(engine, &view, facts, now_ms / 1000)
+        super::decide_request(host, state, engine, &view, facts, now_ms / 1000)
     }
 
     /// A request needs `provider`'s keys (cold start) or a refetch (unknown `kid`). `Ok`: it was
@@ -468,7 +475,7 @@ impl RemoteKeys {
             let Some(facts) = self.inner.borrow_mut().facts.remove(&w.id) else {
                 continue;
             };
-            let decision = self.decide(engine, &facts, now);
+            let decision = self.decide(host, state, engine, &facts, now);
             if let Decision::NeedKeys(p) = decision {
                 // The fetch failed but another attempt comes within the wait: keep waiting.
                 let mut inner = self.inner.borrow_mut();
@@ -710,7 +717,7 @@ impl RemoteKeys {
             }
         }
         set_paused(id, false);
-        let verdict = match self.decide(engine, &call.facts, now) {
+        let verdict = match self.decide(host, state, engine, &call.facts, now) {
             Decision::NeedKeys(p) => refuse(
                 host,
                 state,

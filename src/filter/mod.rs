@@ -19,6 +19,7 @@
 pub mod host;
 mod keys;
 mod metrics;
+mod replay;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "wasm32")]
@@ -358,7 +359,7 @@ impl Request {
         let decision = match &state.keys {
             Some(keys) => {
                 let now = host.now_ms();
-                match keys.decide(engine, &facts, now) {
+                match keys.decide(host, &state, engine, &facts, now) {
                     Decision::NeedKeys(provider) => {
                         return match keys.wait(host, self.id, provider, facts, now) {
                             Ok(keys::Waiting::Resumed) => {
@@ -376,7 +377,7 @@ impl Request {
                     decision => decision,
                 }
             }
-            None => decide::decide(engine, engine, &facts, host.now_ms() / 1000),
+            None => decide_request(host, &state, engine, engine, &facts, host.now_ms() / 1000),
         };
         conclude(host, &state, engine, decision)
     }
@@ -414,6 +415,21 @@ impl Request {
     }
 }
 
+/// Decide a request, with DPoP proofs also recorded in shared data where that is safe
+/// ([`replay::SharedReplay`]).
+fn decide_request(
+    host: &impl Host,
+    state: &State,
+    engine: &Engine,
+    keys: &dyn decide::KeySource,
+    facts: &RequestFacts,
+    now: u64,
+) -> Decision {
+    let shared = replay::SharedReplay::new(host, state, engine);
+    let shared = shared.as_ref().map(|s| s as &dyn crate::dpop::ReplayStore);
+    decide::decide_with(engine, keys, shared, facts, now)
+}
+
 /// The request's facts: headers, and the host the client asked for from the header this host
 /// puts it in.
 fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
@@ -430,6 +446,7 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
             ":method" => facts.method = value,
             ":path" => facts.path = value,
             ":authority" => authority = Some(value),
+            ":scheme" => facts.scheme = value,
             n if n.starts_with(':') => {}
             _ => {
                 let mut name = name;

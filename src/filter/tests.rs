@@ -430,6 +430,7 @@ impl Harness {
         let mut all: Vec<Header> = vec![
             (":method".into(), b"GET".to_vec()),
             (":path".into(), path.as_bytes().to_vec()),
+            (":scheme".into(), b"https".to_vec()),
         ];
         match self.host.kind {
             HostKind::Envoy => all.push((":authority".into(), client_host.as_bytes().to_vec())),
@@ -923,6 +924,151 @@ fn a_short_inline_rsa_key_is_logged_once_at_configuration_and_the_filter_serves(
         let id = h.send("/x", &[("authorization", bearer.as_str())]);
         assert!(h.host.went_upstream(id), "the rest of the set works");
         h.host.assert_healthy();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DPoP: the proof names the host the client asked for; proofs are shared between workers only
+// where shared data is safe (Envoy)
+// ---------------------------------------------------------------------------------------------
+
+mod dpop {
+    use super::*;
+    use crate::dpop::test_proofs::{client_key, jkt, proof};
+
+    fn bound() -> String {
+        token(json!({"cnf": {"jkt": jkt(&client_key())}}))
+    }
+
+    fn config() -> Value {
+        inline(json!({"headers": {"claims": [
+            {"identity": "binding", "header": "x-identity-binding"}
+        ]}}))
+    }
+
+    fn send(h: &mut Harness, token: &str, htu: &str, jti: &str) -> u32 {
+        let p = proof(token, "GET", htu, jti, NOW / 1000);
+        let auth = format!("DPoP {token}");
+        h.send(
+            "/api/runs?x=1",
+            &[("host", "api.test"), ("authorization", &auth), ("dpop", &p)],
+        )
+    }
+
+    /// A second worker's filter on the same host (its own memory, the host's shared data),
+    /// taking the requests `h` sends until swapped back.
+    fn swap_worker(h: &mut Harness, other: &mut Root) {
+        std::mem::swap(&mut h.root, other);
+    }
+
+    fn second_worker(h: &Harness) -> Root {
+        let mut root = Root::new(ROOT + 1);
+        h.host.current.set(ROOT + 1);
+        assert!(root.on_configure(&h.host, config().to_string().as_bytes()));
+        h.host.current.set(ROOT);
+        root
+    }
+
+    #[test]
+    fn the_htu_is_the_host_the_client_asked_for_in_both_hosts() {
+        for kind in [HostKind::Envoy, HostKind::Ngx] {
+            let mut h = Harness::new(Mock::new(kind), config());
+            let t = bound();
+            let id = send(&mut h, &t, "https://api.test/api/runs", "a");
+            assert!(h.host.went_upstream(id), "{kind:?}");
+            assert_eq!(
+                h.host.upstream_values(id, "x-identity-binding"),
+                vec!["dpop".to_string()],
+                "{kind:?}"
+            );
+            // Kong's `:authority` is nginx's server_name:port: a proof naming it is refused.
+            let id = send(&mut h, &t, "https://kong:8000/api/runs", "b");
+            assert_eq!(h.host.status(id), Some(401), "{kind:?}");
+            assert_eq!(
+                h.host.response_header(id, "x-identity-reason").as_deref(),
+                Some("dpop_proof_invalid"),
+                "{kind:?}"
+            );
+            h.host.assert_healthy();
+        }
+    }
+
+    #[test]
+    fn in_ngx_the_public_base_url_names_the_htu() {
+        let mut c = config();
+        merge(
+            &mut c,
+            json!({"dpop": {"public_base_url": "https://api.example.com"}}),
+        );
+        let mut h = Harness::new(Mock::ngx(), c);
+        let id = send(&mut h, &bound(), "https://api.example.com/api/runs", "a");
+        assert!(h.host.went_upstream(id));
+        h.host.assert_healthy();
+    }
+
+    #[test]
+    fn in_envoy_a_proof_used_at_one_worker_is_refused_at_another() {
+        let mut h = Harness::new(Mock::envoy(), config());
+        let t = bound();
+        let first = send(&mut h, &t, "https://api.test/api/runs", "once");
+        assert!(h.host.went_upstream(first));
+        assert!(h
+            .host
+            .shared
+            .borrow()
+            .keys()
+            .any(|k| k.starts_with("identity_filter.dpop.")));
+        let mut other = second_worker(&h);
+        swap_worker(&mut h, &mut other);
+        let replay = send(&mut h, &t, "https://api.test/api/runs", "once");
+        assert_eq!(
+            h.host
+                .response_header(replay, "x-identity-reason")
+                .as_deref(),
+            Some("dpop_proof_replayed")
+        );
+        let fresh = send(&mut h, &t, "https://api.test/api/runs", "twice");
+        assert!(h.host.went_upstream(fresh));
+        h.host.assert_healthy();
+    }
+
+    #[test]
+    fn in_ngx_proofs_stay_per_worker_and_shared_data_is_never_touched() {
+        let mut h = Harness::new(Mock::ngx(), config());
+        let t = bound();
+        let first = send(&mut h, &t, "https://api.test/api/runs", "once");
+        assert!(h.host.went_upstream(first));
+        let replay = send(&mut h, &t, "https://api.test/api/runs", "once");
+        assert_eq!(
+            h.host
+                .response_header(replay, "x-identity-reason")
+                .as_deref(),
+            Some("dpop_proof_replayed")
+        );
+        // The documented limit: another worker has its own cache.
+        let mut other = second_worker(&h);
+        swap_worker(&mut h, &mut other);
+        let elsewhere = send(&mut h, &t, "https://api.test/api/runs", "once");
+        assert!(h.host.went_upstream(elsewhere));
+        assert!(h.host.shared.borrow().is_empty());
+        h.host.assert_healthy();
+    }
+
+    #[test]
+    fn shared_buckets_are_bounded_and_drop_expired_proofs() {
+        use crate::filter::replay::{update, BUCKET_ENTRIES};
+        let mut bucket = Vec::new();
+        for i in 0..(BUCKET_ENTRIES as u8 + 4) {
+            let (seen, next) = update(&bucket, &[i; 16], 100 + u64::from(i), 50);
+            assert!(!seen);
+            bucket = next;
+        }
+        assert_eq!(bucket.len(), BUCKET_ENTRIES * 24);
+        // The four expiring first were dropped; the newest are there.
+        assert!(!update(&bucket, &[0; 16], 200, 50).0);
+        assert!(update(&bucket, &[19; 16], 200, 50).0);
+        // Once expired, a proof is forgotten.
+        assert!(!update(&bucket, &[19; 16], 200, 120).0);
     }
 }
 

@@ -13,7 +13,9 @@ database, a secrets backend or an ``AIRFLOW_CONN_*`` variable), never in DAG cod
 - extra ``token_file``: instead, a Kubernetes projected service-account token file, read again
   when the kubelet rotates it;
 - extra ``issuer`` (or ``discovery_url`` / ``token_endpoint``), ``scopes`` (list or
-  space-separated), ``resource``, ``audience``, ``timeout`` (seconds, default 10).
+  space-separated), ``resource``, ``audience``, ``timeout`` (seconds, default 10);
+- extra ``dpop`` (``true``; default false): DPoP-bound tokens (RFC 9449), each bound to a key
+  pair made for it in the task's memory, every call with a fresh proof (client credentials only).
 
 Refusals follow Airflow's retry semantics: a retryable one (``503 keys_unavailable``, the IdP
 unreachable, a transport error) is raised as it is, so the task's ``retries`` apply; any other
@@ -120,6 +122,20 @@ class _MaskedSource:
         return token
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A boolean extra: JSON true/false, or the strings true/false/1/0/yes/no."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"extra {name} must be true or false, not {value!r}")
+
+
 def _scopes(value: Any) -> list[str]:
     if value is None:
         return []
@@ -181,6 +197,10 @@ class GatewayHook(BaseHook):
         extra: Mapping[str, Any] = conn.extra_dejson or {}
         timeout = float(extra.get("timeout", 10.0))
         token_file = extra.get("token_file")
+        dpop = _flag(extra.get("dpop"), "dpop")
+        if token_file and dpop:
+            raise ValueError(f"connection {self.gateway_conn_id}: extra dpop needs client credentials, "
+                             "not a token_file")
         if token_file:
             return shared_cache(("airflow", self.gateway_conn_id, "file", str(token_file)),
                                 lambda: _MaskedSource(ProjectedTokenFile(token_file)))
@@ -193,6 +213,7 @@ class GatewayHook(BaseHook):
             "issuer": extra.get("issuer"), "discovery_url": extra.get("discovery_url"),
             "token_endpoint": extra.get("token_endpoint"), "scopes": _scopes(extra.get("scopes")),
             "resource": extra.get("resource"), "audience": extra.get("audience"), "timeout": timeout,
+            "dpop": dpop,
         }
         if key_file or key_pem:
             options.update(private_key=str(key_file) if key_file else str(key_pem).encode(),

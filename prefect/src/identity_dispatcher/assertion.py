@@ -46,6 +46,10 @@ class Identity:
     request_id: str | None = None
     #: The assertion's unique id.
     jti: str | None = None
+    #: How the caller's token was bound to its sender, as the filter verified it (claim
+    #: ``binding``): ``none``, ``dpop`` (RFC 9449) or ``mtls`` (RFC 8705). An assertion without
+    #: the claim (a filter from before it existed) is ``none``.
+    binding: str = "none"
     claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -60,6 +64,7 @@ class Identity:
             fields["tenant"] = self.tenant
         if self.provider is not None:
             fields["provider"] = self.provider
+        fields["binding"] = self.binding
         return fields
 
 
@@ -170,5 +175,6 @@ def identity_from_claims(claims: dict[str, Any]) -> Identity:
         tenant=_string(claims, "tenant", False),
         request_id=request_id or None,
         jti=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
+        binding=_string(claims, "binding", False) or "none",
         claims=claims,
     )

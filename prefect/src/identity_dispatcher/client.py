@@ -32,7 +32,14 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from .tokens import AccessToken, TokenCache, TokenError
+from .tokens import (
+    DPOP_NONCE_HEADER,
+    AccessToken,
+    TokenCache,
+    TokenError,
+    dpop_headers,
+    nonce_challenge,
+)
 
 DEFAULT_REASON_HEADER = "x-identity-reason"
 
@@ -203,11 +210,16 @@ TOKEN_EXPIRED = "token_expired"
 
 
 class GatewayClient:
-    """A small ``httpx.Client`` wrapper: sends the bearer token, raises :class:`GatewayError`.
+    """A small ``httpx.Client`` wrapper: sends the token, raises :class:`GatewayError`.
 
     ``token`` is a string, a callable returning one, or a :class:`~.tokens.TokenCache`. With a
     cache, a ``401 token_expired`` answer makes the client renew the token once and send the
     call once more (same headers, same request id); any other refusal is raised at once.
+    A DPoP-bound token (from ``ClientCredentials(dpop=True)``) is sent as ``Authorization: DPoP
+    <token>`` with a ``DPoP`` proof signed for this very request (method, URL without query,
+    ``ath``) and made anew for every send, the retries included. A ``401`` asking for a DPoP
+    nonce (``WWW-Authenticate: DPoP error="use_dpop_nonce"`` with ``DPoP-Nonce``) is sent once
+    more with a proof carrying it; the last nonce the gateway gave is used from then on.
     ``trace_headers`` is called per call and its headers are added (e.g. the Prefect run ids,
     :func:`identity_dispatcher.prefect_gateway.run_trace_headers`); they are the same for the
     retried call. The client's ``repr`` never shows the token.
@@ -225,6 +237,7 @@ class GatewayClient:
         trace_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._token = token
+        self._dpop_nonce: str | None = None
         self._reason_header = reason_header
         self._trace_headers = trace_headers
         self.base_url = base_url
@@ -247,31 +260,42 @@ class GatewayClient:
             "a token" if self._token else "no token")
         return f"GatewayClient({self.base_url!r}, {source})"
 
-    def _current_token(self) -> tuple[str | None, AccessToken | None]:
+    def _current_token(self) -> AccessToken | str | None:
         if isinstance(self._token, TokenCache):
-            token = self._token.get()
-            return token.value, token
-        return (self._token() if callable(self._token) else self._token), None
+            return self._token.get()
+        return self._token() if callable(self._token) else self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = dict(kwargs.pop("headers", None) or {})
         if self._trace_headers is not None:
             headers = {**self._trace_headers(), **headers}
-        value, token = self._current_token()
-        response = self._send(method, path, headers, value, kwargs)
-        if token is not None and response.status_code == 401 and isinstance(self._token, TokenCache):
+        token = self._current_token()
+        response = self._send(method, path, headers, token, kwargs)
+        if isinstance(token, AccessToken) and token.dpop_key is not None \
+                and nonce_challenge(response) is not None:
+            response = self._send(method, path, headers, token, kwargs)  # with the nonce now
+        if isinstance(token, AccessToken) and response.status_code == 401 \
+                and isinstance(self._token, TokenCache):
             code, _ = parse_reason(response.headers.get(self._reason_header))
             if code == TOKEN_EXPIRED:
                 renewed = self._token.refresh(stale=token)
-                response = self._send(method, path, headers, renewed.value, kwargs)
+                response = self._send(method, path, headers, renewed, kwargs)
         return raise_for_identity(response, self._reason_header)
 
-    def _send(self, method: str, path: str, headers: dict[str, str], token: str | None,
+    def _send(self, method: str, path: str, headers: dict[str, str], token: AccessToken | str | None,
               kwargs: dict[str, Any]) -> httpx.Response:
-        sent = dict(headers)
-        if token:
-            sent["authorization"] = f"Bearer {token}"
-        return self._http.request(method, path, headers=sent, **kwargs)
+        """One send; a DPoP proof is made for it here, so no two sends share one."""
+        options = dict(kwargs)
+        send_options = {name: options.pop(name) for name in ("auth", "follow_redirects") if name in options}
+        request = self._http.build_request(method, path, headers=headers, **options)
+        if isinstance(token, AccessToken):
+            request.headers.update(dpop_headers(token, request.method, request.url, nonce=self._dpop_nonce))
+        elif token:
+            request.headers["authorization"] = f"Bearer {token}"
+        response = self._http.send(request, **send_options)
+        if response.headers.get(DPOP_NONCE_HEADER):
+            self._dpop_nonce = response.headers[DPOP_NONCE_HEADER]
+        return response
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", path, **kwargs)

@@ -11,7 +11,10 @@ Evaluation, for a caller and a deployment ``flow/deployment``:
 * the first rule that applies decides: ``effect: allow`` allows (with its ``parameters`` and
   ``read``), ``effect: deny`` refuses naming that rule;
 * when no rule applies the request is refused (default deny), naming the first ``allow`` rule
-  whose deployments matched (the caller failed its conditions), or ``default`` when none did.
+  whose deployments matched (the caller failed its conditions), or ``default`` when none did;
+* an allowing rule with ``require_binding`` (a list of ``dpop``, ``mtls``) then refuses with
+  ``binding_required`` a caller whose token was not bound to its sender in one of those ways
+  (the assertion's ``binding`` claim; an assertion without it counts as ``none``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ class Rule:
     parameters: tuple[str, ...] = ()
     #: Who may read runs created under this rule: ``owner`` (same sub and idp) or ``tenant``.
     read: str = "owner"
+    #: Token bindings (``dpop``, ``mtls``) of which the caller's token must have one; empty:
+    #: any token, bound or not.
+    require_binding: tuple[str, ...] = ()
 
     def matches_deployment(self, deployment: str) -> bool:
         return _any_glob(self.deployments, deployment)
@@ -94,6 +100,9 @@ class Rule:
                 return False
         return True
 
+    def accepts_binding(self, binding: str) -> bool:
+        return not self.require_binding or binding in self.require_binding
+
     def allows_parameter(self, name: str) -> bool:
         return _any_glob(self.parameters, name)
 
@@ -118,6 +127,10 @@ class Policy:
                 continue
             if rule.effect == "deny":
                 raise Refusal("forbidden", rule=rule.name, detail=f"denied by rule {rule.name!r}")
+            if not rule.accepts_binding(identity.binding):
+                raise Refusal("binding_required", rule=rule.name,
+                              detail=f"token binding {identity.binding!r}, the rule requires one of "
+                                     + ", ".join(rule.require_binding))
             return rule
         name = first_for_deployment.name if first_for_deployment else DEFAULT_RULE
         raise Refusal("forbidden", rule=name, detail=f"no rule allows {deployment!r}")
@@ -138,8 +151,11 @@ def _any_glob(patterns: Iterable[str], value: str) -> bool:
 
 _RULE_FIELDS = {
     "name", "deployments", "dags", "effect", "issuers", "providers", "subjects", "tenants",
-    "roles", "groups", "scopes", "parameters", "read", "description",
+    "roles", "groups", "scopes", "parameters", "read", "description", "require_binding",
 }
+
+#: The bindings a rule can require (the assertion's ``binding`` claim, other than ``none``).
+BINDINGS = ("dpop", "mtls")
 
 
 def _strings(value: Any, path: str, allow_empty: bool = True) -> tuple[str, ...]:
@@ -188,6 +204,15 @@ def _rule(value: Any, path: str) -> Rule:
         raise PolicyError(f"{path}.read", "expected 'owner' or 'tenant'")
     if "description" in value and not isinstance(value["description"], str):
         raise PolicyError(f"{path}.description", "expected a string")
+    require_binding: tuple[str, ...] = ()
+    if "require_binding" in value:
+        require_binding = _strings(value["require_binding"], f"{path}.require_binding", allow_empty=False)
+        unknown_binding = [b for b in require_binding if b not in BINDINGS]
+        if unknown_binding:
+            raise PolicyError(f"{path}.require_binding",
+                              f"unknown binding {unknown_binding[0]!r} (expected dpop, mtls)")
+        if effect == "deny":
+            raise PolicyError(f"{path}.require_binding", "only an allow rule can require a binding")
     return Rule(
         name=name,
         deployments=(_strings(value["deployments"], f"{path}.deployments", allow_empty=False)
@@ -203,6 +228,7 @@ def _rule(value: Any, path: str) -> Rule:
         scopes=_set_condition(value["scopes"], f"{path}.scopes") if "scopes" in value else None,
         parameters=_strings(value.get("parameters", []), f"{path}.parameters"),
         read=read,
+        require_binding=require_binding,
     )
 
 

@@ -120,6 +120,10 @@ class GatewayCredentials(Block):
                                   "when rotated; instead of client credentials.")
     static_token: Optional[Secret] = Field(
         default=None, description="Legacy: a fixed token in a saved Secret block.")
+    dpop: bool = Field(
+        default=False, description="Ask the IdP for DPoP-bound tokens (RFC 9449): each token is bound "
+                                   "to a key pair made for it in the worker's memory, and every call "
+                                   "carries a fresh proof signed with it. Client credentials only.")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300, description="Per HTTP request.")
 
     @model_validator(mode="after")
@@ -135,6 +139,9 @@ class GatewayCredentials(Block):
                 raise ValueError("client credentials need exactly one of client_secret and private_key_file")
             if not (self.issuer or self.discovery_url):
                 raise ValueError("client credentials need issuer or discovery_url")
+        elif self.dpop:
+            raise ValueError("dpop needs client credentials: a token file or a static token cannot "
+                             "be bound to a key of this worker")
         return self
 
     def _secret_value(self) -> str:
@@ -158,7 +165,7 @@ class GatewayCredentials(Block):
             client_secret=self._secret_value if self.client_secret is not None else None,
             private_key=Path(self.private_key_file) if self.private_key_file else None,
             key_id=self.key_id, scopes=self.scopes, resource=self.resource, audience=self.audience,
-            timeout=self.timeout_seconds,
+            dpop=self.dpop, timeout=self.timeout_seconds,
         )
 
     def _cache_key(self) -> tuple[Any, ...]:
@@ -169,7 +176,7 @@ class GatewayCredentials(Block):
             secret = secret_fingerprint(str(self.static_token.get()))
         return ("gateway-credentials", self.issuer, self.discovery_url, self.client_id, secret,
                 self.private_key_file, self.key_id, tuple(self.scopes), self.resource, self.audience,
-                self.token_file)
+                self.token_file, self.dpop)
 
     def token_cache(self) -> TokenCache:
         """The process-wide cache of these credentials (shared by every task of the worker)."""

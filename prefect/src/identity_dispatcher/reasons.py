@@ -23,6 +23,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "assertion_binding": (401, "the identity assertion was issued for another method or path"),
     # 403: identity known, not allowed.
     "forbidden": (403, "the policy does not allow this caller to run this deployment"),
+    "binding_required": (403, "the policy requires a sender-constrained (DPoP or mTLS) token for this deployment"),
     "parameter_forbidden": (403, "the policy does not allow this caller to set a parameter"),
     "parameter_reserved": (403, "a parameter is set by the dispatcher and cannot be sent"),
     "parameter_template_refused": (403, "parameter values may not contain Prefect templates"),

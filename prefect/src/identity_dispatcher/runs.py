@@ -24,6 +24,8 @@ LABEL_TENANT = "identity.tenant"
 LABEL_PROVIDER = "identity.provider"
 LABEL_RULE = "identity.rule"
 LABEL_REQUEST_ID = "identity.request_id"
+#: How the caller's token was bound to its sender (``none``, ``dpop``, ``mtls``).
+LABEL_BINDING = "identity.binding"
 
 
 def check_body(body: Any) -> dict[str, Any]:
@@ -126,6 +128,7 @@ def run_labels(identity: Identity, rule_name: str) -> dict[str, str]:
         labels[LABEL_PROVIDER] = identity.provider
     if identity.request_id is not None:
         labels[LABEL_REQUEST_ID] = identity.request_id
+    labels[LABEL_BINDING] = identity.binding
     return labels
 
 

@@ -195,12 +195,13 @@ class ServedFlows:
 
     def __init__(self, workdir: Path, server: PrefectServer,
                  deployments: Sequence[str] = EXAMPLE_DEPLOYMENTS,
-                 flows_file: Path = EXAMPLE_FLOWS, start_timeout: float = 60.0) -> None:
+                 flows_file: Path = EXAMPLE_FLOWS, start_timeout: float = 60.0,
+                 env: Mapping[str, str] | None = None) -> None:
         self.api_url = server.api_url
         self.process = Process(
             "served-flows",
             [sys.executable, str(flows_file)],
-            prefect_env(server.home, server.api_url),
+            prefect_env(server.home, server.api_url, **dict(env or {})),
             workdir / "served-flows.log",
             cwd=flows_file.parent,
         )
@@ -252,6 +253,8 @@ class CallerIdentity:
     groups: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     tenant: str | None = None
+    #: How the caller's token was bound to its sender: ``none``, ``dpop`` or ``mtls``.
+    binding: str = "none"
 
 
 @dataclass
@@ -285,6 +288,7 @@ class AssertionMinter:
             "scopes": list(identity.scopes),
             "req": {"method": method, "path": path.split("?", 1)[0],
                     "id": request_id or str(uuid.uuid4())},
+            "binding": identity.binding,
         }
         if identity.tenant is not None:
             claims["tenant"] = identity.tenant

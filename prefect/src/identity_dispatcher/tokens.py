@@ -10,6 +10,9 @@ Token sources, each returning an :class:`AccessToken` (the token and its expiry)
   at the token endpoint named by the IdP's OpenID discovery document, the client
   authenticating with ``client_secret_basic`` (a secret) or ``private_key_jwt`` (RFC 7523: a JWT
   signed by its own key, no shared secret); requested scopes, resource (RFC 8707) and audience.
+  With ``dpop=True`` it asks for DPoP-bound tokens (RFC 9449): each token comes with its own
+  :class:`DpopKey`, a P-256 key pair made for it in memory, and every request with the token
+  carries a fresh proof signed by that key (:func:`dpop_headers`).
 - :class:`ProjectedTokenFile`: a Kubernetes projected service-account token, read from its file
   again whenever the kubelet rotates it.
 - :class:`StaticToken`: a fixed token (legacy APIs).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import math
 import os
@@ -97,6 +101,14 @@ class AccessToken:
     value: str = field(repr=False)
     expires_at: float
     obtained_at: float = field(default_factory=time.time)
+    #: The key the token is bound to (a DPoP-bound token, ``token_type: DPoP``), or None (a
+    #: bearer token). It lives and dies with the token: never stored, never pickled.
+    dpop_key: "DpopKey | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def token_type(self) -> str:
+        """``DPoP`` for a DPoP-bound token, else ``Bearer``: the ``Authorization`` scheme."""
+        return "DPoP" if self.dpop_key is not None else "Bearer"
 
     @property
     def lifetime(self) -> float:
@@ -112,7 +124,8 @@ class AccessToken:
 
     def __repr__(self) -> str:
         left = self.expires_in()
-        return f"AccessToken(<redacted {self.fingerprint}>, expires in {left:.0f} s)"
+        bound = f", DPoP-bound to {self.dpop_key.thumbprint[:12]}" if self.dpop_key is not None else ""
+        return f"AccessToken(<redacted {self.fingerprint}>{bound}, expires in {left:.0f} s)"
 
     __str__ = __repr__
 
@@ -134,6 +147,111 @@ def jwt_expiry(token: str) -> float | None:
         return None
     exp = claims.get("exp")
     return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+# -- DPoP (RFC 9449) ----------------------------------------------------------------------------------
+
+#: The only proof algorithm used here: ECDSA on P-256 with SHA-256.
+DPOP_ALGORITHM = "ES256"
+#: The header carrying a proof, and the one a server sends a nonce in.
+DPOP_HEADER = "dpop"
+DPOP_NONCE_HEADER = "dpop-nonce"
+#: The error with which a server asks for a proof with its nonce.
+USE_DPOP_NONCE = "use_dpop_nonce"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def dpop_htu(url: str | httpx.URL) -> str:
+    """The ``htu`` of a proof: the request's URL without query and fragment (scheme and host
+    lower-cased, a default port left out, as httpx normalizes them)."""
+    return str(httpx.URL(str(url)).copy_with(query=None, fragment=None))
+
+
+def access_token_hash(token: str) -> str:
+    """``ath``: base64url of the SHA-256 of the access token (RFC 9449 section 4.2)."""
+    return _b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+class DpopKey:
+    """A DPoP key pair (ES256, P-256), generated in memory; the private key never leaves this
+    object (no export, no pickling, ``repr`` shows the public thumbprint only).
+
+    :meth:`proof` signs a proof JWT: header ``{"typ": "dpop+jwt", "alg": "ES256", "jwk": <the
+    public key>}``, claims ``htm``, ``htu``, ``iat``, a random ``jti`` and, with an access
+    token, ``ath``; ``nonce`` when the server asked for one."""
+
+    algorithm = DPOP_ALGORITHM
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self._key.public_key().public_numbers()
+        self._jwk = {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x.to_bytes(32, "big")),
+                     "y": _b64url(numbers.y.to_bytes(32, "big"))}
+        canonical = json.dumps({k: self._jwk[k] for k in ("crv", "kty", "x", "y")},
+                               separators=(",", ":"), sort_keys=True)
+        #: RFC 7638 JWK SHA-256 thumbprint (base64url): the token's ``cnf.jkt``.
+        self.thumbprint = _b64url(hashlib.sha256(canonical.encode()).digest())
+
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK (``kty``, ``crv``, ``x``, ``y``): no private member."""
+        return dict(self._jwk)
+
+    def proof(self, method: str, url: str | httpx.URL, *, access_token: str | None = None,
+              nonce: str | None = None, now: float | None = None) -> str:
+        """A new proof for one request (a new ``jti`` each time: never reuse one)."""
+        claims: dict[str, Any] = {"htm": method.upper(), "htu": dpop_htu(url),
+                                  "iat": int(time.time() if now is None else now),
+                                  "jti": _b64url(os.urandom(16))}
+        if access_token is not None:
+            claims["ath"] = access_token_hash(access_token)
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return jwt.encode(claims, self._key, algorithm=DPOP_ALGORITHM,
+                          headers={"typ": "dpop+jwt", "jwk": self.public_jwk})
+
+    def __repr__(self) -> str:
+        return f"DpopKey(ES256, jkt {self.thumbprint})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a DPoP key is never pickled (it would leave the worker's memory)")
+
+
+def dpop_headers(token: AccessToken, method: str, url: str | httpx.URL,
+                 nonce: str | None = None) -> dict[str, str]:
+    """The headers of one request with ``token``: ``Authorization: DPoP <token>`` and a fresh
+    ``DPoP`` proof for ``method`` and ``url`` (with ``ath``) when the token is DPoP-bound,
+    ``Authorization: Bearer <token>`` otherwise. Call it again for every request, retries
+    included: a proof is good for one request only."""
+    if token.dpop_key is None:
+        return {"authorization": f"Bearer {token.value}"}
+    return {"authorization": f"DPoP {token.value}",
+            DPOP_HEADER: token.dpop_key.proof(method, url, access_token=token.value, nonce=nonce)}
+
+
+def nonce_challenge(response: httpx.Response) -> str | None:
+    """The nonce a server asks the next proof to carry (RFC 9449 section 8/9): a ``DPoP-Nonce``
+    header on a ``400 use_dpop_nonce`` from a token endpoint or a ``401`` whose
+    ``WWW-Authenticate`` names ``use_dpop_nonce``; else None."""
+    nonce = response.headers.get(DPOP_NONCE_HEADER)
+    if not nonce:
+        return None
+    if response.status_code == 401:
+        return nonce if USE_DPOP_NONCE in response.headers.get("www-authenticate", "") else None
+    if response.status_code == 400:
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return nonce if isinstance(body, dict) and body.get("error") == USE_DPOP_NONCE else None
+    return None
 
 
 class TokenSource(Protocol):
@@ -183,6 +301,13 @@ class ClientCredentials:
             endpoint, ``jti``, 60 s), header ``kid`` = ``key_id`` when given.
         scopes: requested scopes (``scope``, space-separated). resource: RFC 8707 resource
             indicator(s). audience: the ``audience`` parameter some IdPs use instead.
+        dpop: ask for DPoP-bound tokens (RFC 9449). Each token request makes a new
+            :class:`DpopKey` and sends a proof of it (``htm`` POST, ``htu`` the token endpoint);
+            the IdP binds the token to that key (``cnf.jkt``) and must answer ``token_type:
+            DPoP`` (a bearer token instead is refused: :class:`TokenRefused`). The key is
+            returned with the token (:attr:`AccessToken.dpop_key`) and dies with it. A token
+            endpoint asking for a nonce (``400 use_dpop_nonce`` with ``DPoP-Nonce``) gets the
+            request once more with it; the nonce is kept for the next requests.
         timeout: seconds per HTTP request. transport: an httpx transport (tests).
     """
 
@@ -192,6 +317,7 @@ class ClientCredentials:
                  private_key: Any = None, key_id: str | None = None,
                  signing_alg: str | None = None, scopes: Sequence[str] = (),
                  resource: str | Sequence[str] | None = None, audience: str | None = None,
+                 dpop: bool = False,
                  timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
         if not client_id:
             raise ValueError("client_id is required")
@@ -212,6 +338,8 @@ class ClientCredentials:
         self.scopes = tuple(scopes)
         self.resources = (resource,) if isinstance(resource, str) else tuple(resource or ())
         self.audience = audience
+        self.dpop = dpop
+        self._dpop_nonce: str | None = None
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self._lock = threading.Lock()
         #: Token requests sent (answered or not).
@@ -223,7 +351,8 @@ class ClientCredentials:
 
     def describe(self) -> str:
         where = self.issuer or self.discovery_url or self._token_endpoint
-        return f"client credentials of {self.client_id} ({self.auth_method}) at {where}"
+        bound = ", DPoP" if self.dpop else ""
+        return f"client credentials of {self.client_id} ({self.auth_method}{bound}) at {where}"
 
     def __repr__(self) -> str:
         return f"ClientCredentials({self.describe()}, scopes={list(self.scopes)})"
@@ -275,21 +404,16 @@ class ClientCredentials:
         form.extend(("resource", r) for r in self.resources)
         if self.audience:
             form.append(("audience", self.audience))
-        headers = {"accept": "application/json", "content-type": "application/x-www-form-urlencoded"}
-        if self._key is not None:
-            form += [("client_id", self.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                     ("client_assertion", self.client_assertion(endpoint))]
-        else:
-            secret = self._secret() if callable(self._secret) else self._secret
-            # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.
-            pair = f"{quote(self.client_id, safe='')}:{quote(secret or '', safe='')}"
-            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        self.requests += 1
+        key = DpopKey() if self.dpop else None
         sent_at = time.time()
-        try:
-            answer = self._http.post(endpoint, content=urlencode(form), headers=headers)
-        except httpx.HTTPError as error:
-            raise TokenUnavailable(f"token request failed: {type(error).__name__}", source=self.describe()) from None
+        answer = self._post_token(endpoint, form, key)
+        if key is not None:
+            nonce = nonce_challenge(answer)
+            if nonce is not None:  # the IdP wants its nonce in the proof: once more with it
+                self._dpop_nonce = nonce
+                answer = self._post_token(endpoint, form, key)
+            if answer.headers.get(DPOP_NONCE_HEADER):
+                self._dpop_nonce = answer.headers[DPOP_NONCE_HEADER]
         try:
             body = answer.json()
         except ValueError:
@@ -302,6 +426,9 @@ class ClientCredentials:
         value = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise TokenRefused("the token endpoint sent no access_token", source=self.describe())
+        if key is not None and str(body.get("token_type", "")).lower() != "dpop":
+            raise TokenRefused(f"asked for a DPoP-bound token, the token endpoint issued token_type "
+                               f"{body.get('token_type')!r}", source=self.describe())
         expires_in = body.get("expires_in")
         if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
             expires_at = sent_at + float(expires_in)  # counted from the request: never too late
@@ -309,7 +436,27 @@ class ClientCredentials:
             expires_at = jwt_expiry(value) or 0.0
             if expires_at <= sent_at:
                 raise TokenRefused("the token has no expiry (expires_in or exp)", source=self.describe())
-        return AccessToken(value, expires_at, sent_at)
+        return AccessToken(value, expires_at, sent_at, dpop_key=key)
+
+    def _post_token(self, endpoint: str, form: list[tuple[str, str]], key: DpopKey | None) -> httpx.Response:
+        """One token request (a new client assertion and a new proof each time)."""
+        form = list(form)
+        headers = {"accept": "application/json", "content-type": "application/x-www-form-urlencoded"}
+        if self._key is not None:
+            form += [("client_id", self.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                     ("client_assertion", self.client_assertion(endpoint))]
+        else:
+            secret = self._secret() if callable(self._secret) else self._secret
+            # RFC 6749 section 2.3.1: both are form-encoded before the Basic encoding.
+            pair = f"{quote(self.client_id, safe='')}:{quote(secret or '', safe='')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        if key is not None:
+            headers[DPOP_HEADER] = key.proof("POST", endpoint, nonce=self._dpop_nonce)
+        self.requests += 1
+        try:
+            return self._http.post(endpoint, content=urlencode(form), headers=headers)
+        except httpx.HTTPError as error:
+            raise TokenUnavailable(f"token request failed: {type(error).__name__}", source=self.describe()) from None
 
     def close(self) -> None:
         self._http.close()
@@ -584,10 +731,13 @@ def secret_fingerprint(value: str | bytes | None) -> str | None:
 
 
 def bearer(cache_or_token: TokenCache | AccessToken | str) -> Mapping[str, str]:
-    """``{"authorization": "Bearer ..."}`` for a cache, a token or a string."""
+    """``{"authorization": "Bearer ..."}`` for a cache, a token or a string. A DPoP-bound token
+    needs a proof per request instead: :func:`dpop_headers` (this raises ``ValueError``)."""
     if isinstance(cache_or_token, TokenCache):
-        value = cache_or_token.get().value
-    elif isinstance(cache_or_token, AccessToken):
+        cache_or_token = cache_or_token.get()
+    if isinstance(cache_or_token, AccessToken):
+        if cache_or_token.dpop_key is not None:
+            raise ValueError("a DPoP-bound token is sent with a proof per request: use dpop_headers()")
         value = cache_or_token.value
     else:
         value = cache_or_token
