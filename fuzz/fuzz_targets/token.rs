@@ -302,6 +302,7 @@ fn facts(input: &Input, token: &str) -> RequestFacts {
         method: METHODS[usize::from(input.method) % METHODS.len()].to_string(),
         path,
         authority: "api.test".into(),
+        scheme: "https".into(),
         headers,
         unique: "fuzz-unique-1".into(),
         reject_spoofed: false,
