@@ -56,6 +56,7 @@ fn requests() -> &'static [RequestFacts] {
                 method: "GET".into(),
                 path,
                 authority: "api.test".into(),
+                scheme: "https".into(),
                 headers: headers
                     .into_iter()
                     .map(|(n, v)| (n.to_string(), v))
@@ -69,6 +70,7 @@ fn requests() -> &'static [RequestFacts] {
             method: "OPTIONS".into(),
             path: "/".into(),
             authority: "api.test".into(),
+            scheme: "https".into(),
             headers: vec![
                 ("origin".into(), "https://a.test".into()),
                 ("access-control-request-method".into(), "POST".into()),

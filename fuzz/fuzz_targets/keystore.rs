@@ -273,6 +273,7 @@ impl World {
             method: "GET".into(),
             path: "/".into(),
             authority: "api.test".into(),
+            scheme: "https".into(),
             headers: vec![("authorization".into(), format!("Bearer {token}"))],
             unique: String::new(),
             reject_spoofed: false,
