@@ -60,7 +60,8 @@ def test_permitted_caller_starts_a_run_that_records_them_and_completes(through_g
     read = through_gateway.request("GET", f"{HELLO}/{run_id}", identity=ALICE)
     assert read.status_code == 200, read.text
     assert read.json()["state"] == "success"
-    assert read.json()["requested_by"] == {"sub": "alice", "issuer": IDP, "tenant": "acme"}
+    # The same shape as the recorded conf (without its rule and request id).
+    assert read.json()["requested_by"] == {"sub": "alice", "issuer": IDP, "tenant": "acme", "provider": "test"}
 
     # The same gateway request retried finds the same run; another conf with it is a conflict.
     again = through_gateway.request("POST", HELLO, identity=ALICE, json={"conf": {"name": "Gate"}},
