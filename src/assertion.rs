@@ -3,7 +3,9 @@
 //! (method, path, request id), so a downstream service trusts it with one local key and needs
 //! nothing from the identity provider. The format is documented in docs/identity-contract.md.
 
-use jwt_simple::prelude::{Claims, Duration, Ed25519KeyPair, HS256Key, MACLike, UnixTimeStamp};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jwt_simple::prelude::{Claims, Duration, HS256Key, MACLike, UnixTimeStamp};
 use serde::Serialize;
 
 use crate::config::{AssertionConfig, ConfigError};
@@ -17,7 +19,8 @@ enum SigningKey {
     Hs256(HS256Key),
     /// Signed with ed25519-dalek from a key expanded once at configuration: jwt-simple's own
     /// EdDSA signing rebuilds its signing state on every call (about 226 µs a request under
-    /// Wasmtime, docs/benchmarks-wasmtime.md). The JWK is still read by jwt-simple.
+    /// Wasmtime, docs/benchmarks-wasmtime.md). The private JWK is read with the JWK helpers of
+    /// src/jwks.rs, so jwt-simple's second Ed25519 implementation is not in the module.
     EdDsa(Box<ed25519_dalek::SigningKey>),
 }
 
@@ -72,27 +75,25 @@ impl Signer {
                     SigningKey::Hs256(HS256Key::from_bytes(secret.as_bytes()).with_key_id(&k.kid))
                 }
                 (None, Some(jwk)) => {
-                    let pair = Ed25519KeyPair::from_jwk(&jwk.to_string())
-                        .map_err(|e| {
-                            ConfigError::new(
-                                format!("{here}.private_jwk"),
-                                format!("not an Ed25519 private JWK: {e}"),
-                            )
-                        })?
-                        .with_key_id(&k.kid);
-                    let jwk: serde_json::Value = serde_json::from_str(&pair.public_key().to_jwk())
-                        .map_err(|e| {
-                            ConfigError::new(format!("{here}.private_jwk"), e.to_string())
-                        })?;
-                    public.push(jwk);
-                    let seed: [u8; 32] = pair
-                        .to_bytes()
-                        .get(..32)
-                        .and_then(|s| s.try_into().ok())
-                        .ok_or_else(|| {
-                            ConfigError::new(format!("{here}.private_jwk"), "no 32-byte seed")
-                        })?;
-                    SigningKey::EdDsa(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed)))
+                    let at = format!("{here}.private_jwk");
+                    let (seed, x) = crate::jwks::ed25519_private_jwk(jwk, &at)
+                        .map_err(|e| ConfigError::new(e.path, e.message))?;
+                    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                    if key.verifying_key().as_bytes() != &x {
+                        return Err(ConfigError::new(
+                            format!("{at}.x"),
+                            "is not the public key of `d`",
+                        ));
+                    }
+                    public.push(serde_json::json!({
+                        "kty": "OKP",
+                        "crv": "Ed25519",
+                        "alg": "EdDSA",
+                        "use": "sig",
+                        "kid": k.kid,
+                        "x": URL_SAFE_NO_PAD.encode(x),
+                    }));
+                    SigningKey::EdDsa(Box::new(key))
                 }
                 (None, None) => {
                     return Err(ConfigError::new(
@@ -192,8 +193,6 @@ fn sign_eddsa<T: Serialize>(
     kid: &str,
     claims: &jwt_simple::prelude::JWTClaims<T>,
 ) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
     use ed25519_dalek::Signer as _;
     let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
     let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
@@ -209,7 +208,7 @@ fn sign_eddsa<T: Serialize>(
 mod tests {
     use super::*;
     use jwt_simple::prelude::{
-        Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions,
+        Ed25519KeyPair, Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions,
     };
     use serde_json::json;
 
@@ -311,9 +310,74 @@ mod tests {
     }
 
     #[test]
+    fn private_jwk_whose_x_is_not_d_s_public_key_is_refused() {
+        let pair = Ed25519KeyPair::generate();
+        let other = Ed25519KeyPair::generate();
+        let mut jwk: serde_json::Value = serde_json::from_str(&pair.to_jwk()).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(&other.to_jwk()).unwrap();
+        jwk["x"] = theirs["x"].clone();
+        let e = Signer::new(
+            &config(json!([{"kid": "k", "private_jwk": jwk}]), None),
+            "a",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "a.keys[0].private_jwk.x");
+        assert_eq!(e.message, "is not the public key of `d`");
+    }
+
+    #[test]
+    fn private_jwk_fields_are_checked_one_by_one() {
+        let pair = Ed25519KeyPair::generate();
+        let good: serde_json::Value = serde_json::from_str(&pair.to_jwk()).unwrap();
+        let cases = [
+            ("kty", json!("EC"), "a.keys[0].private_jwk.kty"),
+            ("crv", json!("X25519"), "a.keys[0].private_jwk.crv"),
+            ("alg", json!("ES256"), "a.keys[0].private_jwk.alg"),
+            ("use", json!("enc"), "a.keys[0].private_jwk.use"),
+            ("d", json!("AAAA"), "a.keys[0].private_jwk.d"),
+            ("d", json!("not base64!"), "a.keys[0].private_jwk.d"),
+            ("x", json!(7), "a.keys[0].private_jwk.x"),
+        ];
+        for (name, value, path) in cases {
+            let mut jwk = good.clone();
+            jwk[name] = value.clone();
+            let e = Signer::new(
+                &config(json!([{"kid": "k", "private_jwk": jwk}]), None),
+                "a",
+            )
+            .unwrap_err();
+            assert_eq!(e.path, path, "{name} = {value}: {}", e.message);
+        }
+        let mut no_d = good.clone();
+        no_d.as_object_mut().unwrap().remove("d");
+        let e = Signer::new(
+            &config(json!([{"kid": "k", "private_jwk": no_d}]), None),
+            "a",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("a.keys[0].private_jwk.d", "is required")
+        );
+        // The key jwt-simple (and so any JOSE library) exports is accepted as it is.
+        assert!(Signer::new(
+            &config(json!([{"kid": "k", "private_jwk": good}]), None),
+            "a"
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn bad_private_jwk_names_its_path() {
         let e = Signer::new(
             &config(json!([{"kid": "x", "private_jwk": {"kty": "OKP"}}]), None),
+            "headers.assertion",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "headers.assertion.keys[0].private_jwk.crv");
+        assert_eq!(e.message, "is required");
+        let e = Signer::new(
+            &config(json!([{"kid": "x", "private_jwk": "a string"}]), None),
             "headers.assertion",
         )
         .unwrap_err();

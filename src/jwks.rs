@@ -654,6 +654,34 @@ fn okp_material(jwk: &Map<String, Value>, at: &str) -> Result<Vec<u8>, JwksError
     Ok(x)
 }
 
+/// An Ed25519 private JWK (`kty` `OKP`, `crv` `Ed25519`, `d`, `x`; `alg` `EdDSA` and `use`
+/// `sig` if present): its 32-byte seed and public key `x`, both decoded, not yet checked to
+/// belong together (the caller derives `x` from the seed and compares).
+pub fn ed25519_private_jwk(jwk: &Value, at: &str) -> Result<([u8; 32], [u8; 32]), JwksError> {
+    let jwk = jwk
+        .as_object()
+        .ok_or_else(|| JwksError::new(at, "must be a JWK object"))?;
+    if optional_str(jwk, at, "kty")? != Some("OKP") {
+        return Err(JwksError::new(field(at, "kty"), "must be `OKP`"));
+    }
+    if !matches!(
+        optional_str(jwk, at, "alg")?,
+        None | Some("EdDSA" | "Ed25519")
+    ) {
+        return Err(JwksError::new(field(at, "alg"), "must be `EdDSA`"));
+    }
+    if !matches!(optional_str(jwk, at, "use")?, None | Some("sig")) {
+        return Err(JwksError::new(field(at, "use"), "must be `sig`"));
+    }
+    let x: [u8; 32] = okp_material(jwk, at)?
+        .try_into()
+        .map_err(|_| JwksError::new(field(at, "x"), "must be 32 bytes for Ed25519"))?;
+    let d: [u8; 32] = bytes(jwk, at, "d")?
+        .try_into()
+        .map_err(|_| JwksError::new(field(at, "d"), "must be 32 bytes for Ed25519"))?;
+    Ok((d, x))
+}
+
 /// A JWK's key, parsed once from its material (see the `*_material` functions): RSA `n` (the
 /// exponent was checked to be 65537), the SEC1 point `04 ‖ x ‖ y`, the Ed25519 `x`, or the
 /// HMAC secret.
