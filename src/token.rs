@@ -128,7 +128,7 @@ fn candidates<'a>(
     if let Some(name) = &source.header {
         let prefix = source.prefix.as_deref().unwrap_or("");
         for value in facts.header_values(name) {
-            if let Some((rest, dpop)) = after_scheme(value, prefix) {
+            for (rest, dpop) in credentials(value, prefix) {
                 out.push((
                     rest.trim(),
                     Location::Header(name.to_ascii_lowercase()),
@@ -154,6 +154,24 @@ fn candidates<'a>(
         }
     }
     out
+}
+
+/// The credentials in one header value, each after its scheme. A header sent twice reaches the
+/// filter as one value joined with `,` in Envoy (RFC 9110 §5.3) and as two values in Kong; a
+/// JWS has no `,`, so when every `,`-separated part carries the scheme, each part is one
+/// credential, and both hosts see the same two tokens (equal: one token; different:
+/// `token_ambiguous`). Otherwise the value is one credential, as sent.
+fn credentials<'a>(value: &'a str, prefix: &str) -> Vec<(&'a str, bool)> {
+    if value.contains(',') {
+        let parts: Option<Vec<(&str, bool)>> = value
+            .split(',')
+            .map(|part| after_scheme(part.trim_start(), prefix))
+            .collect();
+        if let Some(parts) = parts {
+            return parts;
+        }
+    }
+    after_scheme(value, prefix).into_iter().collect()
 }
 
 /// The `DPoP` authorization scheme (RFC 9449 §7.1), accepted by every header source whose
@@ -419,6 +437,52 @@ mod tests {
         assert_eq!(
             find(&[bearer()], &two_headers, 100),
             Err(Reason::TokenAmbiguous)
+        );
+    }
+
+    #[test]
+    fn a_header_sent_twice_reads_the_same_joined_or_not() {
+        let found = |headers: &[(&str, &str)]| {
+            find(&[bearer()], &facts("/", headers), 100).map(|f| f.map(|f| f.token))
+        };
+        // Kong: two values; Envoy: one value joined with `,`.
+        for same in [
+            &[
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer a.b.c"),
+            ][..],
+            &[("authorization", "Bearer a.b.c,Bearer a.b.c")][..],
+            &[("authorization", "Bearer a.b.c, bearer a.b.c")][..],
+        ] {
+            assert_eq!(found(same), Ok(Some("a.b.c".into())), "{same:?}");
+        }
+        for different in [
+            &[
+                ("authorization", "Bearer a.b.c"),
+                ("authorization", "Bearer d.e.f"),
+            ][..],
+            &[("authorization", "Bearer a.b.c,Bearer d.e.f")][..],
+            &[("authorization", "Bearer a.b.c, DPoP d.e.f")][..],
+        ] {
+            assert_eq!(
+                found(different),
+                Err(Reason::TokenAmbiguous),
+                "{different:?}"
+            );
+        }
+        // A part without the scheme: the value is one credential, as sent (not a JWS).
+        assert_eq!(
+            found(&[("authorization", "Bearer a.b.c, Basic eHl6")]),
+            Ok(Some("a.b.c, Basic eHl6".into()))
+        );
+        assert_eq!(
+            found(&[("authorization", "Basic eHl6,Basic eHl6")]),
+            Ok(None)
+        );
+        // A trailing comma leaves an empty credential.
+        assert_eq!(
+            found(&[("authorization", "Bearer a.b.c,Bearer ")]),
+            Err(Reason::TokenMalformed)
         );
     }
 

@@ -23,6 +23,21 @@ def test_empty_bearer_is_not_a_valid_token(main):
     assert reply.header("x-identity-reason") in ("token_missing", "token_malformed")
 
 
+def test_authorization_sent_twice_with_one_token_is_that_token(main, keys):
+    """Envoy joins a repeated header into one value (`Bearer t,Bearer t`); Kong passes two:
+    either way the filter sees the same token twice, which is one token."""
+    tok = token(keys)
+    seen = assert_allowed(main.get("/api/items", [("authorization", f"Bearer {tok}"),
+                                                  ("authorization", f"Bearer {tok}")]))
+    assert "authorization" not in seen["headers"]
+
+
+def test_authorization_sent_twice_with_two_tokens_says_so(main, keys):
+    reply = main.get("/api/items", [("authorization", f"Bearer {token(keys)}"),
+                                    ("authorization", f"Bearer {token(keys, claims(sub='b'))}")])
+    assert_invalid_token(reply, "token_ambiguous")
+
+
 def test_token_in_the_default_header_is_removed_before_the_upstream(main, keys):
     seen = assert_allowed(main.get("/api/items", bearer(token(keys))))
     assert "authorization" not in seen["headers"]
