@@ -144,7 +144,7 @@ bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, 
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-wasmtime
 
-bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (3 variants): proves it works, report in .work/bench/smoke/
+bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (5 variants, DPoP among them): proves it works, report in .work/bench/smoke/
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
 
 # The module alone in an emulated proxy-wasm host, under Wasmtime 26 (Kong) and node's V8 (Envoy):
