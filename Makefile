@@ -140,7 +140,7 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r bench/requirements.txt
 	@touch $@
 
-bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, VM start (~6 min): docs/benchmarks.md
+bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, DPoP, VM start (~10 min): docs/benchmarks.md
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-wasmtime
 
