@@ -140,11 +140,11 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r bench/requirements.txt
 	@touch $@
 
-bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, VM start (~6 min): docs/benchmarks.md
+bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, DPoP, VM start (~10 min): docs/benchmarks.md
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-wasmtime
 
-bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (3 variants): proves it works, report in .work/bench/smoke/
+bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (5 variants, DPoP among them): proves it works, report in .work/bench/smoke/
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
 
 # The module alone in an emulated proxy-wasm host, under Wasmtime 26 (Kong) and node's V8 (Envoy):

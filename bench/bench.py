@@ -21,6 +21,12 @@ floor under any Wasm filter). Also: where the CPU goes (perf, when installed), t
 memory while 100k distinct tokens go through the filter (1M requests), the module size, the VM
 start time, and crypto-bench/run.py's Wasmtime vs native table.
 
+DPoP (``wasm-dpop-es256``): a DPoP-bound ES256 token with a fresh proof per request (minted
+ahead with tests/test_dpop.py's helpers, each sent once) against the same token as bearer
+(``wasm-es256-cache``); the difference is judged against one ES256 verification (this run's
+``wasm-es256`` minus ``wasm-es256-cache``) + 5 µs. Then a flood of distinct proofs (120k in all)
+and the memory of its Wasm VMs and Envoy, against the bearer variant's.
+
 Writes docs/benchmarks.md and docs/benchmarks.png (``--smoke``: .work/bench/smoke/ instead), the
 raw results as JSON next to the work files (.work/bench/results.json). A section of
 docs/benchmarks.md between ``<!-- profile:begin -->`` and ``<!-- profile:end -->`` is written by
@@ -57,6 +63,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(1, str(REPO / "tests"))  # test_dpop's proof helpers (imported when needed)
 
 import jwk  # noqa: E402  (tools/jwk.py)
 from envoy_runner import (DEFAULT_WASM, Envoy, EnvoyError, find_envoy,  # noqa: E402
@@ -79,6 +86,13 @@ HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connectio
             ".v3.HttpConnectionManager")
 ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 TOKEN_LIFETIME = 3 * 3600  # longer than any run, so no token expires mid-run
+# DPoP: the proofs name this htu (the filter is told it with `dpop.public_base_url`, so the
+# proofs can be minted before the Envoys have ports); their iat must stay inside the provider's
+# window for the whole run, so the window is the largest the configuration accepts.
+DPOP_BASE_URL = "https://api.bench.test"
+DPOP_HTU = DPOP_BASE_URL + PATH
+DPOP_MAX_AGE = 3600
+DPOP_REPLAY_ENTRIES = 10_000  # dpop.replay_cache_entries (its default)
 
 
 class BenchError(RuntimeError):
@@ -180,6 +194,37 @@ end
 """ + WRK_DONE
 
 
+# DPoP: the same token on every request (``authorization: DPoP <token>``, args[3]) and a fresh
+# proof from a file of proofs, one per line (args: file, first line, how many lines it may use).
+# A proof is never sent twice (its jti would be a replay): at the end of its share the thread
+# stops, and any request still asked for goes without a proof (a 401, counted as such).
+WRK_DPOP = r"""
+local proofs = {}
+local index = 0
+local auth = ""
+function init(args)
+  local first = tonumber(args[2] or "0") or 0
+  local count = tonumber(args[3] or "0") or 0
+  auth = "DPoP " .. args[4]
+  local n = 0
+  for line in io.lines(args[1]) do
+    if n >= first and #proofs < count and #line > 0 then proofs[#proofs + 1] = line end
+    n = n + 1
+    if #proofs >= count then break end
+  end
+end
+function request()
+  index = index + 1
+  local p = proofs[index]
+  if p == nil then
+    wrk.thread:stop()
+    return wrk.format(nil, nil, {["authorization"] = auth})
+  end
+  return wrk.format(nil, nil, {["authorization"] = auth, ["dpop"] = p})
+end
+""" + WRK_DONE
+
+
 @dataclass
 class Load:
     """What one load run measured (from the load generator's point of view)."""
@@ -203,6 +248,7 @@ class LoadGen:
         self.kind, self.binary = ensure_load_generator()
         self.done_lua = WORK / "wrk-done.lua"
         self.tokens_lua = WORK / "wrk-tokens.lua"
+        self.dpop_lua = WORK / "wrk-dpop.lua"
 
     def version(self) -> str:
         if self.kind == "wrk":
@@ -217,26 +263,33 @@ class LoadGen:
         return self.kind == "wrk"
 
     def run(self, url: str, seconds: int, headers: dict[str, str],
-            token_file: Path | None = None, first_token: int = 0) -> Load:
+            token_file: Path | None = None, first_token: int = 0,
+            dpop: tuple[Path, int, int, str] | None = None) -> Load:
+        """``dpop``: (proof file, first line, lines it may use, token): a DPoP request with a
+        fresh proof each (wrk only)."""
         seconds = max(1, int(seconds))
         if self.kind == "wrk":
-            return self._wrk(url, seconds, headers, token_file, first_token)
-        if token_file is not None:
-            raise BenchError("rotating tokens needs wrk (oha cannot vary a header per request)")
+            return self._wrk(url, seconds, headers, token_file, first_token, dpop)
+        if token_file is not None or dpop is not None:
+            raise BenchError("rotating tokens or proofs needs wrk (oha cannot vary a header per "
+                             "request)")
         return self._oha(url, seconds, headers)
 
     def _wrk(self, url: str, seconds: int, headers: dict[str, str], token_file: Path | None,
-             first_token: int) -> Load:
-        script = self.tokens_lua if token_file else self.done_lua
+             first_token: int, dpop: tuple[Path, int, int, str] | None = None) -> Load:
+        script, text = ((self.dpop_lua, WRK_DPOP) if dpop else
+                        (self.tokens_lua, WRK_TOKENS) if token_file else (self.done_lua, WRK_DONE))
         # Written before every run: a concurrent `make clean` may have removed .work/.
         script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(WRK_TOKENS if token_file else WRK_DONE)
+        script.write_text(text)
         cmd = [self.binary, "-t1", f"-c{self.connections}", f"-d{seconds}s", "--timeout", "10s",
                "-s", str(script)]
         for name, value in headers.items():
             cmd += ["-H", f"{name}: {value}"]
         cmd.append(url)
-        if token_file:
+        if dpop:
+            cmd += ["--", str(dpop[0]), str(dpop[1]), str(dpop[2]), dpop[3]]
+        elif token_file:
             cmd += ["--", str(token_file), str(first_token)]
         out = run(cmd, timeout=seconds + 60, what="wrk", cpus=self.cpus)
         match = re.search(r"^WRK_RESULT (\{.*\})$", out.stdout, re.M)
@@ -331,10 +384,14 @@ class Keys:
                           headers={"kid": KIDS[alg]})
 
 
-def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated") -> dict[str, Any]:
+def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated",
+                  dpop: bool = False) -> dict[str, Any]:
     """This filter's configuration: one provider with the inline key set, every request needs a
     valid token, ``sub`` copied into a header. Decision logs are off (jwt_authn logs nothing
-    per request either); metrics stay on, as in production."""
+    per request either); metrics stay on, as in production. ``dpop``: the provider requires
+    DPoP (ES256 proofs, the widest ``iat`` window), proofs name ``DPOP_HTU``, and the replay
+    cache has its default size and shared-data buckets (the rest is unchanged, so a bearer
+    request takes the same path under both)."""
     config: dict[str, Any] = {
         "providers": [{"name": "bench", "issuer": ISSUER, "audiences": [AUDIENCE],
                        "jwks": keys.jwks(), "algorithms": list(ALGS)}],
@@ -344,7 +401,57 @@ def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated") -
     }
     if not cached:
         config["cache"] = {"max_entries": 0}
+    if dpop:
+        config["providers"][0]["dpop"] = {"mode": "required", "algorithms": ["ES256"],
+                                          "max_age_seconds": DPOP_MAX_AGE}
+        config["dpop"] = {"public_base_url": DPOP_BASE_URL,
+                          "replay_cache_entries": DPOP_REPLAY_ENTRIES, "shared_replay": True}
     return config
+
+
+class ProofPool:
+    """DPoP proofs for one client key (P-256) and its bound token, minted ahead of the load by
+    tests/test_dpop.py's ``proof`` (a fresh uuid4 ``jti``, ``iat`` now, ``htm`` GET, ``htu``
+    ``DPOP_HTU``, ``ath`` of the token, ES256): each is sent at most once, or the filter would
+    refuse it as a replay. ``share`` writes the next unsent ones to a file for wrk; ``sent``
+    drops the ones a load may have used (those it completed, and one in flight per connection
+    more)."""
+
+    def __init__(self, keys: Keys, connections: int) -> None:
+        import test_dpop  # tests/test_dpop.py: the proof helpers the integration tests use
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._proof = test_dpop.proof
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.jwk = test_dpop.public_jwk(self.key)
+        self.thumbprint = test_dpop.thumbprint(self.jwk)
+        self.token = keys.token("ES256", cnf={"jkt": self.thumbprint})
+        self.connections = connections
+        self.unsent: list[str] = []
+        self.minted = 0
+        self.mint_s = 0.0
+        self.file = WORK / "dpop-proofs.txt"
+
+    def one(self) -> str:
+        """A proof for a single request (not from the pool)."""
+        self.minted += 1
+        return self._proof(self.key, "GET", DPOP_HTU, self.token, jwk_=self.jwk)
+
+    def share(self, count: int) -> tuple[Path, int, int, str]:
+        """At least ``count`` unsent proofs in a file: wrk's ``dpop`` argument."""
+        if len(self.unsent) < count:
+            t0 = time.monotonic()
+            self.unsent += [self.one() for _ in range(count - len(self.unsent))]
+            self.mint_s += time.monotonic() - t0
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.file, "w") as f:
+            f.write("\n".join(self.unsent[:count]) + "\n")
+        return self.file, 0, count, self.token
+
+    def sent(self, count: int, completed: int) -> None:
+        """A load of a ``count`` share completed ``completed`` requests: forget the proofs it
+        may have sent (wrk asks for a request per connection beyond those it completes)."""
+        del self.unsent[:min(count, completed + 2 * self.connections + 16)]
 
 
 def native_filter(keys: Keys, *, cached: bool) -> dict[str, Any]:
@@ -429,11 +536,14 @@ class Variant:
     # "proxied": the Envoy under test routes to the upstream Envoy; "direct": it answers itself
     # (`direct_response`), the smallest base under every variant (see own_cost_section).
     mode: str = "proxied"
+    dpop: bool = False  # a DPoP-bound token with a fresh proof per request (filter_config dpop)
 
     @property
     def group(self) -> str:
         if self.kind == "none":
             return "no auth"
+        if self.dpop:
+            return "filter DPoP"
         if self.kind == "noop":
             return "no-op Wasm filter"
         if self.expect != 200:
@@ -460,6 +570,10 @@ def all_variants() -> list[Variant]:
                            ref_native=f"native-{low}"))
         out.append(Variant(f"wasm-{low}-cache", f"filter {alg}, cached", "wasm", alg, cached=True,
                            ref_native="native-rs256-cache"))
+        if alg == "ES256":  # compared with wasm-es256-cache, the same token as bearer
+            out.append(Variant("wasm-dpop-es256", "filter ES256, DPoP-bound + fresh ES256 proof, "
+                               "cached", "wasm", alg, cached=True, dpop=True,
+                               ref_native="native-rs256-cache"))
     out += [Variant("native-deny", "native jwt_authn, missing token (401)", "native", None,
                     expect=401),
             Variant("wasm-deny", "filter, missing token (401)", "wasm", None, cached=True,
@@ -485,8 +599,11 @@ def direct(v: Variant) -> Variant:
                                ref_native=f"direct-{v.ref_native}" if v.ref_native else None)
 
 
-SMOKE_KEYS = ["noauth", "native-rs256", "wasm-rs256-cache", "direct-noauth", "direct-wasm-noop",
-              "direct-wasm-rs256-cache"]
+SMOKE_KEYS = ["noauth", "native-rs256", "wasm-rs256-cache", "wasm-es256-cache", "wasm-dpop-es256",
+              "direct-noauth", "direct-wasm-noop", "direct-wasm-rs256-cache"]
+# The DPoP row: the DPoP variant, the same token as bearer, and the pair that prices an ES256
+# verification in this run (uncached − cached).
+DPOP_KEY, DPOP_BEARER_KEY = "wasm-dpop-es256", "wasm-es256-cache"
 # Profiled with perf (--perf): where their CPU goes.
 PERF_KEYS = ["noauth", "wasm-noop", "wasm-anon", "wasm-rs256-cache", "wasm-rs256", "wasm-es256",
              "wasm-eddsa"]
@@ -595,6 +712,9 @@ class Running:
     slices: list[Slice] = field(default_factory=list)
     profile: dict[str, float] | None = None
     start_cpu_ms: float | None = None  # CPU time the process had used when it was ready
+    rate: float = 0.0  # the last load's requests per second (sizes the next share of proofs)
+    memory_start: dict[str, Any] | None = None  # memory_snapshot() when it was ready
+    refused_start: int = 0  # non-2xx answers before the load (a DPoP variant's replay check)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,6 +782,19 @@ def wasm_memories(pid: int) -> list[dict[str, int]]:
     return sorted(out, key=lambda m: -m["size"])
 
 
+def memory_snapshot(envoy: Envoy, pid: int) -> dict[str, Any]:
+    """The Wasm VMs' linear memories, the process's RSS and tcmalloc's figures (admin
+    ``/memory``) now."""
+    mem = json.loads(envoy.admin("/memory"))
+    vms = wasm_memories(pid)
+    return {"vms": vms,
+            "vm_size_max": max((m["size"] for m in vms), default=0),
+            "vm_rss_max": max((m["rss"] for m in vms), default=0),
+            "envoy_rss": rss_bytes(pid),
+            "tcmalloc_allocated": int(mem.get("allocated", 0)),
+            "tcmalloc_heap": int(mem.get("heap_size", 0))}
+
+
 def envoy_stats(envoy: Envoy, pattern: str) -> dict[str, int]:
     """Counters and gauges whose name matches the regex ``pattern`` (admin /stats?filter=)."""
     from urllib.parse import quote
@@ -715,7 +848,15 @@ class Bench:
         self.loadgen = LoadGen(args.connections, self.other_cpus)
         self.upstream_port = 0
         self._noop: Path | None = None
+        self._pool: ProofPool | None = None
         self.envoys: list[Envoy] = []  # every Envoy started, for removing their work dirs
+
+    @property
+    def pool(self) -> ProofPool:
+        """The DPoP client: its key, bound token and proofs (made when first needed)."""
+        if self._pool is None:
+            self._pool = ProofPool(self.keys, self.args.connections)
+        return self._pool
 
     def http_filters(self, v: Variant) -> list[dict[str, Any]]:
         if v.kind == "none":
@@ -724,15 +865,38 @@ class Bench:
             return [wasm_filter(self.noop_wasm(), "{}", name="noop", root_id="noop")]
         if v.kind == "native":
             return [native_filter(self.keys, cached=v.cached)]
-        return [wasm_filter(self.wasm, filter_config(self.keys, cached=v.cached, default=v.default))]
+        return [wasm_filter(self.wasm, filter_config(self.keys, cached=v.cached, default=v.default,
+                                                     dpop=v.dpop))]
 
     def headers(self, v: Variant) -> dict[str, str]:
+        """The request's headers for a load generator that sends the same ones every time
+        (a DPoP variant's proof comes from ``load``)."""
+        if v.dpop:
+            return {"authorization": f"DPoP {self.pool.token}"}
         return {"authorization": f"Bearer {self.tokens[v.alg]}"} if v.alg else {}
+
+    def load(self, r: Running, seconds: int) -> Load:
+        """``seconds`` of load on a started variant; a DPoP variant's requests each carry a proof
+        of their own, enough of them for 1.5 times the last load's rate (or 10k/s at first)."""
+        v = r.variant
+        if not v.dpop:
+            return self.loadgen.run(r.url, seconds, self.headers(v))
+        count = int((r.rate or 10_000) * seconds * 1.5) + 4 * self.args.connections
+        share = self.pool.share(count)
+        load = self.loadgen.run(r.url, seconds, {}, dpop=share)
+        self.pool.sent(count, load.requests)
+        r.rate = load.rps
+        return load
 
     def check(self, envoy: Envoy, v: Variant) -> None:
         """One request before the load: the status must be the expected one, and a valid token
-        must reach the upstream as the identity header, without the token."""
-        reply = envoy.request("GET", PATH, self.headers(v))
+        must reach the upstream as the identity header, without the token. A DPoP variant: the
+        same proof again must be refused as a replay."""
+        headers = self.headers(v)
+        proof = self.pool.one() if v.dpop else None
+        if proof:
+            headers["dpop"] = proof
+        reply = envoy.request("GET", PATH, headers)
         if reply.status != v.expect:
             raise BenchError(f"{v.key}: expected status {v.expect}, got {reply.status} "
                              f"(x-identity-reason: {reply.header('x-identity-reason')}, "
@@ -742,6 +906,12 @@ class Bench:
                 raise BenchError(f"{v.key}: the upstream did not get {SUBJECT_HEADER}: {reply!r}")
             if reply.header("x-seen-authorization"):
                 raise BenchError(f"{v.key}: the token was forwarded upstream: {reply!r}")
+        if proof:
+            again = envoy.request("GET", PATH, headers)
+            reason = again.header("x-identity-reason")
+            if again.status != 401 or reason != "dpop_proof_replayed":
+                raise BenchError(f"{v.key}: a replayed proof got {again.status} ({reason}), "
+                                 f"not 401 dpop_proof_replayed")
 
     def start(self, v: Variant, stack: contextlib.ExitStack) -> Running:
         """Start the variant's Envoy (stopped when ``stack`` closes), check one request, warm up."""
@@ -761,8 +931,12 @@ class Bench:
         self.check(envoy, v)
         running = Running(v, envoy, pid, f"{envoy.base_url}{PATH}", ready_s, init_ms(envoy),
                           start_cpu_ms=start_cpu_ms)
+        if v.kind == "wasm":
+            running.memory_start = memory_snapshot(envoy, pid)
+            running.refused_start = sum(envoy_stats(envoy, r"^http\.ingress\.downstream_rq_[345]xx$")
+                                        .values())
         if self.args.warmup > 0:
-            self.loadgen.run(running.url, self.args.warmup, self.headers(v))
+            self.load(running, self.args.warmup)
         return running
 
     def profile(self, r: Running, seconds: int = 2) -> dict[str, float] | None:
@@ -771,7 +945,7 @@ class Bench:
         the envoy binary (Envoy itself and the V8 runtime, including the proxy-wasm host calls),
         the kernel (network), libc. None when perf is missing or not permitted."""
         perf = shutil.which("perf")
-        if not perf or self.loadgen.kind != "wrk":
+        if not perf or self.loadgen.kind != "wrk" or r.variant.dpop:  # dpop: proofs from a file
             return None
         data = WORK / f"perf-{r.variant.key}.data"
         cmd = [self.loadgen.binary, "-t1", f"-c{self.args.connections}", f"-d{seconds + 2}s"]
@@ -812,7 +986,7 @@ class Bench:
         (Admin calls are made outside the CPU window: stats before CPU, CPU before stats.)"""
         before = envoy_stats(r.envoy, RQ_STATS)
         cpu0 = cpu_seconds(r.pid)
-        load = self.loadgen.run(r.url, seconds, self.headers(r.variant))
+        load = self.load(r, seconds)
         cpu1 = cpu_seconds(r.pid)
         after = envoy_stats(r.envoy, RQ_STATS)
         if not r.envoy.running:
@@ -878,16 +1052,7 @@ class Bench:
             url = f"{envoy.base_url}{PATH}"
 
             def checkpoint(sent: int) -> None:
-                mem = json.loads(envoy.admin("/memory"))
-                vms = wasm_memories(pid)
-                checkpoints.append({
-                    "requests": sent, "vms": vms,
-                    "vm_size_max": max((m["size"] for m in vms), default=0),
-                    "vm_rss_max": max((m["rss"] for m in vms), default=0),
-                    "envoy_rss": rss_bytes(pid),
-                    "tcmalloc_allocated": int(mem.get("allocated", 0)),
-                    "tcmalloc_heap": int(mem.get("heap_size", 0)),
-                })
+                checkpoints.append({"requests": sent, **memory_snapshot(envoy, pid)})
 
             checkpoint(0)
             sent = statuses_bad = socket_errors = 0
@@ -921,6 +1086,66 @@ class Bench:
                 "mint_s": mint_s, "checkpoints": checkpoints, "filled_at": filled["requests"],
                 "growth_after_fill": growth, "bounded": growth <= allowance,
                 "vm_count": sum(vm_count.values()), "seconds": time.monotonic() - t0}
+
+    # -- the DPoP flood ------------------------------------------------------------------------------
+
+    def dpop_flood(self, r: Running, bearer: Running | None) -> dict[str, Any]:
+        """After its rounds, keep the DPoP variant's Envoy busy until it has accepted
+        ``dpop_flood`` distinct proofs in all (each a new entry for the replay cache, well past
+        its ``replay_cache_entries``), within ``mem_budget`` seconds, recording its memory along
+        the way; then the bearer variant's (the same token as bearer: no proofs) for
+        comparison. Bounded: over the second half of the proofs (from the first checkpoint past
+        half of them, and past twice ``replay_cache_entries``) the largest VM's memory may grow
+        by one 64 KiB page per 100k proofs, as in the token memory test. Not from the moment the
+        cache is full: the LRU's hash table still grows once after that (deleted slots fill it
+        up under churn and it is resized a last time), then stays."""
+        a = self.args
+        t0 = time.monotonic()
+        checkpoints: list[dict[str, Any]] = []
+        counters = r"^http\.ingress\.downstream_rq_[2-5]xx$"  # the 2xx: one per proof
+
+        def checkpoint() -> None:
+            st = envoy_stats(r.envoy, counters)
+            checkpoints.append({"proofs": st.get("http.ingress.downstream_rq_2xx", 0),
+                                "refused": sum(n for k, n in st.items() if not k.endswith("2xx"))
+                                - r.refused_start,
+                                **memory_snapshot(r.envoy, r.pid)})
+
+        checkpoint()
+        deadline = time.monotonic() + a.mem_budget
+        while checkpoints[-1]["proofs"] < a.dpop_flood and time.monotonic() < deadline:
+            left = a.dpop_flood - checkpoints[-1]["proofs"]
+            seconds = 1 if r.rate <= 0 else min(a.mem_chunk, math.ceil(left / r.rate))
+            seconds = max(1, min(seconds, int(deadline - time.monotonic()) or 1))
+            self.load(r, seconds)
+            if not r.envoy.running:
+                raise BenchError(f"dpop flood: Envoy died{r.envoy._tail_note()}")
+            checkpoint()
+            log(f"dpop flood: {checkpoints[-1]['proofs']:,} proofs accepted, largest VM memory "
+                f"{checkpoints[-1]['vm_size_max'] / 2**20:.2f} MiB, Envoy RSS "
+                f"{checkpoints[-1]['envoy_rss'] / 2**20:.1f} MiB")
+        last = checkpoints[-1]
+        fill = max(2 * DPOP_REPLAY_ENTRIES, last["proofs"] // 2)
+        filled = next((c for c in checkpoints if c["proofs"] >= fill), None)
+        out: dict[str, Any] = {
+            "target_proofs": a.dpop_flood, "proofs": last["proofs"], "refused": last["refused"],
+            "replay_cache_entries": DPOP_REPLAY_ENTRIES, "start": r.memory_start,
+            "checkpoints": checkpoints, "minted": self.pool.minted, "mint_s": self.pool.mint_s,
+            "proof_bytes": len(self.pool.one()),
+            "bearer": memory_snapshot(bearer.envoy, bearer.pid) if bearer else None,
+            "bearer_start": bearer.memory_start if bearer else None,
+            "seconds": time.monotonic() - t0}
+        if filled is None or filled is last or last["proofs"] < 4 * DPOP_REPLAY_ENTRIES:
+            out.update(filled_at=None, bounded=None)  # too few proofs to judge
+            return out
+        growth = last["vm_size_max"] - filled["vm_size_max"]
+        allowance = 65536 * max(1, math.ceil((last["proofs"] - filled["proofs"]) / 100_000))
+        out.update(filled_at=filled["proofs"], growth_after_fill=growth, allowance=allowance,
+                   rss_growth_after_fill=last["envoy_rss"] - filled["envoy_rss"],
+                   allocated_growth_after_fill=(last["tcmalloc_allocated"]
+                                                - filled["tcmalloc_allocated"]),
+                   bounded=growth <= allowance)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1002,18 +1227,20 @@ class Target(NamedTuple):
     limit: float
     verdict: str
     unit: str = "x"  # "x": a ratio; otherwise a quantity, e.g. "µs"
+    detail: str = ""  # what the ratio is made of, when it helps
 
 
 class Report:
     def __init__(self, results: list[Result], *, args: argparse.Namespace, facts: dict[str, str],
                  wasm: Path, memory: dict[str, Any] | None, crypto: dict[str, Any] | None,
-                 elapsed_s: float, png_name: str):
+                 elapsed_s: float, png_name: str, dpop_memory: dict[str, Any] | None = None):
         self.r = {res.variant.key: res for res in results}
         self.results = results
         self.args = args
         self.facts = facts
         self.wasm = wasm
         self.memory = memory
+        self.dpop_memory = dpop_memory
         self.crypto = crypto
         self.elapsed_s = elapsed_s
         self.png_name = png_name
@@ -1065,6 +1292,20 @@ class Report:
 
     # -- targets ----------------------------------------------------------------------------------
 
+    def es256_verify(self) -> tuple[float | None, str]:
+        """What one ES256 verification costs the filter in Envoy, µs, and where the figure comes
+        from: this run's uncached minus cached ES256 (the same V8, machine and moment as the
+        DPoP row; it includes parsing the JWS, as the proof check must too), else crypto-bench's
+        ES256 under Wasmtime (another engine: a stand-in only)."""
+        u, c = self.cpu("wasm-es256"), self.cpu("wasm-es256-cache")
+        if u is not None and c is not None:
+            return u - c, "`wasm-es256` − `wasm-es256-cache` of this run (V8)"
+        d = (self.crypto or {}).get("data", {}).get("results", {}).get("ES256 new")
+        if d and "wasm32" in d:
+            return (float(d["wasm32"][1]), "crypto-bench's ES256 under Wasmtime (`wasm-es256` "
+                    "did not run: another engine, a stand-in only)")
+        return None, "not measured (`wasm-es256` and `wasm-es256-cache` did not both run)"
+
     def targets(self) -> list[Target]:
         """Each target: what was measured, the measured value (a ratio, or µs), the limit and
         the verdict."""
@@ -1072,7 +1313,8 @@ class Report:
         base = self.noauth()
         native_cache = self.cpu("native-rs256-cache")
 
-        def add(name: str, what: str, value: float | None, limit: float, unit: str = "x") -> None:
+        def add(name: str, what: str, value: float | None, limit: float, unit: str = "x",
+                detail: str = "") -> None:
             if value is None:
                 verdict = "not measured"
             elif self.args.smoke:  # seconds per variant on a shared machine: a number, no verdict
@@ -1083,7 +1325,7 @@ class Report:
                 verdict = f"missed by {value / limit:.2f}x"
             else:
                 verdict = f"missed by {value - limit:.1f} {unit}"
-            out.append(Target(name, what, value, limit, verdict, unit))
+            out.append(Target(name, what, value, limit, verdict, unit, detail))
 
         for alg in ALGS:
             key = f"wasm-{alg.lower()}-cache"
@@ -1112,6 +1354,24 @@ class Report:
             add(f"direct: uncached {alg}, own cost ≤ 1.5x native's own",
                 f"(direct-wasm-{low} − direct-noauth) / (direct-native-{low} − direct-noauth)",
                 x / n if x is not None and n else None, 1.5)
+        d, b = self.cpu(DPOP_KEY), self.cpu(DPOP_BEARER_KEY)
+        es, _ = self.es256_verify()
+        if d is not None and b is not None and es is not None:
+            add("DPoP proof check ≤ one ES256 verify + 5 µs",
+                f"({DPOP_KEY} − {DPOP_BEARER_KEY}) / (ES256 verify + 5 µs)",
+                (d - b) / (es + 5), 1.0, detail=f"{d - b:.1f} µs of {es + 5:.1f} µs")
+        else:
+            add("DPoP proof check ≤ one ES256 verify + 5 µs",
+                f"({DPOP_KEY} − {DPOP_BEARER_KEY}) / (ES256 verify + 5 µs)", None, 1.0)
+        m = self.dpop_memory or {}
+        if m.get("bounded") is not None:
+            add("DPoP replay cache: VM memory bounded under a proof flood",
+                "VM memory growth over the flood's second half / allowance",
+                m["growth_after_fill"] / m["allowance"], 1.0,
+                detail=f"{m['growth_after_fill'] / 1024:+.0f} KiB, allowed {m['allowance'] / 1024:.0f} KiB")
+        else:
+            add("DPoP replay cache: VM memory bounded under a proof flood",
+                "VM memory growth over the flood's second half / allowance", None, 1.0)
         return out
 
     # -- sections ----------------------------------------------------------------------------------
@@ -1295,6 +1555,132 @@ class Report:
             f"full) and the end (allowed: one 64 KiB page per 100k requests). Wasm memory never "
             f"shrinks, so this is the high-water mark.")
 
+    def dpop_section(self) -> str:
+        """The DPoP row: the proof check's CPU against one ES256 verification + 5 µs, and the
+        memory after a flood of distinct proofs against the bearer variant's."""
+        d, b = self.r.get(DPOP_KEY), self.r.get(DPOP_BEARER_KEY)
+        if d is None:
+            return f"Not run (`{DPOP_KEY}` was not among the variants)."
+        es, source = self.es256_verify()
+        lines = ["| | CPU µs/req | median |", "| --- | ---: | ---: |"]
+        if b:
+            lines.append(f"| the same token as bearer (`{DPOP_BEARER_KEY}`) | {b.cpu_us_per_req:.1f} "
+                         f"| {b.median_us_per_req:.1f} |")
+        lines.append(f"| DPoP-bound token + a fresh proof (`{DPOP_KEY}`) | {d.cpu_us_per_req:.1f} "
+                     f"| {d.median_us_per_req:.1f} |")
+        verdict = next((t for t in self.targets() if t.name.startswith("DPoP proof check")), None)
+        if b:
+            diff = d.cpu_us_per_req - b.cpu_us_per_req
+            lines.append(f"| **the proof check** (difference) | **{diff:.1f}** "
+                         f"| {d.median_us_per_req - b.median_us_per_req:.1f} |")
+        if es is not None:
+            lines.append(f"| one ES256 verification: {source} | {es:.1f} | |")
+            lines.append(f"| limit: one ES256 verification + 5 µs | {es + 5:.1f} | |")
+        if verdict and verdict[2] is not None:
+            lines.append(f"| verdict | {verdict[2]:.2f}x of the limit | {verdict[4]} |")
+        crypto = (self.crypto or {}).get("data", {}).get("results", {})
+        key_load = (crypto.get("ES256 key-load new") or {}).get("wasm32")
+        verify = (crypto.get("ES256 new") or {}).get("wasm32")
+        if key_load and verify:
+            lines.append(f"| for reference, crypto-bench (Wasmtime): ES256 key preparation + "
+                         f"verification | {key_load[1]:.0f} + {verify[1]:.0f} | |")
+        text = [
+            f"`{DPOP_KEY}`: every request carries a token bound to the client's P-256 key "
+            f"(`cnf.jkt`) with `authorization: DPoP <token>` and a proof of its own in `dpop` "
+            f"(ES256, a fresh `jti`, `htm` GET, `htu` `{DPOP_HTU}`, `ath`), minted ahead by "
+            f"tests/test_dpop.py's `proof` and sent once each (wrk reads them from a file). The "
+            f"provider requires DPoP (`dpop.algorithms: [ES256]`, `max_age_seconds: "
+            f"{DPOP_MAX_AGE}` so no proof ages out during the run); `dpop.public_base_url: "
+            f"{DPOP_BASE_URL}` fixes the `htu`; `replay_cache_entries: {DPOP_REPLAY_ENTRIES}`, "
+            f"`shared_replay: true`; the token cache is on, so the token itself is verified once "
+            f"and every request's cost over the bearer row is the proof: reading the header, one "
+            f"ES256 verification of the proof, its claims, the key's thumbprint against "
+            f"`cnf.jkt`, `ath` (SHA-256 of the token) and the replay caches (the worker's LRU and "
+            f"the shared-data bucket), plus Envoy reading the longer request (a "
+            f"{(self.dpop_memory or {}).get('proof_bytes', '~530')}-byte `dpop` header). `{DPOP_BEARER_KEY}` is the reference: the same configuration "
+            f"without the `dpop` settings (which a bearer request never reaches), the same kind "
+            f"of token without `cnf`, as `Bearer`.",
+            "",
+            "\n".join(lines),
+            "",
+            f"The ES256 verification is priced by {source}: measured in the same V8, on the same "
+            f"machine, minutes apart, and like the proof it includes parsing a JWS. Both sides "
+            f"of the comparison are differences of this run's noisy figures (see the no-auth "
+            f"pair above), so a verdict within a few µs means little on this machine. Why the "
+            f"proof costs more than a token's verification: a token's key is prepared once, when "
+            f"its key set loads (the point checked and its tables of odd multiples built: "
+            f"crypto-bench's \"ES256 key-load\"), while a proof brings its key in its header and "
+            f"`verify_proof` (src/dpop.rs) prepares it, tables included, for every proof before "
+            f"verifying.",
+        ]
+        text += ["", self.dpop_memory_section(), "",
+                 "`make bench-wasmtime` (bench/wasm_host) has no DPoP case: its driver replays "
+                 "one fixed set of request headers per variant, and a proof is good only once."]
+        return "\n".join(text)
+
+    def dpop_memory_section(self) -> str:
+        m = self.dpop_memory
+        if not m:
+            return "Memory: not measured (`--no-dpop-flood`, or the DPoP variant did not run)."
+        if "error" in m:
+            return f"Memory: **failed:** {m['error']}"
+        mib = lambda b: f"{b / 2**20:.2f} MiB"  # noqa: E731
+        head = ["| | proofs accepted | largest VM: memory.size | largest VM: resident "
+                "| Envoy RSS | tcmalloc allocated |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+
+        def row(name: str, c: dict[str, Any] | None, proofs: str) -> None:
+            if c:
+                head.append(f"| {name} | {proofs} | {mib(c['vm_size_max'])} | {mib(c['vm_rss_max'])} "
+                            f"| {mib(c['envoy_rss'])} | {mib(c['tcmalloc_allocated'])} |")
+
+        cps = m["checkpoints"]
+        row(f"`{DPOP_KEY}` when started", m.get("start"), "0")
+        step = max(1, math.ceil((len(cps) - 2) / 8))
+        shown = cps if len(cps) <= 10 else cps[:1] + cps[1:-1][::step] + cps[-1:]
+        for i, c in enumerate(shown):
+            label = "after its rounds" if i == 0 else "flood" if c is not cps[-1] else "**end**"
+            row(f"`{DPOP_KEY}`, {label}", c, f"{c['proofs']:,}")
+        row(f"`{DPOP_BEARER_KEY}` (bearer) when started", m.get("bearer_start"), "—")
+        row(f"`{DPOP_BEARER_KEY}` (bearer) at the end", m.get("bearer"), "—")
+        short = ""
+        if m["proofs"] < m["target_proofs"]:
+            short = (f" **Only {m['proofs']:,} of the {m['target_proofs']:,} proofs were accepted "
+                     f"within the time budget ({self.args.mem_budget} s).**")
+        start, end = m.get("start"), cps[-1]
+        grew = ""
+        if start and m.get("bounded") is not None:
+            grew = (f" From start to end the largest VM grew by "
+                    f"{(end['vm_size_max'] - start['vm_size_max']) / 2**20:.2f} MiB "
+                    f"(the documented ~100 bytes × {m['replay_cache_entries']:,} entries: "
+                    f"~{m['replay_cache_entries'] * 100 / 2**20:.2f} MiB).")
+        if m.get("bounded") is None:
+            verdict = (f"Verdict: not judged — fewer than {4 * m['replay_cache_entries']:,} proofs "
+                       f"(four times `replay_cache_entries`) went through: the second half of "
+                       f"them would not start with a full cache.")
+        else:
+            verdict = (f"Verdict: {'**bounded**' if m['bounded'] else '**NOT bounded**'} — the "
+                       f"largest VM's memory changed by {m['growth_after_fill'] / 1024:+.0f} KiB "
+                       f"over the second half of the flood, from {m['filled_at']:,} proofs to the "
+                       f"end (allowed: one 64 KiB page per 100k proofs; the LRU fills at "
+                       f"{m['replay_cache_entries']:,} proofs, and its hash table is resized once "
+                       f"more under the churn that follows, so the first half is not judged); "
+                       f"over the same stretch Envoy's RSS changed by "
+                       f"{m['rss_growth_after_fill'] / 2**20:+.2f} MiB and tcmalloc's allocated "
+                       f"bytes (which hold the shared data) by "
+                       f"{m['allocated_growth_after_fill'] / 2**20:+.2f} MiB.{grew}")
+        return (
+            f"Memory under a flood of distinct proofs: after its rounds, `{DPOP_KEY}`'s Envoy got "
+            f"more requests, each with a new proof, until it had accepted {m['proofs']:,} in all "
+            f"({m['proofs'] / m['replay_cache_entries']:.1f}x `replay_cache_entries`; every "
+            f"proof is a new replay-cache entry, kept {DPOP_MAX_AGE} s, so the LRU is always "
+            f"full and forgets its oldest). {m['minted']:,} proofs were minted in "
+            f"{m['mint_s']:.0f} s; refused requests: {m['refused']:,}.{short} The documented "
+            f"bound: about 100 bytes per entry in each worker's VM (~"
+            f"{m['replay_cache_entries'] * 100 / 2**20:.1f} MiB) and "
+            f"{math.ceil(m['replay_cache_entries'] / 16)} shared-data buckets of at most 16 × 24 "
+            f"bytes in Envoy (~{math.ceil(m['replay_cache_entries'] / 16) * 16 * 24 / 2**20:.2f} "
+            f"MiB).\n\n" + "\n".join(head) + "\n\n" + verdict)
+
     def startup_section(self) -> str:
         wasm = [r for r in self.results if r.variant.kind == "wasm"]
         plain = [r for r in self.results if r.variant.kind in ("none", "native")]
@@ -1357,9 +1743,10 @@ class Report:
                 missing += 1
                 continue
             mark = "✅" if t.verdict == "met" else "❌"
-            value = f"{t.value:.2f}x" if t.unit == "x" else f"{t.value:+.1f} {t.unit}"
-            lines.append(f"| {t.name} (`{t.what}`) | {value} | {t.limit:g}{t.unit if t.unit == 'x' else ' ' + t.unit} "
-                         f"| {mark} {t.verdict} |")
+            shown = (f"{t.value:.2f}x" if t.unit == "x" else f"{t.value:+.1f} {t.unit}") \
+                + (f" ({t.detail})" if t.detail else "")
+            limit = f"{t.limit:g}x" if t.unit == "x" else f"{t.limit:g} {t.unit}"
+            lines.append(f"| {t.name} (`{t.what}`) | {shown} | {limit} | {mark} {t.verdict} |")
         if missing:
             lines.append(f"\n{missing} target(s) not measured: their variants did not run.")
         return "\n".join(lines)
@@ -1420,8 +1807,8 @@ The last column takes each variant's lowest round instead of the median.
 
 ## Targets
 
-Ratios of CPU µs/request measured in this run (the first rows: lowest rounds, proxied); then the
-own-cost targets, from the medians of the direct_response mode.
+Ratios of CPU µs/request measured in this run (the first rows: lowest rounds, proxied; the DPoP
+rows: see "DPoP" below); then the own-cost targets, from the medians of the direct_response mode.
 
 {self.targets_section()}
 
@@ -1439,6 +1826,10 @@ batch, µs per verification) for the same algorithm:
 ## Memory: 100k distinct tokens
 
 {self.memory_section()}
+
+## DPoP: a bound ES256 token with its proof vs the same token as bearer
+
+{self.dpop_section()}
 
 ## Module size and VM start
 
@@ -1458,7 +1849,7 @@ batch, µs per verification) for the same algorithm:
 
 ```
 make bench          # this report: builds the module, .venv, installs wrk; ~{max(1, round(self.elapsed_s / 60))} minutes; exit 2 if a target is missed
-make bench-smoke    # a few seconds per variant, 3 variants, tiny memory test: proves the script works (targets not judged)
+make bench-smoke    # a few seconds per variant, 5 variants (DPoP among them), tiny memory tests: proves the script works (targets not judged)
 .venv/bin/python bench/bench.py --help                  # durations, connections, --only KEY,KEY
 .venv/bin/python bench/bench.py --only noauth,native-rs256,wasm-rs256 --no-memory --no-crypto
 ```
@@ -1475,6 +1866,12 @@ make bench-smoke    # a few seconds per variant, 3 variants, tiny memory test: p
   jwt_authn: the same issuer, audience, JWKS (`local_jwks`) and header (`claim_to_headers`);
   cached = `jwt_cache_config` (1024 entries). Its `jwt_cache_hit`/`jwt_cache_miss` counters are
   shown in the notes: with the cache off they stay 0 (every request is verified).
+- DPoP (`{DPOP_KEY}`): a P-256 client key made for the run, the ES256 token with its
+  thumbprint in `cnf.jkt`, and proofs minted ahead with tests/test_dpop.py's `proof` (1.5 times
+  the last load's rate per load), handed to wrk in a file and sent once each
+  (`.work/bench/wrk-dpop.lua`); the one check request before the load is sent twice, and the
+  second must be refused as `dpop_proof_replayed`. `--dpop-flood N` (120k; 6k with `--smoke`)
+  sets the distinct proofs for the memory reading, `--no-dpop-flood` skips it.
 - Raw results: `.work/bench/results.json`; Envoy logs: `.work/envoy/bench-*`, kept when a run
   fails.
 """
@@ -1488,7 +1885,8 @@ def plot(results: list[Result], path: Path, base: Result | None) -> None:
 
     colors = {"no auth": "#9e9e9e", "native": "#1f77b4", "native cached": "#6baed6",
               "filter uncached": "#ff7f0e", "filter cached": "#2ca02c", "denial": "#9467bd",
-              "filter, no token": "#8c564b", "no-op Wasm filter": "#bcbd22"}
+              "filter, no token": "#8c564b", "no-op Wasm filter": "#bcbd22",
+              "filter DPoP": "#e377c2"}
     labels = [r.variant.label for r in results]
     values = [r.cpu_us_per_req for r in results]
     fig, ax = plt.subplots(figsize=(12, 0.38 * len(results) + 2.0))
@@ -1587,8 +1985,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
-                    help="tiny durations, 3 variants, a small memory test, no crypto-bench; "
-                         "writes .work/bench/smoke/ instead of docs/")
+                    help="tiny durations, 5 variants, a small memory test and DPoP flood, no "
+                         "crypto-bench; writes .work/bench/smoke/ instead of docs/")
     ap.add_argument("--duration", type=int, default=None,
                     help="seconds of measured load per variant and round (3; --smoke: 1)")
     ap.add_argument("--rounds", type=int, default=None,
@@ -1609,6 +2007,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="most seconds of load for the memory test (240); fewer requests are sent "
                          "if it runs out, and the report says so")
     ap.add_argument("--mem-chunk", type=int, default=None, help="seconds per memory checkpoint (10)")
+    ap.add_argument("--dpop-flood", type=int, default=None,
+                    help="distinct DPoP proofs the DPoP variant's Envoy must have accepted in all "
+                         "(its rounds, then a flood within --mem-budget s) before its memory is "
+                         "read (120000; --smoke 6000)")
+    ap.add_argument("--no-dpop-flood", action="store_true",
+                    help="skip the DPoP proof flood (the DPoP row's memory)")
     ap.add_argument("--no-crypto", action="store_true", help="skip crypto-bench/run.py")
     ap.add_argument("--perf", action=argparse.BooleanOptionalAction, default=None,
                     help="profile a few variants with perf record, when perf is installed "
@@ -1620,7 +2024,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     smoke = args.smoke
     defaults = {"duration": 1 if smoke else 3, "rounds": 1 if smoke else 3, "warmup": 1,
                 "mem_tokens": 2000 if smoke else 100_000, "mem_requests": 10_000 if smoke else 1_000_000,
-                "mem_budget": 20 if smoke else 240, "mem_chunk": 2 if smoke else 10}
+                "mem_budget": 20 if smoke else 240, "mem_chunk": 2 if smoke else 10,
+                "dpop_flood": 6000 if smoke else 120_000}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -1668,6 +2073,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Envoy {facts['envoy']}")
         results: list[Result] = []
         memory: dict[str, Any] | None = None
+        dpop_memory: dict[str, Any] | None = None
         with bench.responder() as responder:
             bench.upstream_port = responder.port
             assert responder.proc is not None
@@ -1696,6 +2102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             log(f"perf {r.variant.key}: " + (", ".join(
                                 f"{k} {v:.0f}%" for k, v in r.profile.items()) if r.profile
                                 else "not available"))
+                by_key = {r.variant.key: r for r in running}
+                if DPOP_KEY in by_key and not args.no_dpop_flood:
+                    try:
+                        dpop_memory = bench.dpop_flood(by_key[DPOP_KEY], by_key.get(DPOP_BEARER_KEY))
+                    except BenchError as e:
+                        dpop_memory = {"error": str(e)}
+                        log(f"dpop flood failed: {e}")
             for r in running:
                 res = Result(r.variant, r.ready_s, r.init_ms, r.slices, profile=r.profile,
                              start_cpu_ms=r.start_cpu_ms)
@@ -1721,7 +2134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"crypto-bench failed (status {crypto['status']}): {crypto['stderr'][-300:]}")
         elapsed = time.monotonic() - started
         report = Report(results, args=args, facts=facts, wasm=Path(args.wasm), memory=memory,
-                        crypto=crypto, elapsed_s=elapsed, png_name=png.name)
+                        crypto=crypto, elapsed_s=elapsed, png_name=png.name,
+                        dpop_memory=dpop_memory)
         out.parent.mkdir(parents=True, exist_ok=True)
         plot([r for r in results if r.variant.mode == "proxied"], png, report.noauth())
         plot_own_cost(report, out.with_name(out.stem + "-own.png"))
@@ -1733,13 +2147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "cpu_us_per_req": r.cpu_us_per_req, "median_us_per_req": r.median_us_per_req,
                          "spread": r.spread}
                         for r in results],
-            "memory": memory, "crypto": crypto and {k: v for k, v in crypto.items() if k != "table"},
+            "memory": memory, "dpop_memory": dpop_memory, "crypto": crypto and {k: v for k, v in crypto.items() if k != "table"},
         }, indent=1, default=str))
         log(f"wrote {out} and {png} in {elapsed / 60:.1f} minutes")
         print()
         print(report.targets_section())
         failed = [r for r in results if r.notes and any("were not" in n or "died" in n for n in r.notes)]
         if failed or (memory and ("error" in memory or not memory.get("bounded", True))) \
+                or (dpop_memory and ("error" in dpop_memory or dpop_memory["refused"])) \
                 or (crypto and not crypto["ok"]):
             log("some measurements are suspect or failed: see the report's notes; Envoy logs "
                 "kept in .work/envoy/bench-*")
