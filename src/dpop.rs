@@ -13,6 +13,8 @@
 //! nonces (`DPoP-Nonce`) are not issued or checked.
 
 use std::cell::RefCell;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -217,10 +219,52 @@ pub trait ReplayStore {
 }
 
 /// The per-worker record of proofs seen: at most `capacity` entries, the oldest forgotten first.
+/// It also keeps the keys of recent proofs, prepared ([`ProofKeys`]).
 pub struct ReplayCache {
     entries: LruCache<ReplayKey, u64>,
     capacity: usize,
     evicted: u64,
+    keys: ProofKeys,
+}
+
+/// How many clients' proof keys a worker keeps prepared.
+pub const PROOF_KEYS: usize = 64;
+
+/// Prepared proof keys, by the proof's protected header as sent (its `typ`, `alg` and `jwk`). A
+/// client signs every proof with its one key, so its header repeats from proof to proof; reading
+/// that key and preparing it (an EC key's tables: most of a proof check's cost) is done once,
+/// not per proof. Equal header bytes mean an equal `jwk`, so a hit is the key the proof names.
+pub struct ProofKeys {
+    entries: LruCache<String, Rc<ProofKey>>,
+}
+
+struct ProofKey {
+    thumbprint: String,
+    keys: KeySet,
+}
+
+impl ProofKeys {
+    fn new() -> ProofKeys {
+        ProofKeys {
+            entries: LruCache::new(NonZeroUsize::MIN.saturating_add(PROOF_KEYS - 1)),
+        }
+    }
+
+    /// The prepared key of a proof whose header segment is `header`, read from `jwk` on a miss.
+    fn get(&mut self, header: &str, jwk: &Map<String, Value>) -> Option<Rc<ProofKey>> {
+        if let Some(key) = self.entries.get(header) {
+            return Some(Rc::clone(key));
+        }
+        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+            return None;
+        }
+        let thumbprint = thumbprint(jwk)?;
+        let set = serde_json::json!({ "keys": [Value::Object(jwk.clone())] });
+        let keys = KeySet::parse_with(&set, Origin::Inline, MIN_RSA_BITS).ok()?;
+        let key = Rc::new(ProofKey { thumbprint, keys });
+        self.entries.put(header.to_string(), Rc::clone(&key));
+        Some(key)
+    }
 }
 
 impl std::fmt::Debug for ReplayCache {
@@ -240,6 +284,7 @@ impl ReplayCache {
             entries: LruCache::unbounded(),
             capacity: capacity.max(1),
             evicted: 0,
+            keys: ProofKeys::new(),
         }
     }
 
@@ -341,7 +386,17 @@ fn check(
         method: &facts.method,
         uri: uri.as_deref(),
     };
-    let proof = verify_proof(proof, policy, provider.clock_skew_seconds, &request, now)?;
+    let proof = {
+        let keys = &mut checker.cache.borrow_mut().keys;
+        verify_proof(
+            proof,
+            policy,
+            provider.clock_skew_seconds,
+            &request,
+            now,
+            keys,
+        )?
+    };
     if proof.ath != access_token_hash(&found.token) {
         return Err(Reason::DpopAthMismatch);
     }
@@ -378,13 +433,15 @@ pub struct Proof {
 }
 
 /// Check one proof (RFC 9449 §4.3 steps 2–11 but `ath` and the replay, which the caller does):
-/// every failure is `dpop_proof_invalid`.
-pub fn verify_proof(
+/// every failure is `dpop_proof_invalid`. Its key comes from `keys` when the same header was
+/// seen before.
+fn verify_proof(
     proof: &str,
     policy: &ProviderDpop,
     clock_skew_seconds: u64,
     request: &Target<'_>,
     now: u64,
+    keys: &mut ProofKeys,
 ) -> Result<Proof, Reason> {
     const INVALID: Reason = Reason::DpopProofInvalid;
     if proof.len() > MAX_PROOF_BYTES {
@@ -402,17 +459,14 @@ pub fn verify_proof(
     let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
         return Err(INVALID);
     };
-    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
-        return Err(INVALID);
-    }
-    let thumbprint = thumbprint(jwk).ok_or(INVALID)?;
-    let set = serde_json::json!({ "keys": [Value::Object(jwk.clone())] });
-    let keys = KeySet::parse_with(&set, Origin::Inline, MIN_RSA_BITS).map_err(|_| INVALID)?;
+    let header = jws.signing_input.split('.').next().unwrap_or_default();
+    let key = keys.get(header, jwk).ok_or(INVALID)?;
     if !verify::signature_length_fits(alg, jws.signature.len()) {
         return Err(INVALID);
     }
     let input = jws.signing_input.as_bytes();
-    if !keys
+    if !key
+        .keys
         .select(alg, None)
         .any(|key| key.verify_signature(input, &jws.signature))
     {
@@ -442,6 +496,7 @@ pub fn verify_proof(
         return Err(INVALID);
     }
     let ath = text("ath")?.to_string();
+    let thumbprint = key.thumbprint.clone();
     let mut hash = Sha256::new();
     hash.update(thumbprint.as_bytes());
     hash.update([0u8]);

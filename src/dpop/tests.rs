@@ -540,3 +540,41 @@ fn a_shared_store_refuses_a_proof_another_worker_used() {
     };
     assert_eq!(log.reason, Some(Reason::DpopProofReplayed));
 }
+
+#[test]
+fn a_prepared_proof_key_still_checks_every_signature() {
+    // The first proof prepares the client's key; the second repeats its header (a hit) with a
+    // signature over other claims: refused, then a proper one passes.
+    let e = engine(json!({}));
+    let token = bound_token();
+    let good = proof_with(&token, |_, c| c["jti"] = json!("first"));
+    assert_eq!(reason(&e, &dpop_request(&token, &[&good])), None);
+    let next = proof_with(&token, |_, c| c["jti"] = json!("second"));
+    let (head, rest) = next.split_once('.').unwrap();
+    let (payload, _) = rest.split_once('.').unwrap();
+    let (_, signature) = good.rsplit_once('.').unwrap();
+    assert_eq!(head, good.split_once('.').unwrap().0, "the header repeats");
+    let spliced = format!("{head}.{payload}.{signature}");
+    assert_eq!(
+        reason(&e, &dpop_request(&token, &[&spliced])),
+        Some(Reason::DpopProofInvalid)
+    );
+    assert_eq!(reason(&e, &dpop_request(&token, &[&next])), None);
+}
+
+#[test]
+fn prepared_proof_keys_are_bounded() {
+    let mut keys = ProofKeys::new();
+    for i in 0..(PROOF_KEYS + 20) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[u8::try_from(i % 251).unwrap() + 1; 32]);
+        let jwk = client_jwk(&key);
+        let header = format!("header-{i}");
+        assert!(keys.get(&header, jwk.as_object().unwrap()).is_some());
+    }
+    assert_eq!(keys.entries.len(), PROOF_KEYS);
+    // A private member is refused before anything is prepared or kept.
+    let mut private = client_jwk(&client_key());
+    private["d"] = json!("c2VjcmV0");
+    assert!(keys.get("private", private.as_object().unwrap()).is_none());
+    assert!(!keys.entries.contains("private"));
+}
