@@ -58,7 +58,8 @@ from typing import Any, Callable, Iterator, Sequence
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-import jwk  # noqa: E402  (tools/jwk.py)
+import devkit_path  # noqa: F401,E402  (identity_devkit on sys.path)
+from identity_devkit import jwk  # noqa: E402
 from envoy_runner import (DEFAULT_WASM, Envoy, EnvoyError, find_envoy,  # noqa: E402
                           wasm_filter)
 

@@ -17,7 +17,7 @@ import jwt  # PyJWT
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-import jwk
+from identity_devkit import jwk
 
 ISSUER = "https://issuer.test"
 PARTNER_ISSUER = "https://partner.test"

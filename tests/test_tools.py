@@ -9,7 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-import jwk
+from identity_devkit import jwk
 from devissuer import DevIssuer
 from envoy_runner import http_request
 

@@ -29,9 +29,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from conftest import GATEWAY_REQUIRED, HERE, REPO, envoy_runner, gateway_unavailable
-from identity_dispatcher import gateway as gw
-from identity_dispatcher.airflow_testing import AirflowServer
-from identity_dispatcher.testing import free_port
+from identity_devkit import gateway as gw
+from identity_devkit.airflow_testing import AirflowServer
+from identity_devkit.testing import free_port
 
 API = "api://reports"
 ASSERTION_SECRET = "airflow-hook-assertion-secret-0123456789"

@@ -16,7 +16,7 @@ from identity_dispatcher.keys import (
     keys_from_jwks,
     load_jwks_file,
 )
-from identity_dispatcher.testing import AssertionMinter
+from identity_devkit.testing import AssertionMinter
 from local_http import ScriptedServer, json_answer
 
 
