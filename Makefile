@@ -45,11 +45,13 @@ help: ## list the targets
 
 venv: $(VENV_STAMP) ## project-local Python venv with Envoy, pytest, PyJWT, Prefect (once per requirements.txt)
 
-# The Prefect dispatcher (prefect/) shares the venv: its pins agree with requirements.txt.
-$(VENV_STAMP): requirements.txt prefect/requirements.txt prefect/pyproject.toml
+# The Prefect dispatcher (prefect/) shares the venv: its pins agree with requirements.txt. The dev
+# kit (devkit/: token issuers, JWKs, supervised processes, the Prefect and Airflow test harness)
+# is a distribution of its own, so the dispatcher's wheel ships none of it.
+$(VENV_STAMP): requirements.txt prefect/requirements.txt prefect/pyproject.toml devkit/pyproject.toml
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r requirements.txt -r prefect/requirements.txt
-	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect
+	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect -e ./devkit
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
@@ -86,24 +88,26 @@ $(OLD_ENVOY_STAMP):
 integration-old-envoy: venv wasm oidc-provider $(OLD_ENVOY_STAMP) ## the integration tests again, in the older Envoy 1.36.4
 	ENVOY_BIN=$(CURDIR)/$(OLD_ENVOY_VENV)/bin/envoy $(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
-# PYTHONPATH: the tests use this checkout's package, wherever the venv's editable install points.
+# PYTHONPATH: the tests use this checkout's packages (the dispatcher and the dev kit), wherever
+# the venv's editable installs point.
 prefect-test: venv wasm oidc-provider ## Prefect dispatcher tests, with the chain through real Envoy + filter (PREFECT_PYTEST_ARGS='-k envoy')
-	PYTHONPATH=$(CURDIR)/prefect/src IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR)/prefect/src:$(CURDIR)/devkit/src IDENTITY_GATEWAY_REQUIRED=1 $(VENV_PY) -m pytest $(PREFECT_TESTS) $(PREFECT_PYTEST_ARGS)
 
-# The dispatcher installed without its dependencies (all pinned in airflow/requirements.txt) and
-# without Prefect: its Airflow backend never imports it.
-$(AIRFLOW_STAMP): airflow/requirements.txt prefect/pyproject.toml
+# The dispatcher and the dev kit installed without their dependencies (all pinned in
+# airflow/requirements.txt) and without Prefect: the Airflow backend and the dev kit's Airflow
+# harness never import it.
+$(AIRFLOW_STAMP): airflow/requirements.txt prefect/pyproject.toml devkit/pyproject.toml
 	@test -x $(AIRFLOW_PY) || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_PY) -m pip install --disable-pip-version-check --no-input -q -r airflow/requirements.txt
-	$(AIRFLOW_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect
+	$(AIRFLOW_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -e ./prefect -e ./devkit
 	@$(AIRFLOW_VENV)/bin/airflow version
 	@touch $@
 
-airflow-venv: $(AIRFLOW_STAMP) ## Airflow 3 venv (.venv-airflow) from airflow/requirements.txt, with the dispatcher and pytest
+airflow-venv: $(AIRFLOW_STAMP) ## Airflow 3 venv (.venv-airflow) from airflow/requirements.txt, with the dispatcher, the dev kit and pytest
 
-# PYTHONPATH (inherited by Airflow's task processes): this checkout's package, as for prefect-test.
+# PYTHONPATH (inherited by Airflow's task processes): this checkout's packages, as for prefect-test.
 airflow-test: venv wasm oidc-provider airflow-venv ## dispatcher's Airflow backend and the task hook: real Airflow on SQLite, real Envoy + filter, the OpenID provider (AIRFLOW_PYTEST_ARGS='-k name')
-	PYTHONPATH=$(CURDIR)/prefect/src IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR)/prefect/src:$(CURDIR)/devkit/src IDENTITY_GATEWAY_REQUIRED=1 ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) -m pytest $(AIRFLOW_TESTS) $(AIRFLOW_PYTEST_ARGS)
 
 run-airflow: venv wasm airflow-venv ## Envoy + filter + dispatcher (Airflow backend) + Airflow on SQLite on 127.0.0.1; Ctrl-C stops
 	ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) tools/run_airflow.py
@@ -127,7 +131,7 @@ check: ## check plugin configurations as the filter reads them: make check CONFI
 	@cargo run --quiet $(TOOLS_CARGO) -- check $(CONFIG)
 
 run-prefect: venv wasm oidc-provider ## Envoy + filter + Prefect dispatcher + Prefect server + example flows (one calling back with its own token) on 127.0.0.1; Ctrl-C stops
-	PYTHONPATH=$(CURDIR)/prefect/src $(VENV_PY) tools/run_prefect.py
+	PYTHONPATH=$(CURDIR)/prefect/src:$(CURDIR)/devkit/src $(VENV_PY) tools/run_prefect.py
 
 # Benchmarks (bench/bench.py → docs/benchmarks.md and .png); not part of `make test`. The script
 # installs wrk with apt-get when it is missing. BENCH_ARGS: more flags (bench/bench.py --help).

@@ -65,7 +65,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(1, str(REPO / "tests"))  # test_dpop's proof helpers (imported when needed)
 
-import jwk  # noqa: E402  (tools/jwk.py)
+import devkit_path  # noqa: F401,E402  (identity_devkit on sys.path)
+from identity_devkit import jwk  # noqa: E402
 from envoy_runner import (DEFAULT_WASM, Envoy, EnvoyError, find_envoy,  # noqa: E402
                           wasm_filter)
 
@@ -356,11 +357,11 @@ class Keys:
     """Signing keys made for this run: one per algorithm family."""
 
     def __init__(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+        from identity_devkit.issuer import generate
 
-        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.ec = ec.generate_private_key(ec.SECP256R1())
-        self.ed = ed25519.Ed25519PrivateKey.generate()
+        self.rsa = generate("RS256")
+        self.ec = generate("ES256")
+        self.ed = generate("EdDSA")
         self.hmac = os.urandom(32)
 
     def signing_key(self, alg: str) -> Any:
@@ -375,13 +376,12 @@ class Keys:
                         jwk.oct_jwk(self.hmac, kid=KIDS["HS256"], alg="HS256"))
 
     def token(self, alg: str, **extra: Any) -> str:
-        import jwt  # PyJWT
+        from identity_devkit.issuer import SigningKey
 
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": SUBJECT, "aud": AUDIENCE, "iat": now,
                   "exp": now + TOKEN_LIFETIME, **extra}
-        return jwt.encode(claims, self.signing_key(alg), algorithm=alg,
-                          headers={"kid": KIDS[alg]})
+        return SigningKey(self.signing_key(alg), KIDS[alg], alg).token(claims)
 
 
 def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated",

@@ -31,8 +31,9 @@ import pytest
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
 
+import devkit_path  # noqa: E402,F401  (identity_devkit on sys.path)
 import oidc_provider  # noqa: E402
-import supervised  # noqa: E402
+from identity_devkit import supervised  # noqa: E402
 from echo_upstream import EchoServer, start_echo_upstream  # noqa: E402
 from envoy_runner import DEFAULT_WASM, Envoy  # noqa: E402
 

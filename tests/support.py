@@ -1,23 +1,22 @@
 """Keys, tokens and configurations for the integration tests.
 
 Every key is generated per test session (nothing secret is stored); tokens are signed in the
-tests from claims the test shows. Normal tokens are signed with PyJWT; hostile ones (``alg:
-none``, algorithm confusion, ``crit``) with ``jwk.encode``, which refuses nothing.
+tests from claims the test shows. Normal tokens are signed by the dev kit's issuer
+(``identity_devkit.issuer``, PyJWT); hostile ones (``alg: none``, algorithm confusion, ``crit``)
+with ``jwk.encode``, which refuses nothing.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt  # PyJWT
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-import jwk
+from identity_devkit import jwk
+from identity_devkit.issuer import SigningKey, generate, merged
 
 ISSUER = "https://issuer.test"
 PARTNER_ISSUER = "https://partner.test"
@@ -45,15 +44,15 @@ STRIPPED = "x-internal-user"
 class Keys:
     """The session's signing keys. ``stranger`` is in no JWKS."""
 
-    rsa: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    rsa2: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    ec256: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
-    ec384: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP384R1()))
-    ed: Any = field(default_factory=ed25519.Ed25519PrivateKey.generate)
-    hmac: bytes = field(default_factory=lambda: os.urandom(64))
-    partner: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    partner_hmac: bytes = field(default_factory=lambda: os.urandom(64))
-    stranger: Any = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    rsa: Any = field(default_factory=lambda: generate("RS256"))
+    rsa2: Any = field(default_factory=lambda: generate("RS256"))
+    ec256: Any = field(default_factory=lambda: generate("ES256"))
+    ec384: Any = field(default_factory=lambda: generate("ES384"))
+    ed: Any = field(default_factory=lambda: generate("EdDSA"))
+    hmac: bytes = field(default_factory=lambda: generate("HS256"))
+    partner: Any = field(default_factory=lambda: generate("RS256"))
+    partner_hmac: bytes = field(default_factory=lambda: generate("HS256"))
+    stranger: Any = field(default_factory=lambda: generate("RS256"))
 
     def primary_jwks(self) -> dict[str, Any]:
         """RSA keys carry no ``alg``: one key serves RS* and PS*."""
@@ -92,7 +91,7 @@ def now() -> int:
 def claims(**overrides: Any) -> dict[str, Any]:
     """Claims of a good primary-issuer token for "alice"; ``name=None`` removes a claim."""
     t = now()
-    base: dict[str, Any] = {
+    return merged({
         "iss": ISSUER,
         "sub": "alice",
         "aud": AUDIENCE,
@@ -100,13 +99,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "exp": t + 300,
         "realm_access": {"roles": ["user", "admin"]},
         "scope": "runs:read runs:write",
-    }
-    for name, value in overrides.items():
-        if value is None:
-            base.pop(name, None)
-        else:
-            base[name] = value
-    return base
+    }, overrides)
 
 
 def partner_claims(**overrides: Any) -> dict[str, Any]:
@@ -118,13 +111,8 @@ def token(keys: Keys, claims_: dict[str, Any] | None = None, alg: str = "RS256",
     """A token signed with PyJWT. ``kid=True``: the kid of the algorithm's key; ``kid=None``:
     no kid; a string: that kid. ``key`` overrides the signing key."""
     default_key, default_kid = keys.for_alg(alg)
-    header: dict[str, Any] = dict(headers or {})
-    if kid is True:
-        header["kid"] = default_kid
-    elif isinstance(kid, str):
-        header["kid"] = kid
-    return jwt.encode(claims() if claims_ is None else claims_, default_key if key is None else key,
-                      algorithm=alg, headers=header or None)
+    signer = SigningKey(default_key if key is None else key, default_kid, alg)
+    return signer.token(claims() if claims_ is None else claims_, kid=kid, headers=headers)
 
 
 def raw_token(header: dict[str, Any], claims_: dict[str, Any], key: Any) -> str:

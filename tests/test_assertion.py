@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-import jwk
+from identity_devkit import jwk
 import support
 from envoy_runner import Envoy
 from support import AUDIENCE, ISSUER, assert_allowed, assert_denied, bearer, claims, token

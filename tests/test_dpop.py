@@ -25,6 +25,8 @@ import jwt  # PyJWT
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from identity_devkit.jwk import b64url as b64
+
 import support
 from oidc_provider import Client, OidcProvider
 from support import AUDIENCE, ISSUER, assert_allowed, assert_denied, claims, token
@@ -32,10 +34,6 @@ from support import AUDIENCE, ISSUER, assert_allowed, assert_denied, claims, tok
 SECRET = "dpop-tests-assertion-secret-0123456789"
 SERVICE = "orders-service"
 ALGS = "ES256 EdDSA PS256"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def public_jwk(key: Any) -> dict[str, Any]:

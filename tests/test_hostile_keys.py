@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import jwk
+from identity_devkit import jwk
 from support import assert_allowed, assert_denied, bearer, claims, token
 from test_remote_keys import KEYS_PATH, counter, filter_with, good, idp, jwks_of, provider, wait_until  # noqa: F401
 

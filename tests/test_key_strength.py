@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import jwk
+from identity_devkit import jwk
 from envoy_runner import Envoy
 from support import ISSUER, assert_allowed, assert_denied, bearer, claims, token
 from test_remote_keys import KEYS_PATH, filter_with, idp, provider, wait_until  # noqa: F401

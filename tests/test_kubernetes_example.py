@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-import jwk
+from identity_devkit import jwk
 import support
 from support import assert_allowed, assert_denied, assert_invalid_token, bearer
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import jwk
+from identity_devkit import jwk
 from envoy_runner import Envoy
 from jwks_server import JwksServer
 from support import assert_allowed, assert_denied, assert_invalid_token, bearer, claims, token

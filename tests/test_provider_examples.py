@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-import jwk
+from identity_devkit import jwk
 import support
 from config_check import parser_verdicts, schema_errors
 from support import assert_allowed, assert_denied, assert_invalid_token, bearer

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import jwk
+from identity_devkit import jwk
 from support import (AUDIENCE, ISSUER, PARTNER_ISSUER, assert_allowed, assert_denied, bearer, claims, partner_claims,
                      token)
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import envoy_runner
-import jwk
+from identity_devkit import jwk
 from envoy_runner import Envoy
 from jwks_server import JwksServer
 from support import (AUDIENCE, ISSUER, PARTNER_AUDIENCE, PARTNER_ISSUER, assert_allowed, assert_denied, bearer,

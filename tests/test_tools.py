@@ -9,7 +9,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-import jwk
+from identity_devkit import jwk
+from identity_devkit.issuer import SigningKey, merged, thumbprint
 from devissuer import DevIssuer
 from envoy_runner import http_request
 
@@ -75,3 +76,38 @@ def test_raw_signer_matches_pyjwt_verification(keys):
         token = jwk.encode({"alg": alg, "kid": kid}, {"sub": "x"}, key)
         public = key if isinstance(key, bytes) else key.public_key()
         assert jwt.decode(token, public, algorithms=[alg])["sub"] == "x"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"])
+def test_signing_key_tokens_verify_against_its_jwks_by_kid(alg):
+    signer = SigningKey.generate(alg)
+    token = signer.token({"sub": "x"})
+    header = jwt.get_unverified_header(token)
+    assert header["kid"] == signer.kid == thumbprint(signer.public_jwk()) and header["alg"] == alg
+    key = jwt.PyJWKSet.from_dict(signer.jwks())[header["kid"]]
+    assert jwt.decode(token, key.key, algorithms=[alg])["sub"] == "x"
+    other = SigningKey.generate(alg)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(other.token({"sub": "x"}, kid=signer.kid), key.key, algorithms=[alg])
+
+
+def test_signing_key_header_choices():
+    signer = SigningKey.generate("RS256", kid="rsa-1", jwk_alg=False)
+    assert "alg" not in signer.public_jwk() and "d" not in signer.public_jwk()
+    assert "kid" not in jwt.get_unverified_header(signer.token({}, kid=None))
+    ps = jwt.get_unverified_header(signer.token({}, alg="PS256", kid="other", headers={"cty": "x"}))
+    assert ps["alg"] == "PS256" and ps["kid"] == "other" and ps["cty"] == "x"
+
+
+def test_merged_overrides_and_removes():
+    assert merged({"a": 1, "b": 2}, {"b": None, "c": 3}) == {"a": 1, "c": 3}
+
+
+def test_thumbprint_is_rfc7638():
+    # RFC 7638 section 3.1: the example RSA key and its thumbprint.
+    n = ("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRX"
+         "jBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAt"
+         "aSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XP"
+         "ksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")
+    assert thumbprint({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"}) == \
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"

@@ -14,7 +14,6 @@ audience, kid). Never use this key outside development.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -24,11 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import jwt  # noqa: E402  (PyJWT)
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from jwk import b64url, jwks, public_jwk  # noqa: E402
+import devkit_path  # noqa: F401,E402  (identity_devkit on sys.path)
+from identity_devkit.issuer import SigningKey, merged  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO / ".dev" / "issuer"
@@ -36,12 +34,6 @@ ISSUER = "http://127.0.0.1/dev-issuer"
 AUDIENCE = "dev-api"
 SUBJECT = "dev-user"
 DEFAULT_TTL = 3600
-
-
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint of an RSA key, used as its kid."""
-    canonical = json.dumps({"e": jwk["e"], "kty": "RSA", "n": jwk["n"]}, separators=(",", ":"))
-    return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 class DevIssuer:
@@ -61,8 +53,8 @@ class DevIssuer:
         if self.exists() and not force:
             return False
         self.dir.mkdir(parents=True, exist_ok=True)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
+        signer = SigningKey.generate("RS256")  # kid: the key's RFC 7638 thumbprint
+        pem = signer.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -70,10 +62,8 @@ class DevIssuer:
         fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
-        jwk = public_jwk(key, alg="RS256")
-        jwk["kid"] = thumbprint(jwk)
-        self.jwks_path.write_text(json.dumps(jwks(jwk), indent=2) + "\n")
-        info = {"issuer": ISSUER, "audience": AUDIENCE, "kid": jwk["kid"], "algorithm": "RS256"}
+        self.jwks_path.write_text(json.dumps(signer.jwks(), indent=2) + "\n")
+        info = {"issuer": ISSUER, "audience": AUDIENCE, "kid": signer.kid, "algorithm": signer.alg}
         self.info_path.write_text(json.dumps(info, indent=2) + "\n")
         return True
 
@@ -100,14 +90,13 @@ class DevIssuer:
     def token(self, claims: dict[str, Any] | None = None, ttl: int = DEFAULT_TTL) -> str:
         """A fresh RS256 token: the default claims, updated with ``claims`` (a key whose
         value is None is removed)."""
-        merged = self.default_claims(ttl)
-        for name, value in (claims or {}).items():
-            if value is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = value
+        return self.signing_key().token(merged(self.default_claims(ttl), claims or {}))
+
+    def signing_key(self) -> SigningKey:
+        """The stored key, with its kid and algorithm."""
+        info = self.info()
         key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
-        return jwt.encode(merged, key, algorithm="RS256", headers={"kid": self.info()["kid"]})
+        return SigningKey(key, info["kid"], info.get("algorithm", "RS256"))
 
 
 def main(argv: list[str] | None = None) -> int:

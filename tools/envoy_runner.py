@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-import supervised
+import devkit_path  # noqa: F401  (identity_devkit on sys.path)
+from identity_devkit import supervised
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "identity_filter.wasm"

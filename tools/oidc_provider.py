@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import supervised
+import devkit_path  # noqa: F401  (identity_devkit on sys.path)
+from identity_devkit import supervised
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_DIR = REPO / "tools" / "oidc-provider"

@@ -7,7 +7,7 @@ that starts a DAG run through the gateway and how to read it back; Ctrl-C stops 
     .venv-airflow/bin/python tools/run_airflow.py [--port 10000] [--admin-port 9901]
         [--dispatcher-port 8082] [--airflow-port 0] [--check]
 
-The filter's configuration is identity_dispatcher.gateway.filter_config with airflow_rules()
+The filter's configuration is identity_devkit.gateway.filter_config with airflow_rules()
 (``dag-runs-start``: POST /dags/{dag_id}/runs with role dag-runner or dag-admin;
 ``dag-runs-read``: GET /dags/{dag_id}/runs/{dag_run_id}), the dev issuer (roles from
 ``realm_access.roles``) as provider, and a fresh Ed25519 assertion key whose JWKS the dispatcher
@@ -33,9 +33,9 @@ from envoy_runner import REPO, Envoy, EnvoyError  # noqa: E402
 try:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from identity_dispatcher import gateway as gw
-    from identity_dispatcher.airflow_testing import FINAL_DAG_RUN_STATES, AirflowServer
-    from identity_dispatcher.testing import DispatcherProcess, free_port
+    from identity_devkit import gateway as gw
+    from identity_devkit.airflow_testing import FINAL_DAG_RUN_STATES, AirflowServer
+    from identity_devkit.testing import DispatcherProcess, free_port
 except ImportError as missing:  # pragma: no cover - depends on the interpreter
     sys.exit(f"{missing}: run this with the Airflow venv (`make run-airflow`, or `make airflow-venv` first)")
 
@@ -126,7 +126,7 @@ and a token lacking the role (403 forbidden; rule=dag-runs-start):
         problems = AIRFLOW.self_check(url, dispatcher.url, issuer, RUNNER_ROLES, timeout=180.0, describe=lambda run: (
             f"requested_by {json.dumps(run['requested_by'])}, note {run['note']!r}"))
         processes = [p for p in airflow.processes] + [dispatcher.process]
-        return devrun.serve(problems, args.check, lambda: [p.name for p in processes if not p.running()]
+        return devrun.serve(problems, args.check, lambda: [p.name for p in processes if not p.running]
                             + ([] if envoy.running else ["envoy"]), workdir)
     except KeyboardInterrupt:
         print("\nstopping")

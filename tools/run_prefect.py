@@ -10,11 +10,11 @@ gateway and how to read it back; Ctrl-C stops everything.
     .venv/bin/python tools/run_prefect.py [--port 10000] [--admin-port 9901] [--dispatcher-port 8081]
         [--prefect-port 0] [--check]
 
-The filter's configuration is identity_dispatcher.gateway.filter_config (rules ``runs-start``:
+The filter's configuration is identity_devkit.gateway.filter_config (rules ``runs-start``:
 POST /runs/{flow}/{deployment} with role flow-runner or flow-admin; ``runs-read``: GET
 /runs/{flow_run_id}) with the dev issuer (roles from ``realm_access.roles``) as provider, and a
 fresh Ed25519 assertion key whose JWKS the dispatcher fetches through the gateway. The
-dispatcher's policy is prefect/src/identity_dispatcher/examples/policy.yaml. The flow's identity:
+dispatcher's policy is devkit/src/identity_devkit/examples/policy.yaml. The flow's identity:
 client ``report-flow`` (client_secret_basic; its secret in the Prefect Secret block
 ``report-flow-secret``, referenced by the GatewayCredentials block ``report-gateway``), scope
 ``reports:read``, tokens of 60 s; the gateway's rule ``reports-api`` requires that scope. Logs, the Prefect
@@ -44,8 +44,8 @@ try:
     import httpx
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from identity_dispatcher import gateway as gw
-    from identity_dispatcher.testing import (
+    from identity_devkit import gateway as gw
+    from identity_devkit.testing import (
         EXAMPLE_POLICY,
         FINAL_STATES,
         DispatcherProcess,
@@ -257,7 +257,7 @@ of the OpenID provider {idp.issuer}, tokens of {FLOW_TOKEN_SECONDS} s, GatewayCr
         problems = PREFECT.self_check(url, dispatcher.url, issuer, RUNNER_ROLES, timeout=60.0, describe=lambda run: (
             f"tags {run['tags']}, requested_by {json.dumps(run['requested_by'])}"))
         problems += report_check(url, issuer, api, envoy)
-        return devrun.serve(problems, args.check, lambda: [p.process.name for p in parts if not p.process.running()]
+        return devrun.serve(problems, args.check, lambda: [p.process.name for p in parts if not p.process.running]
                             + ([] if envoy.running else ["envoy"]) + ([] if idp.running else ["oidc-provider"]),
                             workdir)
     except KeyboardInterrupt:

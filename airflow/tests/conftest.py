@@ -2,14 +2,14 @@
 (only test_airflow_dispatcher.py uses them; test_airflow_hook.py and test_run_airflow.py start
 their own, after these are stopped):
 
-- Airflow 3 on SQLite (:class:`identity_dispatcher.airflow_testing.AirflowServer`: api-server,
+- Airflow 3 on SQLite (:class:`identity_devkit.airflow_testing.AirflowServer`: api-server,
   scheduler, dag-processor) with the DAGs of ``airflow/dags``, and a service account for the
   dispatcher (simple auth manager);
 - the dispatcher (``python -m identity_dispatcher``, ``DISPATCHER_BACKEND=airflow``) with this
   venv's Python, which has no Prefect;
 - Envoy with the identity filter's release module in front of it (``tools/envoy_runner.py``,
-  configured by :func:`identity_dispatcher.gateway.filter_config` with
-  :func:`~identity_dispatcher.gateway.airflow_rules`), a test identity provider whose Ed25519
+  configured by :func:`identity_devkit.gateway.filter_config` with
+  :func:`~identity_devkit.gateway.airflow_rules`), a test identity provider whose Ed25519
   key is generated here, and an EdDSA assertion key whose public JWKS the dispatcher fetches
   through the gateway.
 
@@ -29,9 +29,9 @@ from typing import Any, Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from identity_dispatcher import gateway as gw
-from identity_dispatcher.airflow_testing import AirflowServer
-from identity_dispatcher.testing import (
+from identity_devkit import gateway as gw
+from identity_devkit.airflow_testing import AirflowServer
+from identity_devkit.testing import (
     AssertionMinter,
     CallerIdentity,
     DirectCaller,

@@ -29,9 +29,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from conftest import GATEWAY_REQUIRED, HERE, REPO, envoy_runner, gateway_unavailable
-from identity_dispatcher import gateway as gw
-from identity_dispatcher.airflow_testing import AirflowServer
-from identity_dispatcher.testing import free_port
+from identity_devkit import gateway as gw
+from identity_devkit.airflow_testing import AirflowServer
+from identity_devkit.issuer import thumbprint
+from identity_devkit.jwk import b64url
+from identity_devkit.testing import free_port
 
 API = "api://reports"
 ASSERTION_SECRET = "airflow-hook-assertion-secret-0123456789"
@@ -305,7 +307,6 @@ def test_a_dpop_connection_gets_bound_tokens_and_signs_a_proof_per_call(monkeypa
     """The hook alone, outside a task: extra ``dpop: true`` asks the real OpenID provider for a
     DPoP-bound token (``cnf.jkt`` of a key made in this process) and every call carries
     ``Authorization: DPoP`` and a fresh proof for its method and URL (httpx mock gateway)."""
-    import base64
     import hashlib
 
     import httpx
@@ -347,11 +348,8 @@ def test_a_dpop_connection_gets_bound_tokens_and_signs_a_proof_per_call(monkeypa
         proof = jwt.decode(request.headers["dpop"], jwt.PyJWK(header["jwk"], algorithm="ES256").key,
                            algorithms=["ES256"])
         assert (proof["htm"], proof["htu"]) == (request.method, "https://gw.test/api/reports")
-        assert proof["ath"] == base64.urlsafe_b64encode(
-            hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
-        jwk = header["jwk"]
-        canonical = '{"crv":"%s","kty":"%s","x":"%s","y":"%s"}' % (jwk["crv"], jwk["kty"], jwk["x"], jwk["y"])
-        jkt = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+        assert proof["ath"] == b64url(hashlib.sha256(token.encode()).digest())
+        jkt = thumbprint(header["jwk"])  # RFC 7638, the dev kit's (not the code under test)
         assert jwt.decode(token, options={"verify_signature": False})["cnf"] == {"jkt": jkt}
         proofs.append(proof["jti"])
     assert len(sent) == 3 and len(set(proofs)) == 3

@@ -54,6 +54,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+import devkit_path  # noqa: F401,E402  (identity_devkit on sys.path)
 
 FILTER = REPO / "target" / "wasm32-wasip1" / "release" / "identity_filter.wasm"
 NOOP_DIR = REPO / "bench" / "noop-filter"
@@ -81,7 +82,7 @@ def scenario() -> dict[str, Any]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-    import jwk  # tools/jwk.py
+    from identity_devkit import jwk
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())

@@ -1,9 +1,9 @@
-"""Test setup: the real-chain fixtures from identity_dispatcher.pytest_plugin with the test
+"""Test setup: the real-chain fixtures from identity_devkit.pytest_plugin with the test
 policy, and the real gateway in front of the dispatcher. The callers are in people.py.
 
 The gateway: two Envoys (``tools/envoy_runner.py``) running the identity filter's release module
 (``target/wasm32-wasip1/release/identity_filter.wasm``, or ``$IDENTITY_WASM``), configured by
-:func:`identity_dispatcher.gateway.filter_config` with a test identity provider (keys generated
+:func:`identity_devkit.gateway.filter_config` with a test identity provider (keys generated
 here, inline JWKS). One signs the assertion with HS256 (the dispatcher gets the secret), the
 other with EdDSA (the dispatcher fetches the filter's JWKS through that gateway:
 ``DISPATCHER_JWKS_URL``). Both forward to a recording proxy in front of the dispatcher, so tests
@@ -25,8 +25,8 @@ from typing import Any, Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from identity_dispatcher import gateway as gw
-from identity_dispatcher.testing import (
+from identity_devkit import gateway as gw
+from identity_devkit.testing import (
     AssertionMinter,
     DirectCaller,
     DispatcherProcess,
@@ -37,7 +37,7 @@ from identity_dispatcher.testing import (
 from local_http import RecordingProxy
 from people import DOWN_IDP, IDP
 
-pytest_plugins = ["identity_dispatcher.pytest_plugin"]
+pytest_plugins = ["identity_devkit.pytest_plugin"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from identity_dispatcher.testing import CallerIdentity
+from identity_devkit.testing import CallerIdentity
 
 IDP = "https://idp.test/realms/main"
 #: An issuer whose keys the gateway cannot fetch (its JWKS server is down): 503 keys_unavailable.

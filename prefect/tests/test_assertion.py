@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from identity_dispatcher.assertion import Identity, read_header, verify_assertion
 from identity_dispatcher.keys import VerificationKey, choose, keys_from_jwks
 from identity_dispatcher.reasons import Refusal
-from identity_dispatcher.testing import AssertionMinter
+from identity_devkit.testing import AssertionMinter
 from people import ALICE, ADMIN
 
 MINTER = AssertionMinter()

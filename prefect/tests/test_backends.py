@@ -16,7 +16,7 @@ from identity_dispatcher.assertion import Identity
 from identity_dispatcher.config import ConfigError, load_settings
 from identity_dispatcher.policy import PolicyError, parse_policy
 from identity_dispatcher.reasons import Refusal
-from identity_dispatcher.testing import EXAMPLE_POLICY
+from identity_devkit.testing import EXAMPLE_POLICY
 
 AIRFLOW = {
     "DISPATCHER_POLICY_FILE": str(EXAMPLE_POLICY),

@@ -23,7 +23,7 @@ from identity_dispatcher.client import (
     parse_reason,
     retry_on_retryable,
 )
-from identity_dispatcher.testing import prefect_env
+from identity_devkit.testing import prefect_env
 from local_http import ScriptedServer, json_answer
 
 

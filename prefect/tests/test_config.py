@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from identity_dispatcher.config import ConfigError, load_settings
-from identity_dispatcher.testing import EXAMPLE_POLICY
+from identity_devkit.testing import EXAMPLE_POLICY
 
 BASE = {
     "DISPATCHER_POLICY_FILE": str(EXAMPLE_POLICY),
@@ -77,14 +77,14 @@ def test_mint_cli_signs_what_the_dispatcher_accepts(tmp_path):
 
     from identity_dispatcher.assertion import verify_assertion
     from identity_dispatcher.keys import keys_from_jwks
-    from identity_dispatcher.testing import AssertionMinter
+    from identity_devkit.testing import AssertionMinter
 
     minter = AssertionMinter(ed25519_kid="dev-1")
     key = tmp_path / "key.pem"
     key.write_bytes(minter.ed25519_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     done = subprocess.run(
-        [sys.executable, "-m", "identity_dispatcher.mint", "--key", str(key), "--sub", "alice",
+        [sys.executable, "-m", "identity_devkit.mint", "--key", str(key), "--sub", "alice",
          "--roles", "a,b", "--tenant", "acme", "--method", "post", "--path", "/runs/hello/hello"],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

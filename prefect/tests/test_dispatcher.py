@@ -16,7 +16,7 @@ import uuid
 import httpx
 import pytest
 
-from identity_dispatcher.testing import DispatcherProcess, wait_for_run
+from identity_devkit.testing import DispatcherProcess, wait_for_run
 from local_http import FaultProxy, ScriptedServer, json_answer
 from people import ADMIN, ALICE, BLOCKED, BOB, ERIN, FRANK, GINA, MALLORY, SEALED
 

@@ -5,7 +5,6 @@ GatewayClient's proofs checked by an API that verifies them like a resource serv
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import pickle
 import time
@@ -14,6 +13,8 @@ import httpx
 import jwt
 import pytest
 
+from identity_devkit.issuer import thumbprint
+from identity_devkit.jwk import b64url
 from identity_dispatcher.client import GatewayClient, Unauthenticated
 from identity_dispatcher.tokens import (
     AccessToken,
@@ -59,14 +60,8 @@ def verify_proof(proof: str, method: str, url: str, token: str | None) -> tuple[
         assert "ath" not in claims
     else:
         digest = hashlib.sha256(token.encode()).digest()
-        assert claims["ath"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        assert claims["ath"] == b64url(digest)
     return header, claims
-
-
-def thumbprint(jwk: dict) -> str:
-    """RFC 7638, written out here independently of the code under test."""
-    canonical = '{"crv":"%s","kty":"%s","x":"%s","y":"%s"}' % (jwk["crv"], jwk["kty"], jwk["x"], jwk["y"])
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
 
 
 class Recording(httpx.HTTPTransport):
@@ -238,7 +233,7 @@ def test_the_dpop_key_never_shows_and_never_leaves_memory():
     key = DpopKey()
     token = AccessToken("secret-token-value", time.time() + 60, dpop_key=key)
     private = key._key.private_numbers().private_value  # noqa: SLF001 (the test looks inside)
-    d = base64.urlsafe_b64encode(private.to_bytes(32, "big")).rstrip(b"=").decode()
+    d = b64url(private.to_bytes(32, "big"))
     texts = [repr(key), str(key), repr(token), str(token), repr([token]), str(key.public_jwk),
              str(jwt.get_unverified_header(key.proof("GET", "https://x.test/")))]
     for text in texts:

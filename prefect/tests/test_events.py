@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from identity_dispatcher.events import REFUSED, STARTED
-from identity_dispatcher.testing import DirectCaller
+from identity_devkit.testing import DirectCaller
 from people import ALICE, BLOCKED
 
 HELLO = "/runs/hello/hello"

@@ -1,5 +1,5 @@
 """The full chain through the real gateway: Envoy with the identity filter's release module
-(configured by identity_dispatcher.gateway.filter_config) → a recording proxy → the dispatcher →
+(configured by identity_devkit.gateway.filter_config) → a recording proxy → the dispatcher →
 the real Prefect server → the served flow. See conftest.py for the set-up.
 
 The tests in test_dispatcher.py that use ``caller`` run through this gateway too; these are the
@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from conftest import GATEWAY_ED_KID
-from identity_dispatcher.testing import prefect_env, read_run, wait_for_run
+from identity_devkit.testing import prefect_env, read_run, wait_for_run
 from people import ALICE, BOB, IDP, MALLORY, STRANGER
 
 HELLO = "/runs/hello/hello"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 
 import httpx
@@ -16,7 +15,8 @@ from identity_dispatcher.keys import (
     keys_from_jwks,
     load_jwks_file,
 )
-from identity_dispatcher.testing import AssertionMinter
+from identity_devkit.jwk import b64url
+from identity_devkit.testing import AssertionMinter
 from local_http import ScriptedServer, json_answer
 
 
@@ -25,7 +25,7 @@ def run(coroutine):
 
 
 def oct_jwk(secret: bytes, kid: str) -> dict:
-    return {"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode(), "kid": kid}
+    return {"kty": "oct", "k": b64url(secret), "kid": kid}
 
 
 def test_jwks_keeps_ed25519_and_oct_keys_only():

@@ -29,9 +29,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from conftest import GATEWAY_REQUIRED, HERE, REPO, envoy_runner, gateway_unavailable, oidc_module
-from identity_dispatcher import gateway as gw
+from identity_devkit import gateway as gw
 from identity_dispatcher.client import GatewayClient, Unauthenticated, is_retryable
-from identity_dispatcher.testing import ServedFlows, free_port, prefect_env, wait_for_run
+from identity_devkit.testing import ServedFlows, free_port, prefect_env, wait_for_run
 from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCache, TokenUnavailable, dpop_headers
 
 API = "api://reports"

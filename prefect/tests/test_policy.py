@@ -9,7 +9,7 @@ import pytest
 from identity_dispatcher.assertion import Identity
 from identity_dispatcher.policy import PolicyError, load_policy, parse_policy
 from identity_dispatcher.reasons import Refusal
-from identity_dispatcher.testing import EXAMPLE_POLICY
+from identity_devkit.testing import EXAMPLE_POLICY
 from people import ADMIN, ALICE, BLOCKED, ERIN, GINA, IDP, MALLORY
 
 POLICY = load_policy(str(Path(__file__).parent / "policy.yaml"))

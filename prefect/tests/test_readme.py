@@ -8,7 +8,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from identity_dispatcher.testing import AssertionMinter
+from identity_devkit.testing import AssertionMinter
 from people import ALICE
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

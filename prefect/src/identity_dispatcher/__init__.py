@@ -16,10 +16,11 @@ Modules, one job each:
   token file, static) and the cache that renews them (no Prefect import)
 - :mod:`.prefect_gateway` — the ``GatewayCredentials`` block and the run ids every call carries
 - :mod:`.events` — the dispatcher's decisions as Prefect events
-- :mod:`.gateway` — the identity filter's configuration in front of the dispatcher
-- :mod:`.testing` — starts a real Prefect server, served flows and a dispatcher (tests, demos)
 - :mod:`.airflow_api`, :mod:`.airflow_backend` — the Airflow backend (``DISPATCHER_BACKEND=airflow``)
-- :mod:`.airflow_testing` — starts a real Airflow on SQLite (tests)
+- :mod:`.airflow_hook`, :mod:`.airflow_provider` — the Airflow task hook and its connection type
+
+The gateway's configuration, the test harness, the pytest fixtures, the example flows and a
+development assertion minter are the repository's dev kit (``identity_devkit``), not this package.
 """
 
 from .assertion import CONTRACT_VERSION, Identity, verify_assertion

@@ -1,7 +1,7 @@
 """Bring up the Prefect side locally: a Prefect server on SQLite, the example flows served, and
 the dispatcher; print how to start a run; stop everything on Ctrl-C (or SIGTERM).
 
-    python -m identity_dispatcher.chain --dispatcher-port 8081 [--prefect-port 4200]
+    python -m identity_devkit.chain --dispatcher-port 8081 [--prefect-port 4200]
         [--policy FILE] [--dev-key] [--gateway-url http://127.0.0.1:10000]
 
 Which assertion keys the dispatcher trusts:
@@ -11,7 +11,7 @@ Which assertion keys the dispatcher trusts:
   JWKS path the filter serves through the gateway) — this is the real chain;
 - a development key written to the work directory, when none of those is set or with
   ``--dev-key`` (then a printed ``curl`` can reach the dispatcher directly, minting its own
-  assertion with ``python -m identity_dispatcher.mint``).
+  assertion with ``python -m identity_devkit.mint``).
 
 Other ``DISPATCHER_*`` variables (audience, issuer, header names, path prefix) pass through.
 """
@@ -43,7 +43,7 @@ KEY_VARIABLES = ("DISPATCHER_HS256_SECRET", "DISPATCHER_HS256_SECRET_FILE", "DIS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m identity_dispatcher.chain",
+    parser = argparse.ArgumentParser(prog="python -m identity_devkit.chain",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="logs and Prefect home (default: a new temporary directory)")
     parser.add_argument("--prefect-port", type=int, help="default: a free port")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"-H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' "
                   f"-d '{{\"name\": \"Ada\"}}'", flush=True)
         if dev_key:
-            mint = (f"{shlex.quote(sys.executable)} -m identity_dispatcher.mint --key {shlex.quote(str(key_file))} "
+            mint = (f"{shlex.quote(sys.executable)} -m identity_devkit.mint --key {shlex.quote(str(key_file))} "
                     "--sub alice --roles flow-runner --scopes runs:write --tenant acme "
                     "--method POST --path /runs/hello/hello")
             print(f"  directly, with a development assertion:\n"
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               "Ctrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             for part in parts:
-                if not part.process.running():
+                if not part.process.running:
                     print(f"{part.process.name} exited:\n{part.process.log_tail()}", file=sys.stderr)
                     return 1
         return 0

@@ -2,20 +2,19 @@
 served with ``flow.serve()``, a dispatcher process, and an assertion minter that signs exactly
 what the gateway filter signs.
 
-Every process starts in its own session (process group) and is stopped with its children:
-SIGTERM, then SIGKILL after a grace period. Nothing binds anything but 127.0.0.1.
+Every process is a :class:`~identity_devkit.supervised.Supervised` in its own session (process
+group), stopped with its children: SIGTERM, then SIGKILL after a grace period; one still running
+when the interpreter exits is stopped then. Nothing binds anything but 127.0.0.1.
 
-Used by :mod:`identity_dispatcher.pytest_plugin` (fixtures) and :mod:`identity_dispatcher.chain`
-(``python -m identity_dispatcher.chain``).
+Used by :mod:`identity_devkit.pytest_plugin` (fixtures) and :mod:`identity_devkit.chain`
+(``python -m identity_devkit.chain``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -26,9 +25,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .issuer import SigningKey, merged
+from .supervised import Supervised
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_FLOWS = EXAMPLES / "flows.py"
@@ -66,75 +66,27 @@ def prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[st
     return env
 
 
-class Process:
-    """A child process in its own process group, logging to a file."""
+class Process(Supervised):
+    """A child process started now, in its own process group and stopped with its children
+    (SIGTERM to the group, then SIGKILL after a grace period), appending to ``log_path``."""
+
+    stop_group = True
+    stop_timeout = 5.0
 
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path,
                  cwd: Path | None = None) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=str(cwd) if cwd else None,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        super().__init__(name, log_path.parent, log_path.parent)
+        self._workdir_for_start()
+        self._spawn(argv, log_name=log_path.name, cwd=cwd, env=env, append=True)
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        assert self.proc is not None
+        return self.proc
 
     @property
     def pid(self) -> int:
         return self.popen.pid
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace_seconds: float = 5.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL what is left."""
-        try:
-            if self.running():
-                _signal_group(self.pid, signal.SIGTERM)
-                try:
-                    self.popen.wait(timeout=grace_seconds)
-                except subprocess.TimeoutExpired:
-                    pass
-            # Children (e.g. flow-run processes) may outlive the leader: kill the group anyway.
-            _signal_group(self.pid, signal.SIGKILL)
-            try:
-                self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        finally:
-            self._log.close()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the child if the process that started it dies without stopping it
-    (e.g. a test runner killed with SIGKILL), so no server outlives its test session."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def wait_http(url: str, process: Process | None, timeout: float, what: str) -> httpx.Response:
@@ -142,7 +94,7 @@ def wait_http(url: str, process: Process | None, timeout: float, what: str) -> h
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        if process is not None and not process.running():
+        if process is not None and not process.running:
             raise RuntimeError(f"{what} exited with {process.popen.returncode}:\n{process.log_tail()}")
         try:
             response = httpx.get(url, timeout=2.0)
@@ -238,10 +190,6 @@ def wait_for_run(api_url: str, run_id: str, timeout: float = 60.0) -> dict[str, 
 # -- assertions -----------------------------------------------------------------------------------
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 @dataclass(frozen=True)
 class CallerIdentity:
     """A caller as the filter would describe it after verifying the caller's token."""
@@ -304,26 +252,15 @@ class AssertionMinter:
             kid = kid or self.ed25519_kid
         else:
             raise ValueError(f"the filter signs with HS256 or EdDSA, not {algorithm}")
-        return jwt.encode(dict(claims), signing_key, algorithm=algorithm,
-                          headers={"kid": kid, "typ": "JWT"})
+        return SigningKey(signing_key, kid, algorithm).token(claims, typ="JWT")
 
     def mint(self, identity: CallerIdentity, method: str, path: str, *, algorithm: str = "EdDSA",
              request_id: str | None = None, **overrides: Any) -> str:
         """An assertion for ``method path``; ``overrides`` replace claims (``None`` removes one)."""
-        claims = self.claims(identity, method, path, request_id)
-        for name, value in overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        return self.sign(claims, algorithm)
+        return self.sign(merged(self.claims(identity, method, path, request_id), overrides), algorithm)
 
     def public_jwks(self) -> dict[str, Any]:
-        raw = self.ed25519_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": self.ed25519_kid,
-                          "alg": "EdDSA", "use": "sig"}]}
+        return SigningKey(self.ed25519_key, self.ed25519_kid, "EdDSA").jwks()
 
     def dispatcher_env(self, workdir: Path) -> dict[str, str]:
         """Dispatcher settings trusting this minter: its HS256 secret and its EdDSA JWKS file."""
@@ -380,7 +317,7 @@ class DispatcherProcess:
         return lines
 
     def stop(self) -> None:
-        self.process.stop(grace_seconds=3.0)
+        self.process.stop(timeout=3.0)
 
 
 class DirectCaller:
@@ -424,7 +361,7 @@ class TokenIssuer:
 
     Claims: ``sub``, ``roles``, ``groups``, ``scope`` (space-separated), ``tenant`` (when set),
     ``aud``, ``iat``, ``exp``, ``jti``; map them with
-    :func:`identity_dispatcher.gateway.provider`'s defaults.
+    :func:`identity_devkit.gateway.provider`'s defaults.
     """
 
     audience: str = "prefect-gateway"
@@ -432,10 +369,12 @@ class TokenIssuer:
     lifetime_seconds: int = 300
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
 
+    @property
+    def signing_key(self) -> SigningKey:
+        return SigningKey(self.key, self.kid, "EdDSA")
+
     def jwks(self) -> dict[str, Any]:
-        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": self.kid,
-                          "alg": "EdDSA", "use": "sig"}]}
+        return self.signing_key.jwks()
 
     def claims(self, identity: CallerIdentity, now: int | None = None) -> dict[str, Any]:
         now = int(time.time()) if now is None else now
@@ -451,13 +390,7 @@ class TokenIssuer:
 
     def token(self, identity: CallerIdentity, **overrides: Any) -> str:
         """A token for ``identity``; ``overrides`` replace claims (``None`` removes one)."""
-        claims = self.claims(identity)
-        for name, value in overrides.items():
-            if value is None:
-                claims.pop(name, None)
-            else:
-                claims[name] = value
-        return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": self.kid, "typ": "JWT"})
+        return self.signing_key.token(merged(self.claims(identity), overrides), typ="JWT")
 
 
 class GatewayCaller:

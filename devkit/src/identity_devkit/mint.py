@@ -1,9 +1,9 @@
 """Mint an assertion like the filter's, with a local development key (debugging only).
 
-    python -m identity_dispatcher.mint --key DIR/dev-assertion-key.pem --sub alice \\
+    python -m identity_devkit.mint --key DIR/dev-assertion-key.pem --sub alice \\
         --roles flow-runner --scopes runs:write --tenant acme --method POST --path /runs/hello/hello
 
-prints a compact JWT valid for 60 s. ``python -m identity_dispatcher.chain`` writes such a key
+prints a compact JWT valid for 60 s. ``python -m identity_devkit.chain`` writes such a key
 and prints a ready ``curl``. A dispatcher trusts this key only when told to (``--dev-key`` of the
 chain, or the key's JWKS in ``DISPATCHER_JWKS_FILE``): in front of a gateway, it should not.
 """
@@ -24,7 +24,7 @@ def _list(value: str) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m identity_dispatcher.mint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m identity_devkit.mint", description=__doc__.splitlines()[0])
     parser.add_argument("--key", required=True, help="Ed25519 private key (PEM)")
     parser.add_argument("--kid", default="dev-1")
     parser.add_argument("--sub", required=True)

@@ -138,7 +138,7 @@ class AirflowServer:
 
     def check_running(self) -> None:
         for process in self.processes:
-            if not process.running():
+            if not process.running:
                 raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
 
     def log_tails(self, lines: int = 15) -> str:

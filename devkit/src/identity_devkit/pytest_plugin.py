@@ -1,7 +1,7 @@
 """Pytest fixtures for a real chain: Prefect server (once per session), served example flows,
 a dispatcher, and callers. Load it from a ``conftest.py``::
 
-    pytest_plugins = ["identity_dispatcher.pytest_plugin"]
+    pytest_plugins = ["identity_devkit.pytest_plugin"]
 
 Override these fixtures to adapt the chain:
 
@@ -16,7 +16,7 @@ Override these fixtures to adapt the chain:
     at the filter's JWKS path on the gateway, or its HS256 secret.
 ``caller`` (function)
     How requests reach the dispatcher. Default: ``params=["direct"]`` — a
-    :class:`~identity_dispatcher.testing.DirectCaller` minting assertions itself. A gateway test
+    :class:`~identity_devkit.testing.DirectCaller` minting assertions itself. A gateway test
     overrides it with more params (e.g. ``["direct", "envoy"]``) and returns an object with the
     same ``request(method, path, *, identity, json=None, headers=None, request_id=None)``.
 """

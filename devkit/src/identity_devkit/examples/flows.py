@@ -1,6 +1,6 @@
 """Example flows for the dispatcher, served without a work pool.
 
-``python -m identity_dispatcher.examples.flows`` (with ``PREFECT_API_URL`` set) serves:
+``python -m identity_devkit.examples.flows`` (with ``PREFECT_API_URL`` set) serves:
 
 - ``hello/hello``: greets ``name``; declares ``requested_by``, so the dispatcher fills it with the
   verified caller (a dict: ``sub``, ``issuer``, ``tenant``, ``provider``);

@@ -1,7 +1,7 @@
 """A child process the tests and the dev stacks start and must stop: its work directory, its log
 file, its stop (SIGTERM, then SIGKILL), and an ``atexit`` hook that stops whatever is still
-running. ``envoy_runner.Envoy`` and ``oidc_provider.OidcProvider`` are built on it. Standard
-library only.
+running. ``envoy_runner.Envoy`` and ``oidc_provider.OidcProvider`` (tools/) and the Prefect and
+Airflow harness's :class:`identity_devkit.testing.Process` are built on it. Standard library only.
 
 A subclass starts its process with :meth:`Supervised._spawn` after :meth:`Supervised._workdir_for_start`
 and reads its own readiness; everything else (``stop``, ``running``, the log, the context
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import shutil
 import signal
 import subprocess
@@ -19,9 +20,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any, Sequence
-
-REPO = Path(__file__).resolve().parent.parent
+from typing import IO, Any, Mapping, Sequence
 
 _RUNNING: set["Supervised"] = set()
 #: Work directories made by supervised processes started without a ``workdir``, in order (the
@@ -61,6 +60,9 @@ class Supervised:
 
     error: type[Exception] = RuntimeError
     stop_timeout: float = 10.0
+    #: Signal the whole process group (the session the child leads), not only the child: for
+    #: servers whose own children (e.g. flow-run processes) may outlive them.
+    stop_group: bool = False
 
     def __init__(self, name: str, workdir: str | Path | None, default_root: Path):
         self.name = name
@@ -86,18 +88,22 @@ class Supervised:
             CREATED_WORKDIRS.append(self.workdir)
         return self.workdir
 
-    def _spawn(self, cmd: Sequence[str], *, log_name: str, cwd: Path, stdin: Any = subprocess.DEVNULL,
-               stdout: Any = None) -> subprocess.Popen[bytes]:
-        """Start ``cmd`` in its own session with stderr (and stdout unless given) to the log."""
+    def _spawn(self, cmd: Sequence[str], *, log_name: str, cwd: Path | None, stdin: Any = subprocess.DEVNULL,
+               stdout: Any = None, env: Mapping[str, str] | None = None,
+               append: bool = False) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in its own session with stderr (and stdout unless given) to the log
+        (``append``: after what the log already holds). ``env``: the whole environment."""
         assert self.workdir is not None
         self.log_path = self.workdir / log_name
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop)
+        self._log_file = open(self.log_path, "ab" if append else "wb")  # noqa: SIM115 (closed by stop)
         main = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(list(cmd), stdin=stdin,
                                      stdout=self._log_file if stdout is None else stdout,
                                      stderr=self._log_file if stdout is None else self._log_file,
                                      start_new_session=True,
-                                     preexec_fn=_die_with_parent if main else None, cwd=cwd)
+                                     env=None if env is None else dict(env),
+                                     preexec_fn=_die_with_parent if main else None,
+                                     cwd=None if cwd is None else str(cwd))
         _RUNNING.add(self)
         return self.proc
 
@@ -108,12 +114,15 @@ class Supervised:
         code = None
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                self._signal(signal.SIGTERM)
                 try:
                     self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
+                    self._signal(signal.SIGKILL)
                     self.proc.wait(timeout=10)
+            if self.stop_group:
+                # Children may outlive the leader: kill what is left of the group anyway.
+                self._signal(signal.SIGKILL)
             for stream in (self.proc.stdin, self.proc.stdout):
                 if stream is not None:
                     stream.close()
@@ -123,6 +132,17 @@ class Supervised:
             self._log_file = None
         _RUNNING.discard(self)
         return code
+
+    def _signal(self, sig: int) -> None:
+        assert self.proc is not None
+        if not self.stop_group:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def remove_workdir(self) -> None:
         """Delete the work directory (configuration and log) if this object made it. Call after

@@ -18,11 +18,12 @@ reference for a production gateway. What the filter does with it (see the reposi
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .jwk import b64url, public_jwk
 
 #: Where the filter serves its public assertion keys (EdDSA).
 JWKS_PATH = "/.well-known/identity-jwks"
@@ -57,21 +58,11 @@ DAG_START_RULE = "dag-runs-start"
 DAG_READ_RULE = "dag-runs-read"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def ed25519_public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, str]:
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": kid, "alg": "EdDSA", "use": "sig"}
-
-
 def ed25519_private_jwk(key: Ed25519PrivateKey) -> dict[str, str]:
     """The ``private_jwk`` of an assertion key (``headers.assertion.keys[].private_jwk``)."""
     private = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                 serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(public), "d": _b64url(private)}
+    return {"kty": "OKP", "crv": "Ed25519", "x": public_jwk(key)["x"], "d": b64url(private)}
 
 
 def provider(name: str, issuer: str, *, jwks: Mapping[str, Any] | None = None,
