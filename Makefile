@@ -144,9 +144,8 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q -r bench/requirements.txt
 	@touch $@
 
-bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn, memory, DPoP, VM start (~10 min): docs/benchmarks.md
-	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
-	$(MAKE) --no-print-directory bench-wasmtime
+bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn (proxied and direct_response), own cost, memory, DPoP, VM start, Wasmtime (~15 min): docs/benchmarks.md
+	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-1} $(VENV_PY) bench/bench.py $(BENCH_ARGS)
 
 bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (5 variants, DPoP among them): proves it works, report in .work/bench/smoke/
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)

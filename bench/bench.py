@@ -1168,6 +1168,19 @@ def crypto_bench(quick: bool) -> dict[str, Any]:
             "command": " ".join(["python3", "crypto-bench/run.py"] + (["--quick"] if quick else []))}
 
 
+def wasm_host_bench() -> dict[str, Any]:
+    """bench/wasm_host/run.py: the module alone in an emulated host, under Wasmtime (Kong's
+    runtime) and node's V8 (Envoy's engine): guest µs per request and host calls."""
+    out_json = WORK / "wasm-host.json"
+    out_json.unlink(missing_ok=True)
+    t0 = time.monotonic()
+    proc = run([sys.executable, str(REPO / "bench" / "wasm_host" / "run.py"), "--json", str(out_json)],
+               timeout=1800, what="bench/wasm_host/run.py", check=False, cwd=REPO,
+               env={**os.environ, "CARGO_BUILD_JOBS": os.environ.get("CARGO_BUILD_JOBS", "1")})
+    return {"ok": proc.returncode == 0, "status": proc.returncode, "table": proc.stdout.strip(),
+            "stderr": proc.stderr.strip()[-1500:], "seconds": time.monotonic() - t0}
+
+
 def machine_facts(envoy_bin: str, loadgen: LoadGen) -> dict[str, str]:
     cpu = "?"
     try:
@@ -1233,6 +1246,7 @@ class Target(NamedTuple):
 class Report:
     def __init__(self, results: list[Result], *, args: argparse.Namespace, facts: dict[str, str],
                  wasm: Path, memory: dict[str, Any] | None, crypto: dict[str, Any] | None,
+                 wasm_host: dict[str, Any] | None = None,
                  elapsed_s: float, png_name: str, dpop_memory: dict[str, Any] | None = None):
         self.r = {res.variant.key: res for res in results}
         self.results = results
@@ -1242,6 +1256,7 @@ class Report:
         self.memory = memory
         self.dpop_memory = dpop_memory
         self.crypto = crypto
+        self.wasm_host = wasm_host
         self.elapsed_s = elapsed_s
         self.png_name = png_name
 
@@ -1724,6 +1739,22 @@ class Report:
                          f"{w_ready:.0f} ms with the filter, {p_ready:.0f} ms without.")
         return "\n".join(lines)
 
+    def wasm_host_section(self) -> str:
+        w = self.wasm_host
+        if not w:
+            return "Not run (`--no-wasmtime`, or a smoke run): `make bench-wasmtime` runs it alone."
+        status = "" if w["ok"] else (f"\n\n**bench/wasm_host/run.py exited with status "
+                                     f"{w['status']}**:\n\n```\n{w['stderr']}\n```")
+        return ("`bench/wasm_host/run.py` (" f"{w['seconds']:.0f} s; `make bench-wasmtime` runs it "
+                "alone): the module with no proxy around it, in an emulated proxy-wasm host, under "
+                "Wasmtime 26 (the runtime Kong embeds) and node's V8 (the engine Envoy embeds). "
+                "`guest` is the module's own work per request, which does not depend on how fast "
+                "the emulated host is; the host calls are counted. The same request path as the "
+                "rows above (a cached RS256 request, a missing-token 401, an uncached RS256 "
+                "request, beside the no-op filter), so the filter's own cost in Kong's runtime "
+                "sits next to V8's. Details: docs/benchmarks-wasmtime.md.\n\n"
+                f"{w['table']}{status}")
+
     def crypto_section(self) -> str:
         c = self.crypto
         if not c:
@@ -1834,6 +1865,10 @@ batch, µs per verification) for the same algorithm:
 ## Module size and VM start
 
 {self.startup_section()}
+
+## Wasmtime (Kong's runtime) beside V8: the module alone, per request
+
+{self.wasm_host_section()}
 
 ## Wasmtime (Kong's runtime) vs native: crypto-bench
 
@@ -2014,6 +2049,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-dpop-flood", action="store_true",
                     help="skip the DPoP proof flood (the DPoP row's memory)")
     ap.add_argument("--no-crypto", action="store_true", help="skip crypto-bench/run.py")
+    ap.add_argument("--no-wasmtime", action="store_true",
+                    help="skip bench/wasm_host/run.py (the module under Wasmtime and V8, alone)")
     ap.add_argument("--perf", action=argparse.BooleanOptionalAction, default=None,
                     help="profile a few variants with perf record, when perf is installed "
                          "(default: on, off with --smoke)")
@@ -2033,6 +2070,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.perf = not smoke
     if smoke:
         args.no_crypto = True
+        args.no_wasmtime = True
         if args.only is None:
             args.only = ",".join(SMOKE_KEYS)
     if args.out is None:
@@ -2132,9 +2170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             crypto = crypto_bench(quick=not args.crypto_full)
             if not crypto["ok"]:
                 log(f"crypto-bench failed (status {crypto['status']}): {crypto['stderr'][-300:]}")
+        wasm_host = None
+        if not args.no_wasmtime:
+            log("bench/wasm_host/run.py (Wasmtime and V8, the module alone)")
+            wasm_host = wasm_host_bench()
+            if not wasm_host["ok"]:
+                log(f"bench/wasm_host/run.py failed (status {wasm_host['status']}): "
+                    f"{wasm_host['stderr'][-300:]}")
         elapsed = time.monotonic() - started
         report = Report(results, args=args, facts=facts, wasm=Path(args.wasm), memory=memory,
-                        crypto=crypto, elapsed_s=elapsed, png_name=png.name,
+                        crypto=crypto, wasm_host=wasm_host, elapsed_s=elapsed, png_name=png.name,
                         dpop_memory=dpop_memory)
         out.parent.mkdir(parents=True, exist_ok=True)
         plot([r for r in results if r.variant.mode == "proxied"], png, report.noauth())
@@ -2155,7 +2200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = [r for r in results if r.notes and any("were not" in n or "died" in n for n in r.notes)]
         if failed or (memory and ("error" in memory or not memory.get("bounded", True))) \
                 or (dpop_memory and ("error" in dpop_memory or dpop_memory["refused"])) \
-                or (crypto and not crypto["ok"]):
+                or (crypto and not crypto["ok"]) or (wasm_host and not wasm_host["ok"]):
             log("some measurements are suspect or failed: see the report's notes; Envoy logs "
                 "kept in .work/envoy/bench-*")
             return 1
