@@ -37,7 +37,7 @@ OCI_TAG     ?= 0.1.0
 OCI_OUT     := target/oci/identity_filter.oci.tar
 
 .PHONY: help venv toolchain wasm unit integration test run token jwks fmt lint clean distclean
-.PHONY: schema schema-check oci check
+.PHONY: schema schema-check oci check size
 .PHONY: prefect-test run-prefect integration-old-envoy oidc-provider airflow-venv airflow-test run-airflow
 
 help: ## list the targets
@@ -113,6 +113,9 @@ run-airflow: venv wasm airflow-venv ## Envoy + filter + dispatcher (Airflow back
 	ENVOY_BIN=$${ENVOY_BIN:-$(CURDIR)/$(VENV)/bin/envoy} $(AIRFLOW_PY) tools/run_airflow.py
 
 test: lint unit schema-check integration integration-old-envoy prefect-test airflow-test fuzz-smoke ## everything CI runs: lint, unit tests, wasm build, integration tests (Envoy 1.40 and 1.36), Prefect and Airflow tests, fuzz smoke
+
+size: wasm ## where the module's bytes go: size against the 1 MiB budget, code by crate, largest functions (tools/wasm_size.py)
+	python3 tools/wasm_size.py
 
 schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json

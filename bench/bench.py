@@ -1715,7 +1715,9 @@ class Report:
         noop_size = noop_path.stat().st_size if noop_path.exists() else 0
         digest = hashlib.sha256(self.wasm.read_bytes()).hexdigest()[:16]
         lines = [f"- Module: `{self.wasm.relative_to(REPO) if self.wasm.is_relative_to(REPO) else self.wasm}`, "
-                 f"**{size:,} bytes ({size / 2**20:.2f} MiB)**, sha256 {digest}…"]
+                 f"**{size:,} bytes ({size / 2**20:.2f} MiB)**, sha256 {digest}…; its budget is 1 MiB "
+                 f"({2**20 - size:+,} bytes left; tests/test_module.py holds it, `make size` shows "
+                 f"where the bytes go)"]
         if w_init is not None and p_init is not None:
             lines.append(f"- VM start: **{w_init - p_init:.0f} ms** — Envoy's start-up (its log, "
                          f"first line to \"starting main dispatch loop\") takes {w_init:.0f} ms with "

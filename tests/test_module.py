@@ -14,5 +14,4 @@ def test_the_module_fits_its_size_budget(wasm: Path) -> None:
     size = wasm.stat().st_size
     assert size <= MODULE_BUDGET_BYTES, (
         f"{wasm.name} is {size:,} bytes, over the {MODULE_BUDGET_BYTES:,}-byte budget by "
-        f"{size - MODULE_BUDGET_BYTES:,}: see which crates and functions grew (docs/benchmarks.md, "
-        "\"Module size and VM start\")")
+        f"{size - MODULE_BUDGET_BYTES:,}: `make size` shows which crates and functions grew")
