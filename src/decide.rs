@@ -14,6 +14,7 @@ use crate::dpop::{self, ReplayCache, ReplayStore};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
 use crate::jwks::{KeySet, Origin, WeakKey};
+use crate::mtls::PeerCertificate;
 use crate::policy::{self, Access, Failure, Matched};
 use crate::reason::{self, Denial, Reason, Response};
 use crate::token::{self, Found};
@@ -242,17 +243,31 @@ impl DecisionLog {
 
 /// Decide one request at `now` (Unix seconds).
 pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: u64) -> Decision {
-    decide_with(engine, keys, None, facts, now)
+    let ask = Ask {
+        now: &|| now,
+        peer_certificate: &|| PeerCertificate::Unavailable,
+    };
+    decide_with(engine, keys, None, facts, &ask)
+}
+
+/// What a decision asks of the host only when it needs it: a request without a token asks
+/// nothing, a token that is not certificate-bound never asks for the certificate.
+pub struct Ask<'a> {
+    /// Unix seconds.
+    pub now: &'a dyn Fn() -> u64,
+    /// The connection's client certificate, when the facts hold [`PeerCertificate::Unread`].
+    pub peer_certificate: &'a dyn Fn() -> PeerCertificate,
 }
 
 /// [`decide`], with DPoP proofs also recorded in `shared` (the host's shared data, so that a
-/// proof used at one worker is refused at the others).
+/// proof used at one worker is refused at the others), and what only some requests need asked
+/// of the host through `ask`.
 pub fn decide_with(
     engine: &Engine,
     keys: &dyn KeySource,
     shared: Option<&dyn ReplayStore>,
     facts: &RequestFacts,
-    now: u64,
+    ask: &Ask<'_>,
 ) -> Decision {
     let config = &engine.config;
     let path = facts.path_only();
@@ -305,7 +320,7 @@ pub fn decide_with(
         cache: &engine.replay,
         shared,
     };
-    let judgement = match judge(engine, keys, &proofs, facts, path, matched, now) {
+    let judgement = match judge(engine, keys, &proofs, facts, path, matched, ask) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
@@ -342,7 +357,7 @@ pub fn decide_with(
     if let Some(who) = &judgement.caller {
         ops.extend(headers::identity(config, who));
         if let Some(signer) = &engine.signer {
-            match assert_identity(signer, who, facts, now) {
+            match assert_identity(signer, who, facts, (ask.now)()) {
                 Some(mut minted) => ops.append(&mut minted),
                 None => return deny(engine, Denial::new(Reason::ConfigInvalid), log),
             }
@@ -406,7 +421,7 @@ fn judge<'a>(
     facts: &RequestFacts,
     sent_path: &str,
     matched: Matched<'a>,
-    now: u64,
+    ask: &Ask<'_>,
 ) -> Result<Judgement<'a>, usize> {
     let config = &engine.config;
     // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
@@ -440,6 +455,7 @@ fn judge<'a>(
             return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
+    let now = (ask.now)();
     let (provider, who) = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
@@ -449,7 +465,7 @@ fn judge<'a>(
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
     // The certificate binding (RFC 8705), on every request: a cached token too.
-    if let Err(reason) = certificate(config, &who, facts) {
+    if let Err(reason) = certificate(config, &who, facts, ask.peer_certificate) {
         let denial = refused.unwrap_or_else(|| Denial::new(reason));
         return Ok(Judgement::denied(matched, Some(found), None, denial));
     }
@@ -495,9 +511,16 @@ fn judge<'a>(
 }
 
 /// Whether the caller's token may be used with the request's client certificate (`mtls`).
-fn certificate(config: &Config, who: &Identity, facts: &RequestFacts) -> Result<(), Reason> {
+fn certificate(
+    config: &Config,
+    who: &Identity,
+    facts: &RequestFacts,
+    read: &dyn Fn() -> PeerCertificate,
+) -> Result<(), Reason> {
     match config.providers.iter().find(|p| p.name == who.provider) {
-        Some(provider) => crate::mtls::check(&config.client_certificate, provider, who, facts),
+        Some(provider) => {
+            crate::mtls::check(&config.client_certificate, provider, who, facts, read)
+        }
         None => Err(Reason::IssuerUnknown),
     }
 }
