@@ -5,8 +5,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::Serialize;
-
 use crate::assertion::{Binding, Signer};
 use crate::cache::TokenCache;
 use crate::config::{Config, ConfigError, Provider};
@@ -214,31 +212,88 @@ pub enum Decision {
 }
 
 /// One decision, as logged (a JSON line) and counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionLog {
     pub decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     pub rule: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The request's method and path (without the query); empty with `log.decisions: false`.
     pub method: String,
     pub path: String,
     /// The rule's decision was only reported; `reason` is what it would have refused with.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub report_only: bool,
     /// For an allowed request that carried a token: whether it was taken out before the request
     /// went upstream (`false` with `forward_token: true`, and in a host that cannot remove it).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_removed: Option<bool>,
 }
 
 impl DecisionLog {
+    /// The JSON line: the fields in this order, `reason`, `provider`, `sub` and
+    /// `token_removed` only when set, `report_only` only when true. Written directly (no
+    /// serializer: it runs on every request with decision logs on), escaped as `serde_json`
+    /// escapes strings.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = String::with_capacity(96 + self.rule.len() + self.path.len());
+        out.push_str("{\"decision\":");
+        json_str(&mut out, self.decision);
+        if let Some(reason) = self.reason {
+            out.push_str(",\"reason\":");
+            json_str(&mut out, reason.code());
+        }
+        out.push_str(",\"rule\":");
+        json_str(&mut out, &self.rule);
+        if let Some(provider) = &self.provider {
+            out.push_str(",\"provider\":");
+            json_str(&mut out, provider);
+        }
+        if let Some(sub) = &self.sub {
+            out.push_str(",\"sub\":");
+            json_str(&mut out, sub);
+        }
+        out.push_str(",\"method\":");
+        json_str(&mut out, &self.method);
+        out.push_str(",\"path\":");
+        json_str(&mut out, &self.path);
+        if self.report_only {
+            out.push_str(",\"report_only\":true");
+        }
+        if let Some(removed) = self.token_removed {
+            out.push_str(if removed {
+                ",\"token_removed\":true"
+            } else {
+                ",\"token_removed\":false"
+            });
+        }
+        out.push('}');
+        out
     }
+}
+
+/// A JSON string: `"`, `\\` and control characters escaped (`\n`, `\u001f`, ...), the rest as
+/// it is.
+fn json_str(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                let b = u32::from(c);
+                out.push_str("\\u00");
+                out.push(char::from_digit(b >> 4, 16).unwrap_or('0'));
+                out.push(char::from_digit(b & 15, 16).unwrap_or('0'));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Decide one request at `now` (Unix seconds).
@@ -277,8 +332,17 @@ pub fn decide_with(
         rule: String::new(),
         provider: None,
         sub: None,
-        method: facts.method.clone(),
-        path: path.to_string(),
+        // Copied from the request only to be logged.
+        method: if config.log.decisions {
+            facts.method.clone()
+        } else {
+            String::new()
+        },
+        path: if config.log.decisions {
+            path.to_string()
+        } else {
+            String::new()
+        },
         report_only: false,
         token_removed: None,
     };
@@ -304,7 +368,6 @@ pub fn decide_with(
     }
 
     let matched = policy::select(config, &facts.method, path, &facts.authority);
-    log.rule = matched.name.to_string();
     // Rules matched the canonical path: it is what goes upstream (and what the assertion binds).
     let canonical_facts;
     let facts = match &matched.canonical {
@@ -786,6 +849,54 @@ mod tests {
         assert_eq!(v["reason"], "token_missing");
         assert_eq!(v["path"], "/x");
         assert_eq!(v["method"], "GET");
+    }
+
+    #[test]
+    fn the_decision_line_is_what_serde_json_writes() {
+        let odd = "a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}é/<>\u{7f}\u{2028}😀";
+        let full = DecisionLog {
+            decision: "allow",
+            reason: Some(Reason::Forbidden),
+            rule: odd.into(),
+            provider: Some("p".into()),
+            sub: Some(odd.into()),
+            method: "GET".into(),
+            path: odd.into(),
+            report_only: true,
+            token_removed: Some(false),
+        };
+        let expected = serde_json::to_string(&json!({
+            "decision": "allow", "reason": "forbidden", "rule": odd, "provider": "p", "sub": odd,
+            "method": "GET", "path": odd, "report_only": true, "token_removed": false,
+        }))
+        .unwrap();
+        // serde_json's map keeps insertion order only with `preserve_order`: compare values,
+        // and the text of each escaped string.
+        let line = full.to_json();
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(&expected).unwrap()
+        );
+        assert!(
+            line.contains(&serde_json::to_string(odd).unwrap()),
+            "{line}"
+        );
+        assert!(line.starts_with("{\"decision\":\"allow\",\"reason\":\"forbidden\",\"rule\":"));
+        let bare = DecisionLog {
+            reason: None,
+            provider: None,
+            sub: None,
+            report_only: false,
+            token_removed: None,
+            rule: "r".into(),
+            path: "/".into(),
+            ..full
+        };
+        assert_eq!(
+            bare.to_json(),
+            r#"{"decision":"allow","rule":"r","method":"GET","path":"/"}"#
+        );
     }
 
     mod with_tokens {

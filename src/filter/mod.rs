@@ -470,7 +470,9 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
         ..RequestFacts::default()
     };
     let (mut authority, mut host_header) = (None, None);
-    for (name, value) in host.request_headers() {
+    let headers = host.request_headers();
+    facts.headers.reserve_exact(headers.len());
+    for (name, value) in headers {
         // Valid UTF-8 (almost always) is taken as it is; anything else is converted lossily.
         let value = String::from_utf8(value)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
