@@ -231,9 +231,8 @@ pub struct DecisionLog {
 
 impl DecisionLog {
     /// The JSON line: the fields in this order, `reason`, `provider`, `sub` and
-    /// `token_removed` only when set, `report_only` only when true. Written directly (no
-    /// serializer: it runs on every request with decision logs on), escaped as `serde_json`
-    /// escapes strings.
+    /// `token_removed` only when set, `report_only` only when true. Written field by field (it
+    /// runs on every request with decision logs on), each string escaped by `serde_json`.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(96 + self.rule.len() + self.path.len());
         out.push_str("{\"decision\":");
@@ -260,11 +259,8 @@ impl DecisionLog {
             out.push_str(",\"report_only\":true");
         }
         if let Some(removed) = self.token_removed {
-            out.push_str(if removed {
-                ",\"token_removed\":true"
-            } else {
-                ",\"token_removed\":false"
-            });
+            out.push_str(",\"token_removed\":");
+            out.push_str(if removed { "true" } else { "false" });
         }
         out.push('}');
         out
@@ -272,10 +268,19 @@ impl DecisionLog {
 }
 
 /// A JSON string: `"`, `\\` and control characters escaped (`\n`, `\u001f`, ...), the rest as
-/// it is.
+/// it is (what `serde_json` writes).
 fn json_str(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
+    let mut rest = text;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b < b' ' || b == b'"' || b == b'\\')
+    {
+        let (clean, tail) = rest.split_at(at);
+        out.push_str(clean);
+        let mut chars = tail.chars();
+        let c = chars.next().unwrap_or_default();
+        rest = chars.as_str();
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -284,15 +289,15 @@ fn json_str(out: &mut String, text: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => {
+            c => {
                 let b = u32::from(c);
                 out.push_str("\\u00");
                 out.push(char::from_digit(b >> 4, 16).unwrap_or('0'));
                 out.push(char::from_digit(b & 15, 16).unwrap_or('0'));
             }
-            c => out.push(c),
         }
     }
+    out.push_str(rest);
     out.push('"');
 }
 

@@ -94,13 +94,15 @@ pub fn check(
         Some(None) => return Err(Reason::CertificateMismatch),
         Some(Some(expected)) => expected,
     };
-    let presented = match (&facts.peer_certificate, source.source) {
+    let read_now;
+    let peer = match (&facts.peer_certificate, source.source) {
         (PeerCertificate::Unread, CertificateSource::Connection) => {
-            presented_by(source, facts, &read())
+            read_now = read();
+            &read_now
         }
-        _ => presented(source, facts),
+        (peer, _) => peer,
     };
-    match presented {
+    match presented_by(source, facts, peer) {
         Presented::Sha256(got) if got == expected => Ok(()),
         Presented::Sha256(_) => Err(Reason::CertificateMismatch),
         Presented::None => Err(Reason::CertificateMissing),
