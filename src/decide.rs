@@ -219,7 +219,8 @@ pub struct DecisionLog {
     pub rule: String,
     pub provider: Option<String>,
     pub sub: Option<String>,
-    /// The request's method and path (without the query); empty with `log.decisions: false`.
+    /// The request's method and path (without the query). These, `rule`, `provider` and `sub`
+    /// are filled only to be logged: empty (`None`) with `log.decisions: false`.
     pub method: String,
     pub path: String,
     /// The rule's decision was only reported; `reason` is what it would have refused with.
@@ -394,8 +395,10 @@ pub fn decide_with(
     };
     // A rule gated by provider may have given way to a later one (or the default).
     let matched = &judgement.matched;
-    log.rule = matched.name.to_string();
-    if let Some(who) = &judgement.caller {
+    if config.log.decisions {
+        log.rule = matched.name.to_string();
+    }
+    if let Some(who) = judgement.caller.as_ref().filter(|_| config.log.decisions) {
         log.provider = Some(who.provider.clone());
         log.sub = who.subject.clone();
     }
