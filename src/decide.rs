@@ -279,22 +279,22 @@ fn json_str(out: &mut String, text: &str) {
     {
         let (clean, tail) = rest.split_at(at);
         out.push_str(clean);
-        let mut chars = tail.chars();
-        let c = chars.next().unwrap_or_default();
-        rest = chars.as_str();
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c => {
-                let b = u32::from(c);
-                out.push_str("\\u00");
-                out.push(char::from_digit(b >> 4, 16).unwrap_or('0'));
-                out.push(char::from_digit(b & 15, 16).unwrap_or('0'));
+        let b = tail.bytes().next().unwrap_or_default();
+        rest = tail.get(1..).unwrap_or_default();
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => "\\u00",
+        };
+        out.push_str(short);
+        if short == "\\u00" {
+            for digit in [b >> 4, b & 15] {
+                out.push(char::from_digit(u32::from(digit), 16).unwrap_or('0'));
             }
         }
     }

@@ -15,17 +15,19 @@ use crate::reason::Reason;
 /// Counts that may wait in the module before they are handed to the host.
 pub const FLUSH_EVERY: u32 = 64;
 
-/// Metric ids; all `None` when metrics are off or the host refused to define them. Per-request
-/// counters are slots in `ids`/`pending`.
+/// Per-request counters, in slot order: `allowed`, `denied`, `report_only.would_deny`, then
+/// `denied.<reason>` in the order of [`Reason::ALL`].
+const ALLOWED: usize = 0;
+const DENIED: usize = 1;
+const WOULD_DENY: usize = 2;
+const BY_REASON: usize = 3;
+
+/// The counters of one configuration. No slot when metrics are off; a slot whose definition the
+/// host refused has no id and is never handed over.
 pub struct Metrics {
-    allowed: Option<usize>,
-    denied: Option<usize>,
-    /// Indexed like [`Reason::ALL`].
-    by_reason: Vec<Option<usize>>,
-    would_deny: Option<usize>,
-    weak_keys: Option<u32>,
     /// The host's id of each slot.
-    ids: Vec<u32>,
+    ids: Vec<Option<u32>>,
+    weak_keys: Option<u32>,
     /// Counts not yet handed to the host, per slot.
     pending: RefCell<Vec<u64>>,
     /// Their sum.
@@ -34,76 +36,67 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn define(host: &impl Host, enabled: bool) -> Metrics {
-        let mut metrics = Metrics {
-            allowed: None,
-            denied: None,
-            by_reason: Vec::new(),
-            would_deny: None,
-            weak_keys: None,
-            ids: Vec::new(),
-            pending: RefCell::new(Vec::new()),
+        let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
+        let (ids, weak_keys) = if enabled {
+            let mut ids = vec![
+                counter("identity_filter.allowed"),
+                counter("identity_filter.denied"),
+                counter("identity_filter.report_only.would_deny"),
+            ];
+            for r in Reason::ALL {
+                ids.push(counter(&format!("identity_filter.denied.{}", r.code())));
+            }
+            (ids, counter("identity_filter.keys.weak_skipped"))
+        } else {
+            (Vec::new(), None)
+        };
+        Metrics {
+            pending: RefCell::new(vec![0; ids.len()]),
+            ids,
+            weak_keys,
             waiting: Cell::new(0),
-        };
-        if !enabled {
-            return metrics;
         }
-        let mut ids = Vec::new();
-        let mut slot = |name: &str| {
-            let id = host.define_metric(MetricKind::Counter, name)?;
-            ids.push(id);
-            Some(ids.len() - 1)
-        };
-        metrics.allowed = slot("identity_filter.allowed");
-        metrics.denied = slot("identity_filter.denied");
-        metrics.by_reason = Reason::ALL
-            .iter()
-            .map(|r| slot(&format!("identity_filter.denied.{}", r.code())))
-            .collect();
-        metrics.would_deny = slot("identity_filter.report_only.would_deny");
-        metrics.weak_keys =
-            host.define_metric(MetricKind::Counter, "identity_filter.keys.weak_skipped");
-        metrics.pending = RefCell::new(vec![0; ids.len()]);
-        metrics.ids = ids;
-        metrics
     }
 
-    /// Whether any counter is defined (the root context then needs a timer to flush them).
+    /// Whether counters are defined (the root context then needs a timer to flush them).
     pub fn enabled(&self) -> bool {
         !self.ids.is_empty()
     }
 
-    fn count(&self, host: &impl Host, slot: Option<usize>) {
-        let Some(slot) = slot else {
-            return;
+    fn count(&self, host: &impl Host, slot: usize) {
+        let counted = match self.pending.borrow_mut().get_mut(slot) {
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => false,
         };
-        if let Some(n) = self.pending.borrow_mut().get_mut(slot) {
-            *n += 1;
-        }
-        let waiting = self.waiting.get() + 1;
-        self.waiting.set(waiting);
-        if waiting >= FLUSH_EVERY {
-            self.flush(host);
+        if counted {
+            let waiting = self.waiting.get() + 1;
+            self.waiting.set(waiting);
+            if waiting >= FLUSH_EVERY {
+                self.flush(host);
+            }
         }
     }
 
     /// Hand the waiting counts to the host: one call per counter that moved.
     pub fn flush(&self, host: &impl Host) {
-        if self.waiting.get() == 0 {
+        if self.waiting.replace(0) == 0 {
             return;
         }
-        self.waiting.set(0);
         let mut pending = self.pending.borrow_mut();
         for (n, id) in pending.iter_mut().zip(&self.ids) {
-            if *n > 0 {
+            if let (Some(id), true) = (id, *n > 0) {
                 host.increment_metric(*id, *n);
-                *n = 0;
             }
+            *n = 0;
         }
     }
 
     /// A report-only rule would have refused this request.
     pub fn would_deny(&self, host: &impl Host) {
-        self.count(host, self.would_deny);
+        self.count(host, WOULD_DENY);
     }
 
     /// An RSA key shorter than its provider's `min_rsa_bits` was left out of a key set (at
@@ -115,15 +108,13 @@ impl Metrics {
     }
 
     pub fn allowed(&self, host: &impl Host) {
-        self.count(host, self.allowed);
+        self.count(host, ALLOWED);
     }
 
     pub fn denied(&self, host: &impl Host, reason: Reason) {
-        self.count(host, self.denied);
-        let slot = Reason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .and_then(|i| self.by_reason.get(i).copied().flatten());
-        self.count(host, slot);
+        self.count(host, DENIED);
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.count(host, BY_REASON + i);
+        }
     }
 }
