@@ -5,7 +5,8 @@
 //! in one `proxy_increment_metric` per counter that moved (its offset the sum) on the root
 //! context's timer (every `remote_keys.tick_ms`, 100 ms by default) or once [`FLUSH_EVERY`]
 //! counts are waiting, whichever comes first. A counter read from the host thus lags by at most
-//! one tick. Counts made outside requests (a key skipped at configuration) go out at once.
+//! one tick, and counts still waiting when the VM stops (at most one tick's or 63) are lost.
+//! Counts made outside requests (a key skipped at configuration) go out at once.
 
 use std::cell::{Cell, RefCell};
 

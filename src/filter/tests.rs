@@ -1184,6 +1184,45 @@ fn in_envoy_the_connection_certificate_is_read_in_the_request_and_binds_the_toke
 }
 
 #[test]
+fn in_envoy_the_certificate_is_read_only_for_a_bound_token_and_before_it_waits_for_keys() {
+    let certificate_reads = |h: &Harness| {
+        h.host
+            .properties_read
+            .borrow()
+            .iter()
+            .filter(|(_, p)| p == "connection.sha256_peer_certificate_digest")
+            .count()
+    };
+    // Inline keys: an unbound token needs no certificate.
+    let mut h = Harness::new(Mock::envoy(), with_binding(json!({})));
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert!(h.host.went_upstream(id));
+    assert_eq!(certificate_reads(&h), 0);
+    // Remote keys: bound tokens wait for the fetch, woken from the root context, where no
+    // property may be read: each was read in its own request before it waited.
+    let mut h = Harness::new(Mock::envoy(), remote(json!({})));
+    *h.host.peer_digest.borrow_mut() = Some(CERT_HEX.into());
+    let bound = h.send("/api", &[("authorization", &bound_bearer())]);
+    *h.host.peer_digest.borrow_mut() = None;
+    let without = h.send("/api", &[("authorization", &bound_bearer())]);
+    assert_eq!(certificate_reads(&h), 2);
+    h.tick();
+    let calls = h.host.calls_from(ROOT);
+    assert_eq!(calls.len(), 1);
+    h.deliver(&calls[0], keys_answer(HostKind::Envoy));
+    assert!(h.host.went_upstream(bound));
+    assert!(!h.host.went_upstream(without));
+    assert_eq!(
+        h.host
+            .response_header(without, "x-identity-reason")
+            .as_deref(),
+        Some("certificate_missing")
+    );
+    assert_eq!(certificate_reads(&h), 2);
+    h.host.assert_healthy();
+}
+
+#[test]
 fn in_ngx_the_connection_source_is_unavailable_and_fails_closed() {
     // ngx_wasm_module does not implement `connection.sha256_peer_certificate_digest`, even on a
     // TLS connection with a client certificate.
