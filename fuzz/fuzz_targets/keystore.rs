@@ -302,7 +302,7 @@ impl World {
             &self.uncached,
             (&cached, &uncached),
             &facts,
-            now_ms / 1000,
+            now / 1000,
             &jwks,
         );
     }
