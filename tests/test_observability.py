@@ -87,7 +87,7 @@ class TestCounters:
                 "token_missing": envoy.counter("identity_filter.denied.token_missing") or 0}
 
     def test_outcomes_and_reasons_are_counted(self, main, keys):
-        before = self.counters(main)
+        before = support.settled(lambda: self.counters(main))
         assert_allowed(main.get("/api/items", bearer(token(keys))))
         assert_allowed(main.get("/api/items", bearer(token(keys))))
         assert_denied(main.get("/api/items"), "token_missing")
