@@ -81,20 +81,18 @@ impl TokenCache {
         keys_now: impl Fn(usize) -> Option<u64>,
     ) -> Option<Entry> {
         let entries = self.entries.as_mut()?;
-        let alive = match entries.get(key) {
-            Some(e) => now <= e.until && keys_now(e.provider) == Some(e.keys),
-            None => {
-                self.misses += 1;
-                return None;
-            }
-        };
-        if !alive {
-            entries.pop(key);
+        // One lookup: in wasm32 comparing the token (`memcmp`) goes byte by byte.
+        let Some(entry) = entries.get(key).cloned() else {
             self.misses += 1;
             return None;
+        };
+        if now <= entry.until && keys_now(entry.provider) == Some(entry.keys) {
+            self.hits += 1;
+            return Some(entry);
         }
-        self.hits += 1;
-        entries.get(key).cloned()
+        entries.pop(key);
+        self.misses += 1;
+        None
     }
 
     /// Remember a verified token until `min(valid_until, now + max_ttl)`; `valid_until` is the

@@ -5,8 +5,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use serde::Serialize;
-
 use crate::assertion::{Binding, Signer};
 use crate::cache::TokenCache;
 use crate::config::{Config, ConfigError, Provider};
@@ -14,6 +12,7 @@ use crate::dpop::{self, ReplayCache, ReplayStore};
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
 use crate::jwks::{KeySet, Origin, WeakKey};
+use crate::mtls::PeerCertificate;
 use crate::policy::{self, Access, Failure, Matched};
 use crate::reason::{self, Denial, Reason, Response};
 use crate::token::{self, Found};
@@ -213,46 +212,123 @@ pub enum Decision {
 }
 
 /// One decision, as logged (a JSON line) and counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionLog {
     pub decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     pub rule: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The request's method and path (without the query). These, `rule`, `provider` and `sub`
+    /// are filled only to be logged: empty (`None`) with `log.decisions: false`.
     pub method: String,
     pub path: String,
     /// The rule's decision was only reported; `reason` is what it would have refused with.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub report_only: bool,
     /// For an allowed request that carried a token: whether it was taken out before the request
     /// went upstream (`false` with `forward_token: true`, and in a host that cannot remove it).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_removed: Option<bool>,
 }
 
 impl DecisionLog {
+    /// The JSON line: the fields in this order, `reason`, `provider`, `sub` and
+    /// `token_removed` only when set, `report_only` only when true. Written field by field (it
+    /// runs on every request with decision logs on), each string escaped by `serde_json`.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = String::with_capacity(96 + self.rule.len() + self.path.len());
+        out.push_str("{\"decision\":");
+        json_str(&mut out, self.decision);
+        if let Some(reason) = self.reason {
+            out.push_str(",\"reason\":");
+            json_str(&mut out, reason.code());
+        }
+        out.push_str(",\"rule\":");
+        json_str(&mut out, &self.rule);
+        if let Some(provider) = &self.provider {
+            out.push_str(",\"provider\":");
+            json_str(&mut out, provider);
+        }
+        if let Some(sub) = &self.sub {
+            out.push_str(",\"sub\":");
+            json_str(&mut out, sub);
+        }
+        out.push_str(",\"method\":");
+        json_str(&mut out, &self.method);
+        out.push_str(",\"path\":");
+        json_str(&mut out, &self.path);
+        if self.report_only {
+            out.push_str(",\"report_only\":true");
+        }
+        if let Some(removed) = self.token_removed {
+            out.push_str(",\"token_removed\":");
+            out.push_str(if removed { "true" } else { "false" });
+        }
+        out.push('}');
+        out
     }
+}
+
+/// A JSON string: `"`, `\\` and control characters escaped (`\n`, `\u001f`, ...), the rest as
+/// it is (what `serde_json` writes).
+fn json_str(out: &mut String, text: &str) {
+    out.push('"');
+    let mut rest = text;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b < b' ' || b == b'"' || b == b'\\')
+    {
+        let (clean, tail) = rest.split_at(at);
+        out.push_str(clean);
+        let b = tail.bytes().next().unwrap_or_default();
+        rest = tail.get(1..).unwrap_or_default();
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            _ => "\\u00",
+        };
+        out.push_str(short);
+        if short == "\\u00" {
+            for digit in [b >> 4, b & 15] {
+                out.push(char::from_digit(u32::from(digit), 16).unwrap_or('0'));
+            }
+        }
+    }
+    out.push_str(rest);
+    out.push('"');
 }
 
 /// Decide one request at `now` (Unix seconds).
 pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: u64) -> Decision {
-    decide_with(engine, keys, None, facts, now)
+    let ask = Ask {
+        now: &|| now,
+        peer_certificate: &|| PeerCertificate::Unavailable,
+    };
+    decide_with(engine, keys, None, facts, &ask)
+}
+
+/// What a decision asks of the host only when it needs it: a request without a token asks
+/// nothing, a token that is not certificate-bound never asks for the certificate.
+pub struct Ask<'a> {
+    /// Unix seconds.
+    pub now: &'a dyn Fn() -> u64,
+    /// The connection's client certificate, when the facts hold [`PeerCertificate::Unread`].
+    pub peer_certificate: &'a dyn Fn() -> PeerCertificate,
 }
 
 /// [`decide`], with DPoP proofs also recorded in `shared` (the host's shared data, so that a
-/// proof used at one worker is refused at the others).
+/// proof used at one worker is refused at the others), and what only some requests need asked
+/// of the host through `ask`.
 pub fn decide_with(
     engine: &Engine,
     keys: &dyn KeySource,
     shared: Option<&dyn ReplayStore>,
     facts: &RequestFacts,
-    now: u64,
+    ask: &Ask<'_>,
 ) -> Decision {
     let config = &engine.config;
     let path = facts.path_only();
@@ -262,8 +338,17 @@ pub fn decide_with(
         rule: String::new(),
         provider: None,
         sub: None,
-        method: facts.method.clone(),
-        path: path.to_string(),
+        // Copied from the request only to be logged.
+        method: if config.log.decisions {
+            facts.method.clone()
+        } else {
+            String::new()
+        },
+        path: if config.log.decisions {
+            path.to_string()
+        } else {
+            String::new()
+        },
         report_only: false,
         token_removed: None,
     };
@@ -289,7 +374,6 @@ pub fn decide_with(
     }
 
     let matched = policy::select(config, &facts.method, path, &facts.authority);
-    log.rule = matched.name.to_string();
     // Rules matched the canonical path: it is what goes upstream (and what the assertion binds).
     let canonical_facts;
     let facts = match &matched.canonical {
@@ -305,14 +389,16 @@ pub fn decide_with(
         cache: &engine.replay,
         shared,
     };
-    let judgement = match judge(engine, keys, &proofs, facts, path, matched, now) {
+    let judgement = match judge(engine, keys, &proofs, facts, path, matched, ask) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
     // A rule gated by provider may have given way to a later one (or the default).
     let matched = &judgement.matched;
-    log.rule = matched.name.to_string();
-    if let Some(who) = &judgement.caller {
+    if config.log.decisions {
+        log.rule = matched.name.to_string();
+    }
+    if let Some(who) = judgement.caller.as_ref().filter(|_| config.log.decisions) {
         log.provider = Some(who.provider.clone());
         log.sub = who.subject.clone();
     }
@@ -342,7 +428,7 @@ pub fn decide_with(
     if let Some(who) = &judgement.caller {
         ops.extend(headers::identity(config, who));
         if let Some(signer) = &engine.signer {
-            match assert_identity(signer, who, facts, now) {
+            match assert_identity(signer, who, facts, (ask.now)()) {
                 Some(mut minted) => ops.append(&mut minted),
                 None => return deny(engine, Denial::new(Reason::ConfigInvalid), log),
             }
@@ -406,7 +492,7 @@ fn judge<'a>(
     facts: &RequestFacts,
     sent_path: &str,
     matched: Matched<'a>,
-    now: u64,
+    ask: &Ask<'_>,
 ) -> Result<Judgement<'a>, usize> {
     let config = &engine.config;
     // A refusing default refuses whatever is sent. Enforced, the token is not even looked at;
@@ -440,6 +526,7 @@ fn judge<'a>(
             return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
+    let now = (ask.now)();
     let (provider, who) = match authenticate(engine, keys, &found.token, now) {
         Ok(who) => who,
         Err(Outcome::Deny(reason)) => {
@@ -449,7 +536,7 @@ fn judge<'a>(
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
     // The certificate binding (RFC 8705), on every request: a cached token too.
-    if let Err(reason) = certificate(config, &who, facts) {
+    if let Err(reason) = certificate(config, &who, facts, ask.peer_certificate) {
         let denial = refused.unwrap_or_else(|| Denial::new(reason));
         return Ok(Judgement::denied(matched, Some(found), None, denial));
     }
@@ -495,9 +582,16 @@ fn judge<'a>(
 }
 
 /// Whether the caller's token may be used with the request's client certificate (`mtls`).
-fn certificate(config: &Config, who: &Identity, facts: &RequestFacts) -> Result<(), Reason> {
+fn certificate(
+    config: &Config,
+    who: &Identity,
+    facts: &RequestFacts,
+    read: &dyn Fn() -> PeerCertificate,
+) -> Result<(), Reason> {
     match config.providers.iter().find(|p| p.name == who.provider) {
-        Some(provider) => crate::mtls::check(&config.client_certificate, provider, who, facts),
+        Some(provider) => {
+            crate::mtls::check(&config.client_certificate, provider, who, facts, read)
+        }
         None => Err(Reason::IssuerUnknown),
     }
 }
@@ -763,6 +857,54 @@ mod tests {
         assert_eq!(v["reason"], "token_missing");
         assert_eq!(v["path"], "/x");
         assert_eq!(v["method"], "GET");
+    }
+
+    #[test]
+    fn the_decision_line_is_what_serde_json_writes() {
+        let odd = "a\"b\\c\nd\re\tf\u{8}\u{c}\u{1}\u{1f}é/<>\u{7f}\u{2028}😀";
+        let full = DecisionLog {
+            decision: "allow",
+            reason: Some(Reason::Forbidden),
+            rule: odd.into(),
+            provider: Some("p".into()),
+            sub: Some(odd.into()),
+            method: "GET".into(),
+            path: odd.into(),
+            report_only: true,
+            token_removed: Some(false),
+        };
+        let expected = serde_json::to_string(&json!({
+            "decision": "allow", "reason": "forbidden", "rule": odd, "provider": "p", "sub": odd,
+            "method": "GET", "path": odd, "report_only": true, "token_removed": false,
+        }))
+        .unwrap();
+        // serde_json's map keeps insertion order only with `preserve_order`: compare values,
+        // and the text of each escaped string.
+        let line = full.to_json();
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(&expected).unwrap()
+        );
+        assert!(
+            line.contains(&serde_json::to_string(odd).unwrap()),
+            "{line}"
+        );
+        assert!(line.starts_with("{\"decision\":\"allow\",\"reason\":\"forbidden\",\"rule\":"));
+        let bare = DecisionLog {
+            reason: None,
+            provider: None,
+            sub: None,
+            report_only: false,
+            token_removed: None,
+            rule: "r".into(),
+            path: "/".into(),
+            ..full
+        };
+        assert_eq!(
+            bare.to_json(),
+            r#"{"decision":"allow","rule":"r","method":"GET","path":"/"}"#
+        );
     }
 
     mod with_tokens {

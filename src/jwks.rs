@@ -938,6 +938,20 @@ MC4CAQAwBQYDK2VwBCIEIGXfc6DEQRBVOtlXYtMnlUQM1XH8yH2cBYDxLZohwkn+
         pair.sign(c).unwrap()
     }
 
+    /// [`sign_ed25519`] with RS256 and [`RSA_1`] (header `kid` `rsa-1`).
+    pub fn sign_rs256(issuer: &str, now: u64, claims: Value) -> String {
+        use jwt_simple::prelude::{Claims, Duration, RSAKeyPairLike, UnixTimeStamp};
+        let pair = RS256KeyPair::from_pem(RSA_1).unwrap().with_key_id("rsa-1");
+        let custom = claims.as_object().unwrap().clone();
+        let mut c = Claims::with_custom_claims(custom, Duration::from_secs(600))
+            .with_issuer(issuer)
+            .with_subject("alice");
+        c.issued_at = Some(UnixTimeStamp::from_secs(now));
+        c.expires_at = Some(UnixTimeStamp::from_secs(now + 600));
+        c.invalid_before = None;
+        pair.sign(c).unwrap()
+    }
+
     pub fn ed25519_jwk() -> Value {
         let x = Ed25519KeyPair::from_pem(ED25519)
             .unwrap()

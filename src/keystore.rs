@@ -759,13 +759,14 @@ pub enum KeyState<'a, S> {
 pub struct KeyView<'a> {
     pub engine: &'a Engine,
     pub store: &'a KeyStore<KeySet>,
-    pub now_ms: u64,
+    /// Unix ms, read only when a remote provider's keys are looked at.
+    pub now_ms: &'a dyn Fn() -> u64,
 }
 
 impl KeySource for KeyView<'_> {
     fn keys(&self, provider: usize) -> Keys<'_> {
         if self.store.is_remote(provider) {
-            match self.store.keys(provider, self.now_ms) {
+            match self.store.keys(provider, (self.now_ms)()) {
                 KeyState::Ready(set) => Keys::Ready(set),
                 KeyState::Pending => Keys::Pending,
                 KeyState::Unavailable => Keys::Unavailable,
@@ -776,7 +777,7 @@ impl KeySource for KeyView<'_> {
     }
 
     fn may_refetch(&self, provider: usize) -> bool {
-        self.store.may_refetch(provider, self.now_ms)
+        self.store.may_refetch(provider, (self.now_ms)())
     }
 }
 

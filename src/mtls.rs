@@ -41,6 +41,9 @@ pub enum PeerCertificate {
     Sha256Hex(String),
     /// The host does not expose the connection's certificate (Kong's ngx_wasm_module).
     Unavailable,
+    /// Not read yet: the host glue reads it only when a certificate-bound token needs it
+    /// ([`check`]'s `read`). Never read, it counts as unavailable.
+    Unread,
 }
 
 /// The SHA-256 of the client certificate the request presents, as far as it can be known.
@@ -73,12 +76,15 @@ pub fn bind(identity: &mut Identity) {
     }
 }
 
-/// Whether the caller's token may be used with this request's certificate.
+/// Whether the caller's token may be used with this request's certificate. `read` gives the
+/// connection's certificate when the facts hold [`PeerCertificate::Unread`]; it is called only
+/// for a certificate-bound token.
 pub fn check(
     source: &ClientCertificateConfig,
     provider: &Provider,
     who: &Identity,
     facts: &RequestFacts,
+    read: &dyn Fn() -> PeerCertificate,
 ) -> Result<(), Reason> {
     let expected = match thumbprint(&who.claims) {
         None if provider.certificate_bound == CertificateBound::Required => {
@@ -88,7 +94,15 @@ pub fn check(
         Some(None) => return Err(Reason::CertificateMismatch),
         Some(Some(expected)) => expected,
     };
-    match presented(source, facts) {
+    let read_now;
+    let peer = match (&facts.peer_certificate, source.source) {
+        (PeerCertificate::Unread, CertificateSource::Connection) => {
+            read_now = read();
+            &read_now
+        }
+        (peer, _) => peer,
+    };
+    match presented_by(source, facts, peer) {
         Presented::Sha256(got) if got == expected => Ok(()),
         Presented::Sha256(_) => Err(Reason::CertificateMismatch),
         Presented::None => Err(Reason::CertificateMissing),
@@ -98,11 +112,22 @@ pub fn check(
 
 /// The request's certificate from the configured source.
 pub fn presented(source: &ClientCertificateConfig, facts: &RequestFacts) -> Presented {
+    presented_by(source, facts, &facts.peer_certificate)
+}
+
+/// [`presented`], with `peer` as the connection's certificate.
+fn presented_by(
+    source: &ClientCertificateConfig,
+    facts: &RequestFacts,
+    peer: &PeerCertificate,
+) -> Presented {
     let digest = match source.source {
-        CertificateSource::Connection => match &facts.peer_certificate {
+        CertificateSource::Connection => match peer {
             PeerCertificate::None => None,
             PeerCertificate::Sha256Hex(hex) => hex32(hex),
-            PeerCertificate::Unavailable => return Presented::Unavailable,
+            PeerCertificate::Unavailable | PeerCertificate::Unread => {
+                return Presented::Unavailable
+            }
         },
         CertificateSource::Xfcc => trusted_value(facts, XFCC_HEADER).and_then(|v| xfcc_sha256(&v)),
         CertificateSource::Header => source

@@ -84,6 +84,25 @@ class Keys:
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def settled(read: Any, tick: float = 0.1) -> Any:
+    """`read()` once counts of earlier requests have surely reached the host (two timer ticks,
+    `remote_keys.tick_ms` = `tick` seconds): the value to compare a later count against."""
+    time.sleep(2 * tick + 0.05)
+    return read()
+
+
+def counted(read: Any, want: Any, timeout: float = 3.0) -> Any:
+    """`read()` once it equals `want`, or its last value after `timeout` seconds. The filter
+    hands its request counters to the host on its timer (`remote_keys.tick_ms`), not per
+    request: a counter read just after a request may lag by one tick."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while value != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
+
+
 def now() -> int:
     return int(time.time())
 

@@ -264,9 +264,12 @@ def test_the_public_base_url_is_the_htu_behind_a_balancer(envoy_with, keys, clie
 
 
 def test_dpop_refusals_are_counted_by_reason(gateway, keys, client_key):
-    before = gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0)
+    before = support.settled(
+        lambda: gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0))
     gateway.get("/orders", headers=dpop(bound(keys, client_key)))
-    after = gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0)
+    after = support.counted(
+        lambda: gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0),
+        before + 1)
     assert after == before + 1
 
 

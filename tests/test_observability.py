@@ -87,14 +87,17 @@ class TestCounters:
                 "token_missing": envoy.counter("identity_filter.denied.token_missing") or 0}
 
     def test_outcomes_and_reasons_are_counted(self, main, keys):
-        before = self.counters(main)
+        before = support.settled(lambda: self.counters(main))
         assert_allowed(main.get("/api/items", bearer(token(keys))))
         assert_allowed(main.get("/api/items", bearer(token(keys))))
         assert_denied(main.get("/api/items"), "token_missing")
         t = support.now()
         expired = token(keys, claims(iat=t - 600, exp=t - 300))
         assert_denied(main.get("/api/items", bearer(expired)), "token_expired")
-        after = self.counters(main)
+        want = {"allowed": before["allowed"] + 2, "denied": before["denied"] + 2,
+                "token_missing": before["token_missing"] + 1,
+                "token_expired": before["token_expired"] + 1}
+        after = support.counted(lambda: self.counters(main), want)
         assert after["allowed"] - before["allowed"] == 2
         assert after["denied"] - before["denied"] == 2
         assert after["token_missing"] - before["token_missing"] == 1

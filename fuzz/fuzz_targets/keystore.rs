@@ -279,7 +279,8 @@ impl World {
             reject_spoofed: false,
             peer_certificate: Default::default(),
         };
-        let now_ms = self.now;
+        let now = self.now;
+        let now_ms = &move || now;
         let cached = KeyView {
             engine: &self.cached,
             store: &self.store,
@@ -301,7 +302,7 @@ impl World {
             &self.uncached,
             (&cached, &uncached),
             &facts,
-            now_ms / 1000,
+            now / 1000,
             &jwks,
         );
     }

@@ -533,7 +533,10 @@ fn a_shared_store_refuses_a_proof_another_worker_used() {
         &e,
         Some(&Always),
         &dpop_request(&token, &[&proof(&token)]),
-        NOW,
+        &crate::decide::Ask {
+            now: &|| NOW,
+            peer_certificate: &|| crate::mtls::PeerCertificate::Unavailable,
+        },
     );
     let Decision::Deny { log, .. } = d else {
         panic!("expected deny")

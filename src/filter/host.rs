@@ -82,7 +82,8 @@ pub trait Host {
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
-    fn increment_metric(&self, id: u32);
+    /// Add `by` to counter `id`.
+    fn increment_metric(&self, id: u32, by: u64);
     fn record_metric(&self, id: u32, value: u64);
 
     fn set_tick_period(&self, period: Duration);

@@ -39,6 +39,7 @@ use crate::keystore::{
     Completion, FetchStart, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait, Waiter,
     Waiters, TIMEOUT_GRACE_MS,
 };
+use crate::mtls::PeerCertificate;
 use crate::reason::Reason;
 
 /// How a request that needs keys waits.
@@ -132,9 +133,15 @@ pub(super) struct RemoteKeys {
     min_rsa_bits: Vec<usize>,
 }
 
+/// The certificate of a waiting request decided again: read before it started waiting
+/// (`Request::on_request_headers`), so never asked here, where no property may be read.
+fn unread() -> PeerCertificate {
+    PeerCertificate::Unavailable
+}
+
 fn increment(host: &impl Host, id: Option<u32>) {
     if let Some(id) = id {
-        host.increment_metric(id);
+        host.increment_metric(id, 1);
     }
 }
 
@@ -268,7 +275,8 @@ impl RemoteKeys {
         state: &State,
         engine: &Engine,
         facts: &RequestFacts,
-        now_ms: u64,
+        now_ms: &dyn Fn() -> u64,
+        peer_certificate: &dyn Fn() -> PeerCertificate,
     ) -> Decision {
         let inner = self.inner.borrow();
         let view = KeyView {
@@ -276,7 +284,7 @@ impl RemoteKeys {
             store: &inner.store,
             now_ms,
         };
-        super::decide_request(host, state, engine, &view, facts, now_ms / 1000)
+        super::decide_request(host, state, engine, &view, facts, now_ms, peer_certificate)
     }
 
     /// A request needs `provider`'s keys (cold start) or a refetch (unknown `kid`). `Ok`: it was
@@ -475,7 +483,7 @@ impl RemoteKeys {
             let Some(facts) = self.inner.borrow_mut().facts.remove(&w.id) else {
                 continue;
             };
-            let decision = self.decide(host, state, engine, &facts, now);
+            let decision = self.decide(host, state, engine, &facts, &|| now, &unread);
             if let Decision::NeedKeys(p) = decision {
                 // The fetch failed but another attempt comes within the wait: keep waiting.
                 let mut inner = self.inner.borrow_mut();
@@ -717,7 +725,7 @@ impl RemoteKeys {
             }
         }
         set_paused(id, false);
-        let verdict = match self.decide(host, state, engine, &call.facts, now) {
+        let verdict = match self.decide(host, state, engine, &call.facts, &|| now, &unread) {
             Decision::NeedKeys(p) => refuse(
                 host,
                 state,

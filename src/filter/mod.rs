@@ -271,6 +271,7 @@ impl Root {
         };
         let metrics_enabled = engine.as_ref().is_some_and(|e| e.config.metrics.enabled);
         if let Some(old) = self.state.take() {
+            old.metrics.flush(host);
             if let (Some(k), Some(e)) = (&old.keys, &old.engine) {
                 k.abandon(host, &old, e);
             }
@@ -278,14 +279,21 @@ impl Root {
         let keys = engine
             .as_ref()
             .map(|e| keys::RemoteKeys::new(host, &e.config, self.id, metrics_enabled));
-        // Fetches start on the first tick, never here.
-        if let Some(period) = keys.as_ref().and_then(|k| k.tick_period()) {
+        let metrics = Metrics::define(host, metrics_enabled);
+        // Fetches start on the first tick, never here; counted requests reach the host on a
+        // tick too. One period, `remote_keys.tick_ms`, for both.
+        let period = engine
+            .as_ref()
+            .filter(|_| {
+                metrics.enabled() || keys.as_ref().is_some_and(|k| k.tick_period().is_some())
+            })
+            .map(|e| std::time::Duration::from_millis(e.config.remote_keys.tick_ms));
+        if let Some(period) = period {
             if !self.ticking {
                 host.set_tick_period(period);
                 self.ticking = true;
             }
         }
-        let metrics = Metrics::define(host, metrics_enabled);
         if let Some(e) = &engine {
             for (p, weak) in e.weak_keys() {
                 report_weak_keys(host, &metrics, &p.name, weak, decide::min_rsa_bits(p));
@@ -303,8 +311,11 @@ impl Root {
 
     pub fn on_tick(&self, host: &impl Host) {
         if let Some(state) = &self.state {
+            state.metrics.flush(host);
             if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
-                k.on_tick(host, state, e);
+                if k.tick_period().is_some() {
+                    k.on_tick(host, state, e);
+                }
             }
         }
     }
@@ -355,13 +366,29 @@ impl Request {
             return respond(host, &decide::config_invalid_response());
         };
         let profile = state.profile(host);
-        let facts = facts(host, engine, &profile);
+        let mut facts = facts(host, engine, &profile);
+        // The clock is read only if the decision needs it (a token was found), and once.
+        let clock = Cell::new(None);
+        let now_ms = || match clock.get() {
+            Some(ms) => ms,
+            None => {
+                let ms = host.now_ms();
+                clock.set(Some(ms));
+                ms
+            }
+        };
+        // The client certificate, likewise: only for a certificate-bound token.
+        let peer = || peer_certificate(host, profile.kind);
         let decision = match &state.keys {
             Some(keys) => {
-                let now = host.now_ms();
-                match keys.decide(host, &state, engine, &facts, now) {
+                match keys.decide(host, &state, engine, &facts, &now_ms, &peer) {
                     Decision::NeedKeys(provider) => {
-                        return match keys.wait(host, self.id, provider, facts, now) {
+                        // Decided again later, maybe from the root context, where no property
+                        // is read: the certificate is read now.
+                        if facts.peer_certificate == PeerCertificate::Unread {
+                            facts.peer_certificate = peer();
+                        }
+                        return match keys.wait(host, self.id, provider, facts, now_ms()) {
                             Ok(keys::Waiting::Resumed) => {
                                 set_paused(self.id, true);
                                 Verdict::Pause
@@ -377,7 +404,7 @@ impl Request {
                     decision => decision,
                 }
             }
-            None => decide_request(host, &state, engine, engine, &facts, host.now_ms() / 1000),
+            None => decide_request(host, &state, engine, engine, &facts, &now_ms, &peer),
         };
         conclude(host, &state, engine, decision)
     }
@@ -423,11 +450,16 @@ fn decide_request(
     engine: &Engine,
     keys: &dyn decide::KeySource,
     facts: &RequestFacts,
-    now: u64,
+    now_ms: &dyn Fn() -> u64,
+    peer_certificate: &dyn Fn() -> PeerCertificate,
 ) -> Decision {
     let shared = replay::SharedReplay::new(host, state, engine);
     let shared = shared.as_ref().map(|s| s as &dyn crate::dpop::ReplayStore);
-    decide::decide_with(engine, keys, shared, facts, now)
+    let ask = decide::Ask {
+        now: &|| now_ms() / 1000,
+        peer_certificate,
+    };
+    decide::decide_with(engine, keys, shared, facts, &ask)
 }
 
 /// The request's facts: headers, and the host the client asked for from the header this host
@@ -438,7 +470,9 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
         ..RequestFacts::default()
     };
     let (mut authority, mut host_header) = (None, None);
-    for (name, value) in host.request_headers() {
+    let headers = host.request_headers();
+    facts.headers.reserve_exact(headers.len());
+    for (name, value) in headers {
         // Valid UTF-8 (almost always) is taken as it is; anything else is converted lossily.
         let value = String::from_utf8(value)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
@@ -465,7 +499,8 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
     }
     .unwrap_or_default();
     if engine.config.client_certificate.source == CertificateSource::Connection {
-        facts.peer_certificate = peer_certificate(host, profile.kind);
+        // Read when a certificate-bound token needs it (`decide::Ask`), not on every request.
+        facts.peer_certificate = PeerCertificate::Unread;
     }
     // Randomness is only needed to mint an assertion.
     if engine.config.headers.assertion.is_some() {

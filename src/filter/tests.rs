@@ -9,7 +9,7 @@
 //! crashes and traps instead of dying, and the tests assert there are none.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -73,6 +73,11 @@ struct Mock {
     /// The hex SHA-256 of the client certificate of the connections (Envoy's
     /// `connection.sha256_peer_certificate_digest`; ngx_wasm_module does not implement it).
     peer_digest: RefCell<Option<String>>,
+    /// Host calls by kind (the proxy-wasm function each stands for), since the last
+    /// [`Mock::take_calls`].
+    counted: RefCell<BTreeMap<&'static str, usize>>,
+    /// Counter values by metric name, as the host holds them.
+    metrics: RefCell<Vec<(String, u64)>>,
 }
 
 impl Mock {
@@ -92,6 +97,8 @@ impl Mock {
             traps: RefCell::new(Vec::new()),
             properties_read: RefCell::new(Vec::new()),
             peer_digest: RefCell::new(None),
+            counted: RefCell::new(BTreeMap::new()),
+            metrics: RefCell::new(Vec::new()),
         }
     }
 
@@ -101,6 +108,24 @@ impl Mock {
 
     fn ngx() -> Mock {
         Mock::new(HostKind::Ngx)
+    }
+
+    fn count(&self, call: &'static str) {
+        *self.counted.borrow_mut().entry(call).or_default() += 1;
+    }
+
+    /// The host calls counted so far, by kind; the count starts again.
+    fn take_calls(&self) -> BTreeMap<&'static str, usize> {
+        std::mem::take(&mut *self.counted.borrow_mut())
+    }
+
+    /// A counter's value as the host holds it (`None`: not defined).
+    fn metric(&self, name: &str) -> Option<u64> {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     fn in_root(&self) -> bool {
@@ -219,14 +244,17 @@ impl Mock {
 
 impl Host for Mock {
     fn now_ms(&self) -> u64 {
+        self.count("get_current_time_nanoseconds");
         self.now.get()
     }
 
     fn log(&self, level: Level, message: &str) {
+        self.count("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.count("get_property");
         let path = path.join(".");
         self.properties_read
             .borrow_mut()
@@ -244,14 +272,21 @@ impl Host for Mock {
     }
 
     fn random(&self) -> Option<[u8; 16]> {
+        self.count("random_get");
         Some([7; 16])
     }
 
     fn request_headers(&self) -> Vec<Header> {
+        self.count("get_header_map_pairs");
         self.with_stream(|s| s.view.clone()).unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
+        self.count(if value.is_some() {
+            "replace_header_map_value"
+        } else {
+            "remove_header_map_value"
+        });
         self.with_stream(|s| {
             s.view.retain(|(n, _)| n != name);
             if let Some(v) = value {
@@ -261,6 +296,7 @@ impl Host for Mock {
     }
 
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.count("send_local_response");
         if self.in_root() {
             match self.kind {
                 HostKind::Ngx => self
@@ -285,6 +321,7 @@ impl Host for Mock {
     }
 
     fn resume_request(&self) {
+        self.count("continue_stream");
         if self.in_root() {
             if self.kind == HostKind::Ngx {
                 self.crashes.borrow_mut().push("resume from root".into());
@@ -303,6 +340,7 @@ impl Host for Mock {
         headers: &[(&str, &str)],
         _timeout: Duration,
     ) -> Result<u32, HostError> {
+        self.count("dispatch_http_call");
         let token = self.next_token.get();
         self.next_token.set(token + 1);
         let path = headers
@@ -320,6 +358,7 @@ impl Host for Mock {
     }
 
     fn call_headers(&self) -> Result<Vec<Header>, HostError> {
+        self.count("get_header_map_pairs (call)");
         let a = self.answer.borrow();
         if a.headers.is_empty() {
             return Err(BAD_ARGUMENT);
@@ -328,6 +367,7 @@ impl Host for Mock {
     }
 
     fn call_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.count("get_header_map_value (call)");
         self.answer
             .borrow()
             .headers
@@ -337,11 +377,13 @@ impl Host for Mock {
     }
 
     fn call_body(&self, size: usize) -> Vec<u8> {
+        self.count("get_buffer_bytes");
         let a = self.answer.borrow();
         a.body.iter().take(size).copied().collect()
     }
 
     fn set_effective_context(&self, id: u32) -> Result<(), HostError> {
+        self.count("set_effective_context");
         match self.kind {
             // ngx_wasm_module: accepted and ignored.
             HostKind::Ngx => Ok(()),
@@ -357,6 +399,7 @@ impl Host for Mock {
     }
 
     fn get_shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        self.count("get_shared_data");
         if self.kind == HostKind::Ngx && !self.zone {
             self.trap("get_shared_data without shm_kv zone");
             return Err(HostError(10));
@@ -368,6 +411,7 @@ impl Host for Mock {
     }
 
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.count("set_shared_data");
         if self.kind == HostKind::Ngx && !self.zone {
             self.trap("set_shared_data without shm_kv zone");
             return Err(HostError(10));
@@ -384,15 +428,36 @@ impl Host for Mock {
         Ok(())
     }
 
-    fn define_metric(&self, _kind: MetricKind, _name: &str) -> Option<u32> {
-        Some(1)
+    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
+        self.count("define_metric");
+        let mut metrics = self.metrics.borrow_mut();
+        let id = match metrics.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                metrics.push((name.to_string(), 0));
+                metrics.len() - 1
+            }
+        };
+        u32::try_from(id).ok()
     }
 
-    fn increment_metric(&self, _id: u32) {}
+    fn increment_metric(&self, id: u32, by: u64) {
+        self.count("increment_metric");
+        if let Some((_, v)) = self.metrics.borrow_mut().get_mut(id as usize) {
+            *v += by;
+        }
+    }
 
-    fn record_metric(&self, _id: u32, _value: u64) {}
+    fn record_metric(&self, id: u32, value: u64) {
+        self.count("record_metric");
+        if let Some((_, v)) = self.metrics.borrow_mut().get_mut(id as usize) {
+            *v = value;
+        }
+    }
 
-    fn set_tick_period(&self, _period: Duration) {}
+    fn set_tick_period(&self, _period: Duration) {
+        self.count("set_tick_period");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1119,6 +1184,45 @@ fn in_envoy_the_connection_certificate_is_read_in_the_request_and_binds_the_toke
 }
 
 #[test]
+fn in_envoy_the_certificate_is_read_only_for_a_bound_token_and_before_it_waits_for_keys() {
+    let certificate_reads = |h: &Harness| {
+        h.host
+            .properties_read
+            .borrow()
+            .iter()
+            .filter(|(_, p)| p == "connection.sha256_peer_certificate_digest")
+            .count()
+    };
+    // Inline keys: an unbound token needs no certificate.
+    let mut h = Harness::new(Mock::envoy(), with_binding(json!({})));
+    let id = h.send("/api", &[("authorization", &bearer())]);
+    assert!(h.host.went_upstream(id));
+    assert_eq!(certificate_reads(&h), 0);
+    // Remote keys: bound tokens wait for the fetch, woken from the root context, where no
+    // property may be read: each was read in its own request before it waited.
+    let mut h = Harness::new(Mock::envoy(), remote(json!({})));
+    *h.host.peer_digest.borrow_mut() = Some(CERT_HEX.into());
+    let bound = h.send("/api", &[("authorization", &bound_bearer())]);
+    *h.host.peer_digest.borrow_mut() = None;
+    let without = h.send("/api", &[("authorization", &bound_bearer())]);
+    assert_eq!(certificate_reads(&h), 2);
+    h.tick();
+    let calls = h.host.calls_from(ROOT);
+    assert_eq!(calls.len(), 1);
+    h.deliver(&calls[0], keys_answer(HostKind::Envoy));
+    assert!(h.host.went_upstream(bound));
+    assert!(!h.host.went_upstream(without));
+    assert_eq!(
+        h.host
+            .response_header(without, "x-identity-reason")
+            .as_deref(),
+        Some("certificate_missing")
+    );
+    assert_eq!(certificate_reads(&h), 2);
+    h.host.assert_healthy();
+}
+
+#[test]
 fn in_ngx_the_connection_source_is_unavailable_and_fails_closed() {
     // ngx_wasm_module does not implement `connection.sha256_peer_certificate_digest`, even on a
     // TLS connection with a client certificate.
@@ -1221,5 +1325,223 @@ fn the_header_forms_work_in_both_hosts() {
             );
             h.host.assert_healthy();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host calls per request: the budget
+// ---------------------------------------------------------------------------------------------
+
+/// What each request costs in host calls once the first request of the root context has learnt
+/// the host (that one also reads `ngx.nginx_version`) and the token is in the cache. A change
+/// that adds a host call to one of these paths fails here: raise a budget only knowingly.
+mod host_calls {
+    use super::*;
+
+    const SUBJECT_HEADER: &str = "x-identity-subject";
+
+    /// `make bench`'s configuration: one RS256 provider with an inline key, `sub` copied into a
+    /// header, metrics on, decision logs off (on, each decision is one `proxy_log` more); and an
+    /// anonymous route.
+    fn config() -> Value {
+        let mut jwk = test_keys::rsa_jwk(test_keys::RSA_1);
+        merge(
+            &mut jwk,
+            json!({"kid": "rsa-1", "alg": "RS256", "use": "sig"}),
+        );
+        json!({
+            "providers": [{"name": "idp", "issuer": ISSUER, "jwks": {"keys": [jwk]},
+                           "algorithms": ["RS256"]}],
+            "rules": [{"name": "health", "match": {"path": "/health"}, "allow_anonymous": true}],
+            "default": "authenticated",
+            "headers": {"claims": [{"claim": "sub", "header": SUBJECT_HEADER}]},
+            "log": {"decisions": false},
+            "metrics": {"enabled": true},
+        })
+    }
+
+    fn rs256_bearer() -> String {
+        format!(
+            "Bearer {}",
+            test_keys::sign_rs256(ISSUER, NOW / 1000, json!({}))
+        )
+    }
+
+    fn calls(list: &[(&'static str, usize)]) -> BTreeMap<&'static str, usize> {
+        list.iter().copied().collect()
+    }
+
+    /// The host calls of the second of two identical requests (the first learns the host and
+    /// fills the cache), after checking it went as `upstream` says.
+    fn second(
+        h: &mut Harness,
+        path: &str,
+        headers: &[(&str, &str)],
+        upstream: bool,
+    ) -> BTreeMap<&'static str, usize> {
+        let first = h.send(path, headers);
+        assert_eq!(h.host.went_upstream(first), upstream);
+        h.host.take_calls();
+        let id = h.send(path, headers);
+        assert_eq!(
+            h.host.went_upstream(id),
+            upstream,
+            "status {:?}",
+            h.host.status(id)
+        );
+        let counted = h.host.take_calls();
+        h.end(id);
+        assert!(
+            h.host.take_calls().is_empty(),
+            "the end of a request makes no host call"
+        );
+        h.host.assert_healthy();
+        counted
+    }
+
+    #[test]
+    fn a_cached_rs256_request_makes_four_host_calls_in_both_hosts() {
+        for host in [Mock::envoy(), Mock::ngx()] {
+            let kind = host.kind;
+            let mut h = Harness::new(host, config());
+            let token = rs256_bearer();
+            let got = second(&mut h, "/api", &[("authorization", &token)], true);
+            assert_eq!(
+                got,
+                calls(&[
+                    // The request's headers, all of them in one map (never one call per header).
+                    ("get_header_map_pairs", 1),
+                    // The time, for the cached token's `exp` (and `nbf`, `iat`) check.
+                    ("get_current_time_nanoseconds", 1),
+                    // The token taken out (`headers.forward_token: false`). ngx_wasm_module
+                    // forwards it anyway, but the filter chain sees it removed.
+                    ("remove_header_map_value", 1),
+                    // The claim header set.
+                    ("replace_header_map_value", 1),
+                    // Not here: the `allowed` counter (counted in the module, handed over on a
+                    // tick), the profile (learnt once), a log line (decision logs off).
+                ]),
+                "{kind:?}"
+            );
+            let sub = h.host.upstream_values(h.next_id - 1, SUBJECT_HEADER);
+            assert_eq!(sub, vec!["alice".to_string()], "{kind:?}");
+            assert_eq!(
+                h.root
+                    .state()
+                    .map(|s| s.engine.as_ref().map(|e| e.cache_stats().1)),
+                Some(Some(1)),
+                "{kind:?}: a cache hit"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_token_401_makes_two_host_calls_in_both_hosts() {
+        for host in [Mock::envoy(), Mock::ngx()] {
+            let kind = host.kind;
+            let mut h = Harness::new(host, config());
+            let got = second(&mut h, "/api", &[], false);
+            assert_eq!(h.host.status(h.next_id - 1), Some(401), "{kind:?}");
+            assert_eq!(
+                got,
+                calls(&[
+                    ("get_header_map_pairs", 1),
+                    // The 401 itself. No clock: without a token nothing is timed.
+                    ("send_local_response", 1),
+                ]),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_anonymous_request_without_a_token_makes_one_host_call_in_both_hosts() {
+        for host in [Mock::envoy(), Mock::ngx()] {
+            let kind = host.kind;
+            let mut h = Harness::new(host, config());
+            let got = second(&mut h, "/health", &[], true);
+            // The headers, read once: no managed header to strip, no token, no clock.
+            assert_eq!(got, calls(&[("get_header_map_pairs", 1)]), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn counts_reach_the_host_every_64_requests_or_on_the_tick_one_call_per_counter() {
+        for host in [Mock::envoy(), Mock::ngx()] {
+            let kind = host.kind;
+            let mut h = Harness::new(host, config());
+            assert_eq!(
+                h.host.take_calls().get("set_tick_period"),
+                Some(&1),
+                "{kind:?}: a timer for the counts"
+            );
+            let token = rs256_bearer();
+            for _ in 0..super::super::metrics::FLUSH_EVERY - 1 {
+                h.send("/api", &[("authorization", &token)]);
+            }
+            assert_eq!(
+                h.host.take_calls().get("increment_metric"),
+                None,
+                "{kind:?}"
+            );
+            assert_eq!(h.host.metric("identity_filter.allowed"), Some(0));
+            h.send("/api", &[("authorization", &token)]);
+            assert_eq!(
+                h.host.take_calls().get("increment_metric"),
+                Some(&1),
+                "{kind:?}"
+            );
+            assert_eq!(
+                h.host.metric("identity_filter.allowed"),
+                Some(64),
+                "{kind:?}"
+            );
+
+            h.send("/api", &[]);
+            h.send("/api", &[]);
+            h.send("/api", &[("authorization", &token)]);
+            assert_eq!(
+                h.host.metric("identity_filter.denied"),
+                Some(0),
+                "{kind:?}: not yet"
+            );
+            h.host.take_calls();
+            h.tick();
+            // One call per counter that moved: allowed, denied, denied.token_missing.
+            assert_eq!(
+                h.host.take_calls(),
+                calls(&[("increment_metric", 3)]),
+                "{kind:?}"
+            );
+            assert_eq!(
+                h.host.metric("identity_filter.allowed"),
+                Some(65),
+                "{kind:?}"
+            );
+            assert_eq!(h.host.metric("identity_filter.denied"), Some(2), "{kind:?}");
+            assert_eq!(
+                h.host.metric("identity_filter.denied.token_missing"),
+                Some(2),
+                "{kind:?}"
+            );
+            // A quiet tick costs nothing (inline keys: no fetch work either).
+            h.tick();
+            assert!(h.host.take_calls().is_empty(), "{kind:?}");
+            // A new configuration hands over what the old one counted.
+            h.send("/api", &[]);
+            assert!(h
+                .root
+                .on_configure(&h.host, config().to_string().as_bytes()));
+            assert_eq!(h.host.metric("identity_filter.denied"), Some(3), "{kind:?}");
+            h.host.assert_healthy();
+        }
+    }
+
+    #[test]
+    fn without_metrics_or_remote_keys_there_is_no_timer() {
+        let mut c = config();
+        merge(&mut c, json!({"metrics": {"enabled": false}}));
+        let h = Harness::new(Mock::envoy(), c);
+        assert_eq!(h.host.take_calls().get("set_tick_period"), None);
     }
 }

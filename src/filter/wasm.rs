@@ -378,10 +378,10 @@ impl Host for WasmHost {
         (status == OK).then_some(id)
     }
 
-    fn increment_metric(&self, id: u32) {
+    fn increment_metric(&self, id: u32, by: u64) {
         // SAFETY: no memory is passed.
         unsafe {
-            proxy_increment_metric(id, 1);
+            proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 

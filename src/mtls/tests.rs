@@ -1,6 +1,18 @@
 use super::*;
 use serde_json::json;
 
+/// [`super::check`] with facts that hold the certificate already (never read).
+fn check(
+    source: &ClientCertificateConfig,
+    provider: &Provider,
+    who: &Identity,
+    facts: &RequestFacts,
+) -> Result<(), Reason> {
+    super::check(source, provider, who, facts, &|| {
+        panic!("the certificate was in the facts")
+    })
+}
+
 /// A self-signed P-256 certificate (subject `CN=client,O=a;b`) and the SHA-256 of its DER,
 /// computed outside this code (`openssl x509 -outform der | sha256sum`).
 const PEM: &str = "-----BEGIN CERTIFICATE-----
@@ -293,6 +305,38 @@ fn each_reason() {
     let dpop = caller(&allowed, json!({"cnf": {"jkt": "abc"}}));
     assert_eq!(dpop.binding, TokenBinding::None);
     assert_eq!(check(&conn, &allowed, &dpop, &none), Ok(()));
+}
+
+#[test]
+fn an_unread_certificate_is_read_only_for_a_bound_token_and_unavailable_if_never_read() {
+    let conn = source(json!({}));
+    let allowed = provider("allowed");
+    let bound = caller(&allowed, json!({"sub": "a", "cnf": {"x5t#S256": X5T}}));
+    let bearer = caller(&allowed, json!({"sub": "a"}));
+    let unread = facts(&[], PeerCertificate::Unread);
+    let reads = &std::cell::Cell::new(0);
+    let read = |peer: PeerCertificate| {
+        move || {
+            reads.set(reads.get() + 1);
+            peer.clone()
+        }
+    };
+    let ok = read(PeerCertificate::Sha256Hex(HEX.into()));
+    assert_eq!(super::check(&conn, &allowed, &bearer, &unread, &ok), Ok(()));
+    assert_eq!(
+        reads.get(),
+        0,
+        "an unbound token does not need the certificate"
+    );
+    assert_eq!(super::check(&conn, &allowed, &bound, &unread, &ok), Ok(()));
+    assert_eq!(reads.get(), 1);
+    let other = read(PeerCertificate::Sha256Hex(OTHER_HEX.into()));
+    assert_eq!(
+        super::check(&conn, &allowed, &bound, &unread, &other),
+        Err(Reason::CertificateMismatch)
+    );
+    // Left unread (no reader asked), it is not a certificate: refused, never accepted.
+    assert_eq!(presented(&conn, &unread), Presented::Unavailable);
 }
 
 /// The request path with a certificate-bound token: every request is checked (cached tokens
