@@ -130,10 +130,10 @@ class TestPerRule:
         assert "authorization" not in headers
 
     def test_two_authorization_headers_pass_without_either_token(self, per_rule, keys):
-        # Envoy joins a repeated Authorization header into one value ("Bearer a,Bearer b"), so
-        # the filter sees one malformed token, not two (token_ambiguous is for different sources).
+        # Envoy joins a repeated Authorization header into one value ("Bearer a,Bearer b"); the
+        # filter reads each credential of it, as Kong's two values, and two tokens are ambiguous.
         pairs = [("authorization", f"Bearer {token(keys)}"), ("authorization", f"Bearer {root_token(keys)}")]
-        headers = passed(per_rule.get("/trial/x", pairs), "deny; reason=token_malformed; rule=trial")
+        headers = passed(per_rule.get("/trial/x", pairs), "deny; reason=token_ambiguous; rule=trial")
         assert_no_identity(headers)
         assert "authorization" not in headers
 
