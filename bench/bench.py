@@ -1457,9 +1457,11 @@ class Report:
                 n_own = self.own(native, mode) if native else None
                 if nres is not None and n_own is not None and own is not None:
                     n_low, f_low = self.own(native, mode, low), self.own(key, mode, low)
+                    # A ratio to a native cost within the noise (≤ 0) would mean nothing.
                     cells += [f"{nres.median_us_per_req:.1f} ({nres.spread * 100:.0f}%)",
-                              f"{n_own:+.1f}", f"**{ratio(own, n_own)}**",
-                              ratio(f_low, n_low) if f_low is not None and n_low else "—"]
+                              f"{n_own:+.1f}", f"**{ratio(own, n_own)}**" if n_own > 0 else "—",
+                              ratio(f_low, n_low) if f_low is not None and n_low and n_low > 0
+                              else "—"]
                 else:
                     cells += ["—"] * 4
                 lines.append("| " + " | ".join(cells) + " |")

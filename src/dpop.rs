@@ -30,7 +30,7 @@ use crate::identity::TokenBinding;
 use crate::jwks::{KeySet, Origin, MIN_RSA_BITS};
 use crate::reason::{Denial, Reason};
 use crate::token::{Found, RequestFacts};
-use crate::verify::{self, Jws};
+use crate::verify;
 
 /// The request header that carries the proof.
 pub const PROOF_HEADER: &str = "dpop";
@@ -230,15 +230,18 @@ pub struct ReplayCache {
 /// How many clients' proof keys a worker keeps prepared.
 pub const PROOF_KEYS: usize = 64;
 
-/// Prepared proof keys, by the proof's protected header as sent (its `typ`, `alg` and `jwk`). A
-/// client signs every proof with its one key, so its header repeats from proof to proof; reading
-/// that key and preparing it (an EC key's tables: most of a proof check's cost) is done once,
-/// not per proof. Equal header bytes mean an equal `jwk`, so a hit is the key the proof names.
+/// Prepared proof keys, by the proof's protected header as sent (base64url: its `typ`, `alg`
+/// and `jwk`). A client signs every proof with its one key, so its header repeats from proof to
+/// proof: decoding and checking that header, reading its key and preparing it (an EC key's
+/// tables: most of a proof check's cost) is done once, not per proof. Equal header bytes mean an
+/// equal header, so a hit is the key and algorithm the proof names.
 pub struct ProofKeys {
     entries: LruCache<String, Rc<ProofKey>>,
 }
 
 struct ProofKey {
+    /// The header's `alg`, as sent (checked against the provider's list on every proof).
+    alg: String,
     thumbprint: String,
     keys: KeySet,
 }
@@ -250,18 +253,34 @@ impl ProofKeys {
         }
     }
 
-    /// The prepared key of a proof whose header segment is `header`, read from `jwk` on a miss.
-    fn get(&mut self, header: &str, jwk: &Map<String, Value>) -> Option<Rc<ProofKey>> {
+    /// The prepared key of a proof whose header segment is `header`: from an earlier proof, or
+    /// read now (RFC 9449 §4.3 steps 4, 5 and 7: a JSON object, `typ` `dpop+jwt`, a string
+    /// `alg`, no `crit`, a public `jwk` of a known type). `None`: the header is not a proof's.
+    fn get(&mut self, header: &str) -> Option<Rc<ProofKey>> {
         if let Some(key) = self.entries.get(header) {
             return Some(Rc::clone(key));
         }
+        let decoded = verify::decode_object(header).ok()?;
+        verify::reject_critical(&decoded).ok()?;
+        match decoded.get("typ").and_then(Value::as_str) {
+            Some(typ) if typ.eq_ignore_ascii_case("dpop+jwt") => {}
+            _ => return None,
+        }
+        let alg = verify::header_alg(&decoded).ok()?;
+        let Some(Value::Object(jwk)) = decoded.get("jwk") else {
+            return None;
+        };
         if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
             return None;
         }
         let thumbprint = thumbprint(jwk)?;
         let set = serde_json::json!({ "keys": [Value::Object(jwk.clone())] });
         let keys = KeySet::parse_with(&set, Origin::Inline, MIN_RSA_BITS).ok()?;
-        let key = Rc::new(ProofKey { thumbprint, keys });
+        let key = Rc::new(ProofKey {
+            alg,
+            thumbprint,
+            keys,
+        });
         self.entries.put(header.to_string(), Rc::clone(&key));
         Some(key)
     }
@@ -447,32 +466,28 @@ fn verify_proof(
     if proof.len() > MAX_PROOF_BYTES {
         return Err(INVALID);
     }
-    let jws = Jws::parse(proof.trim()).map_err(|_| INVALID)?;
-    match jws.header.get("typ").and_then(Value::as_str) {
-        Some(typ) if typ.eq_ignore_ascii_case("dpop+jwt") => {}
-        _ => return Err(INVALID),
+    let (signing_input, signature) = proof.trim().rsplit_once('.').ok_or(INVALID)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(INVALID)?;
+    if payload.contains('.') {
+        return Err(INVALID);
     }
-    let alg = verify::allowed_algorithm(&jws.alg, policy.algorithms()).map_err(|_| INVALID)?;
+    let key = keys.get(header).ok_or(INVALID)?;
+    let alg = verify::allowed_algorithm(&key.alg, policy.algorithms()).map_err(|_| INVALID)?;
     if alg.is_hmac() {
         return Err(INVALID);
     }
-    let Some(Value::Object(jwk)) = jws.header.get("jwk") else {
-        return Err(INVALID);
-    };
-    let header = jws.signing_input.split('.').next().unwrap_or_default();
-    let key = keys.get(header, jwk).ok_or(INVALID)?;
-    if !verify::signature_length_fits(alg, jws.signature.len()) {
+    let claims = verify::decode_object(payload).map_err(|_| INVALID)?;
+    let signature = verify::decode_part(signature).map_err(|_| INVALID)?;
+    if !verify::signature_length_fits(alg, signature.len()) {
         return Err(INVALID);
     }
-    let input = jws.signing_input.as_bytes();
     if !key
         .keys
         .select(alg, None)
-        .any(|key| key.verify_signature(input, &jws.signature))
+        .any(|k| k.verify_signature(signing_input.as_bytes(), &signature))
     {
         return Err(INVALID);
     }
-    let claims = &jws.payload;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).ok_or(INVALID);
     if text("htm")? != request.method {
         return Err(INVALID);

@@ -69,14 +69,14 @@ impl<'a> Jws<'a> {
 }
 
 /// One base64url part, strictly: no padding, no stray characters, canonical trailing bits.
-fn decode_part(part: &str) -> Result<Vec<u8>, Reason> {
+pub(crate) fn decode_part(part: &str) -> Result<Vec<u8>, Reason> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| Reason::TokenMalformed)
 }
 
 /// A base64url part holding a JSON object with no duplicate keys at any depth.
-fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
+pub(crate) fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
     match serde_json::from_slice::<UniqueKeys>(&decode_part(part)?) {
         Ok(UniqueKeys(Value::Object(object))) => Ok(object),
         _ => Err(Reason::TokenMalformed),
@@ -84,7 +84,7 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
 }
 
 /// The header's `alg` must be a string (whether it is acceptable is decided by [`verify`]).
-fn header_alg(header: &Map<String, Value>) -> Result<String, Reason> {
+pub(crate) fn header_alg(header: &Map<String, Value>) -> Result<String, Reason> {
     match header.get("alg") {
         Some(Value::String(alg)) => Ok(alg.clone()),
         _ => Err(Reason::TokenMalformed),
@@ -92,7 +92,7 @@ fn header_alg(header: &Map<String, Value>) -> Result<String, Reason> {
 }
 
 /// We understand no critical header extension (RFC 7515 §4.1.11), so any `crit` is refused.
-fn reject_critical(header: &Map<String, Value>) -> Result<(), Reason> {
+pub(crate) fn reject_critical(header: &Map<String, Value>) -> Result<(), Reason> {
     if header.contains_key("crit") {
         return Err(Reason::TokenMalformed);
     }

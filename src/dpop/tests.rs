@@ -567,17 +567,26 @@ fn a_prepared_proof_key_still_checks_every_signature() {
 
 #[test]
 fn prepared_proof_keys_are_bounded() {
+    let segment = |h: &Value| test_keys::b64(h.to_string().as_bytes());
     let mut keys = ProofKeys::new();
     for i in 0..(PROOF_KEYS + 20) {
         let key = ed25519_dalek::SigningKey::from_bytes(&[u8::try_from(i % 251).unwrap() + 1; 32]);
-        let jwk = client_jwk(&key);
-        let header = format!("header-{i}");
-        assert!(keys.get(&header, jwk.as_object().unwrap()).is_some());
+        let h = json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": client_jwk(&key)});
+        assert!(keys.get(&segment(&h)).is_some(), "{i}");
     }
     assert_eq!(keys.entries.len(), PROOF_KEYS);
-    // A private member is refused before anything is prepared or kept.
-    let mut private = client_jwk(&client_key());
-    private["d"] = json!("c2VjcmV0");
-    assert!(keys.get("private", private.as_object().unwrap()).is_none());
-    assert!(!keys.entries.contains("private"));
+    // A header that is not a proof's is refused before anything is prepared or kept.
+    let mut private = header();
+    private["jwk"]["d"] = json!("c2VjcmV0");
+    let mut wrong_typ = header();
+    wrong_typ["typ"] = json!("JWT");
+    let mut critical = header();
+    critical["crit"] = json!(["x"]);
+    let mut no_alg = header();
+    no_alg.as_object_mut().unwrap().remove("alg");
+    for bad in [private, wrong_typ, critical, no_alg] {
+        assert!(keys.get(&segment(&bad)).is_none(), "{bad}");
+        assert!(!keys.entries.contains(&segment(&bad)));
+    }
+    assert!(keys.get("not base64!").is_none());
 }
