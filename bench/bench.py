@@ -1623,12 +1623,14 @@ class Report:
             f"The ES256 verification is priced by {source}: measured in the same V8, on the same "
             f"machine, minutes apart, and like the proof it includes parsing a JWS. Both sides "
             f"of the comparison are differences of this run's noisy figures (see the no-auth "
-            f"pair above), so a verdict within a few µs means little on this machine. Why the "
-            f"proof costs more than a token's verification: a token's key is prepared once, when "
-            f"its key set loads (the point checked and its tables of odd multiples built: "
-            f"crypto-bench's \"ES256 key-load\"), while a proof brings its key in its header and "
-            f"`verify_proof` (src/dpop.rs) prepares it, tables included, for every proof before "
-            f"verifying.",
+            f"pair above), so a verdict within a few µs means little on this machine. A proof "
+            f"brings its key in its header; a token's key is prepared once, when its key set "
+            f"loads (the point checked and its tables of odd multiples built: crypto-bench's "
+            f"\"ES256 key-load\", more than a verification). The filter keeps a returning "
+            f"client's prepared key by its proof header (`ProofKeys` in src/dpop.rs), so only "
+            f"the first proof of a client pays for that; what is left over one verification is "
+            f"the proof's claims, `ath` (SHA-256 of the token), the `htu`, the replay caches and "
+            f"Envoy reading the longer request.",
         ]
         text += ["", self.dpop_memory_section(), "",
                  "`make bench-wasmtime` (bench/wasm_host) has no DPoP case: its driver replays "

@@ -926,8 +926,18 @@ MC4CAQAwBQYDK2VwBCIEIGXfc6DEQRBVOtlXYtMnlUQM1XH8yH2cBYDxLZohwkn+
     /// A token of `issuer` for subject `alice`, signed with [`ED25519`], issued at `now` for
     /// 600 seconds, with `claims` added.
     pub fn sign_ed25519(issuer: &str, now: u64, claims: Value) -> String {
-        use jwt_simple::prelude::{Claims, Duration, EdDSAKeyPairLike, UnixTimeStamp};
+        use jwt_simple::prelude::EdDSAKeyPairLike;
         let pair = Ed25519KeyPair::from_pem(ED25519).unwrap();
+        pair.sign(claim_set(issuer, now, claims)).unwrap()
+    }
+
+    /// `claims` with `iss` `issuer`, `sub` `alice`, `iat` `now` and `exp` 600 s later.
+    fn claim_set(
+        issuer: &str,
+        now: u64,
+        claims: Value,
+    ) -> jwt_simple::prelude::JWTClaims<serde_json::Map<String, Value>> {
+        use jwt_simple::prelude::{Claims, Duration, UnixTimeStamp};
         let custom = claims.as_object().unwrap().clone();
         let mut c = Claims::with_custom_claims(custom, Duration::from_secs(600))
             .with_issuer(issuer)
@@ -935,21 +945,14 @@ MC4CAQAwBQYDK2VwBCIEIGXfc6DEQRBVOtlXYtMnlUQM1XH8yH2cBYDxLZohwkn+
         c.issued_at = Some(UnixTimeStamp::from_secs(now));
         c.expires_at = Some(UnixTimeStamp::from_secs(now + 600));
         c.invalid_before = None;
-        pair.sign(c).unwrap()
+        c
     }
 
     /// [`sign_ed25519`] with RS256 and [`RSA_1`] (header `kid` `rsa-1`).
     pub fn sign_rs256(issuer: &str, now: u64, claims: Value) -> String {
-        use jwt_simple::prelude::{Claims, Duration, RSAKeyPairLike, UnixTimeStamp};
+        use jwt_simple::prelude::RSAKeyPairLike;
         let pair = RS256KeyPair::from_pem(RSA_1).unwrap().with_key_id("rsa-1");
-        let custom = claims.as_object().unwrap().clone();
-        let mut c = Claims::with_custom_claims(custom, Duration::from_secs(600))
-            .with_issuer(issuer)
-            .with_subject("alice");
-        c.issued_at = Some(UnixTimeStamp::from_secs(now));
-        c.expires_at = Some(UnixTimeStamp::from_secs(now + 600));
-        c.invalid_before = None;
-        pair.sign(c).unwrap()
+        pair.sign(claim_set(issuer, now, claims)).unwrap()
     }
 
     pub fn ed25519_jwk() -> Value {
