@@ -37,20 +37,22 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn define(host: &impl Host, enabled: bool) -> Metrics {
+        if !enabled {
+            return Metrics::with(Vec::new(), None);
+        }
         let counter = |name: &str| host.define_metric(MetricKind::Counter, name);
-        let (ids, weak_keys) = if enabled {
-            let mut ids = vec![
-                counter("identity_filter.allowed"),
-                counter("identity_filter.denied"),
-                counter("identity_filter.report_only.would_deny"),
-            ];
-            for r in Reason::ALL {
-                ids.push(counter(&format!("identity_filter.denied.{}", r.code())));
-            }
-            (ids, counter("identity_filter.keys.weak_skipped"))
-        } else {
-            (Vec::new(), None)
-        };
+        let mut ids = vec![
+            counter("identity_filter.allowed"),
+            counter("identity_filter.denied"),
+            counter("identity_filter.report_only.would_deny"),
+        ];
+        for r in Reason::ALL {
+            ids.push(counter(&format!("identity_filter.denied.{}", r.code())));
+        }
+        Metrics::with(ids, counter("identity_filter.keys.weak_skipped"))
+    }
+
+    fn with(ids: Vec<Option<u32>>, weak_keys: Option<u32>) -> Metrics {
         Metrics {
             pending: RefCell::new(vec![0; ids.len()]),
             ids,
