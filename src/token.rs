@@ -161,17 +161,17 @@ fn candidates<'a>(
 /// JWS has no `,`, so when every `,`-separated part carries the scheme, each part is one
 /// credential, and both hosts see the same two tokens (equal: one token; different:
 /// `token_ambiguous`). Otherwise the value is one credential, as sent.
-fn credentials<'a>(value: &'a str, prefix: &str) -> Vec<(&'a str, bool)> {
-    if value.contains(',') {
-        let parts: Option<Vec<(&str, bool)>> = value
+fn credentials<'a>(value: &'a str, prefix: &'a str) -> impl Iterator<Item = (&'a str, bool)> {
+    let split = value.contains(',')
+        && value
             .split(',')
-            .map(|part| after_scheme(part.trim_start(), prefix))
-            .collect();
-        if let Some(parts) = parts {
-            return parts;
-        }
-    }
-    after_scheme(value, prefix).into_iter().collect()
+            .all(|part| after_scheme(part.trim_start(), prefix).is_some());
+    let whole = (!split).then_some(value);
+    let parts = value.split(',').filter(move |_| split).map(str::trim_start);
+    whole
+        .into_iter()
+        .chain(parts)
+        .filter_map(move |credential| after_scheme(credential, prefix))
 }
 
 /// The `DPoP` authorization scheme (RFC 9449 §7.1), accepted by every header source whose
