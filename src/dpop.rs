@@ -466,11 +466,12 @@ fn verify_proof(
     if proof.len() > MAX_PROOF_BYTES {
         return Err(INVALID);
     }
-    let (signing_input, signature) = proof.trim().rsplit_once('.').ok_or(INVALID)?;
-    let (header, payload) = signing_input.split_once('.').ok_or(INVALID)?;
-    if payload.contains('.') {
-        return Err(INVALID);
-    }
+    let verify::Parts {
+        signing_input,
+        header,
+        payload,
+        signature,
+    } = verify::Parts::split(proof.trim()).ok_or(INVALID)?;
     let key = keys.get(header).ok_or(INVALID)?;
     let alg = verify::allowed_algorithm(&key.alg, policy.algorithms()).map_err(|_| INVALID)?;
     if alg.is_hmac() {

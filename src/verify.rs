@@ -37,13 +37,12 @@ impl<'a> Jws<'a> {
     /// a payload that are JSON objects without duplicate keys, a string `alg`, a string `kid` if
     /// any, a `typ` (if any) of `JWT` or `*+JWT`, and no `crit`. Anything else: `TokenMalformed`.
     pub fn parse(token: &'a str) -> Result<Jws<'a>, Reason> {
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(Reason::TokenMalformed)?;
-        let (header, payload) = signing_input
-            .split_once('.')
-            .ok_or(Reason::TokenMalformed)?;
-        if payload.contains('.') {
-            return Err(Reason::TokenMalformed);
-        }
+        let Parts {
+            signing_input,
+            header,
+            payload,
+            signature,
+        } = Parts::split(token).ok_or(Reason::TokenMalformed)?;
         let header = decode_object(header)?;
         let payload = decode_object(payload)?;
         let signature = decode_part(signature)?;
@@ -65,6 +64,32 @@ impl<'a> Jws<'a> {
     /// The unverified `iss` claim, for choosing a provider.
     pub fn issuer(&self) -> Option<&str> {
         self.payload.get("iss").and_then(|v| v.as_str())
+    }
+}
+
+/// The three base64url parts of a compact JWS, not yet decoded.
+pub(crate) struct Parts<'a> {
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'a str,
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    /// Exactly three `.`-separated parts, or `None`.
+    pub(crate) fn split(token: &'a str) -> Option<Parts<'a>> {
+        let (signing_input, signature) = token.rsplit_once('.')?;
+        let (header, payload) = signing_input.split_once('.')?;
+        if payload.contains('.') {
+            return None;
+        }
+        Some(Parts {
+            signing_input,
+            header,
+            payload,
+            signature,
+        })
     }
 }
 
