@@ -191,7 +191,7 @@ class OidcProvider(supervised.Supervised):
     def __init__(self, *, clients: Any = (), resources: Mapping[str, Any] | None = None,
                  alg: str = "RS256", jwks_max_age: int | None = None,
                  default_resource: str | None = None, port: int = 0, name: str = "oidc",
-                 workdir: str | os.PathLike[str] | None = None, startup_timeout: float = 30.0):
+                 workdir: str | os.PathLike[str] | None = None, startup_timeout: float = 90.0):
         self.clients: dict[str, Client] = {}
         raw_clients: list[dict[str, Any]] = []
         for client in clients:
