@@ -308,3 +308,18 @@ def test_key_rotation_mid_run_without_a_single_failed_request(wasm, echo, oidc_p
         assert op.kids() == [new]
         # The gateway followed the drop: a token signed with the old key is no longer accepted.
         assert_invalid_token(envoy.get("/orders", headers=bearer(old_token)), "key_not_found")
+
+
+def test_a_start_that_stalls_is_made_again_then_refused(tmp_path, monkeypatch):
+    """A provider process that never says it is ready is stopped and started again, up to
+    START_ATTEMPTS times; then the start fails with the log's tail."""
+    stall = tmp_path / "stall.mjs"
+    stall.write_text("process.stderr.write('started\\n');\nsetTimeout(() => {}, 100000);\n")
+    monkeypatch.setattr(oidc_provider, "SERVER", stall)
+    provider = OidcProvider(startup_timeout=0.5, workdir=tmp_path / "work")
+    started = time.monotonic()
+    with pytest.raises(oidc_provider.OidcProviderError, match="no ready line"):
+        provider.start()
+    assert time.monotonic() - started >= oidc_provider.START_ATTEMPTS * 0.5
+    assert (tmp_path / "work" / "server.log").read_text().count("started") == oidc_provider.START_ATTEMPTS
+    assert not provider.running

@@ -32,6 +32,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -46,6 +47,8 @@ import devkit_path  # noqa: F401  (identity_devkit on sys.path)
 from identity_devkit import supervised
 
 REPO = Path(__file__).resolve().parent.parent
+#: Starts tried before giving up (see ``OidcProvider.start``).
+START_ATTEMPTS = 3
 SERVER_DIR = REPO / "tools" / "oidc-provider"
 SERVER = SERVER_DIR / "server.mjs"
 DEFAULT_WORK = REPO / ".work" / "oidc-provider"
@@ -191,7 +194,7 @@ class OidcProvider(supervised.Supervised):
     def __init__(self, *, clients: Any = (), resources: Mapping[str, Any] | None = None,
                  alg: str = "RS256", jwks_max_age: int | None = None,
                  default_resource: str | None = None, port: int = 0, name: str = "oidc",
-                 workdir: str | os.PathLike[str] | None = None, startup_timeout: float = 90.0):
+                 workdir: str | os.PathLike[str] | None = None, startup_timeout: float = 30.0):
         self.clients: dict[str, Client] = {}
         raw_clients: list[dict[str, Any]] = []
         for client in clients:
@@ -226,13 +229,24 @@ class OidcProvider(supervised.Supervised):
         workdir = self._workdir_for_start()
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(self.config, indent=2))
-        self._spawn([node, str(SERVER), str(config_path)], log_name="server.log", cwd=SERVER_DIR,
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        try:
-            ready = self._read_ready_line()
-        except BaseException:
-            self.stop()
-            raise
+        # oidc-provider on this node (it asks for 22; the machine's may be older) has, rarely,
+        # stalled before listening, with no error: such a start is stopped and made again, up
+        # to START_ATTEMPTS times, each with ``startup_timeout``; the last failure is raised.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._spawn([node, str(SERVER), str(config_path)], log_name="server.log",
+                        cwd=SERVER_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        append=attempt > 1)
+            try:
+                ready = self._read_ready_line()
+                break
+            except OidcProviderError:
+                self.stop()
+                if attempt == START_ATTEMPTS or self.proc is None or self.proc.returncode not in (
+                        -signal.SIGTERM, -signal.SIGKILL):
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.port = int(ready["port"])
         self.issuer = ready["issuer"]
         return self
