@@ -542,7 +542,6 @@ fn unique(host: &impl Host) -> String {
     out
 }
 
-/// Answer the current (effective) HTTP context locally.
 /// One warning line and one count per RSA key left out of a key set for its size.
 fn report_weak_keys(
     host: &impl Host,
@@ -563,6 +562,7 @@ fn report_weak_keys(
     }
 }
 
+/// Answer the current (effective) HTTP context locally.
 fn respond(host: &impl Host, response: &Response) -> Verdict {
     let headers: Vec<(&str, &str)> = response
         .headers
