@@ -7,7 +7,9 @@ The gateway: provider ``flows`` (the OpenID provider, keys by discovery) and ``c
 that cannot be fetched: ``503 keys_unavailable``); rule ``reports`` (``/api/reports``, scope
 ``reports:read``) and ``admin`` (``/api/admin``, scope ``reports:admin``, which no client has).
 The token is forwarded to the echo upstream only so the tests know the tokens the tasks used and
-can look for them in Airflow's logs.
+can look for them in Airflow's logs. Envoy logs each request with its request id and run ids.
+Tokens for ``api://reports`` live 60 s, for ``api://reports-rotating`` (connection
+``gateway_rotating``) 15 s.
 """
 
 from __future__ import annotations
@@ -36,8 +38,16 @@ from identity_devkit.jwk import b64url
 from identity_devkit.testing import free_port
 
 API = "api://reports"
+ROTATING = "api://reports-rotating"
+ROTATING_TTL = 15
 ASSERTION_SECRET = "airflow-hook-assertion-secret-0123456789"
 DAG = "gateway_call"
+ROTATION_DAG = "gateway_rotation"
+
+#: An Envoy access log line per request with what ties a call to the task that made it.
+TRACE_LOG_FORMAT = ("ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% reason=%RESP(X-IDENTITY-REASON)% "
+                    "request_id=%REQ(X-REQUEST-ID)% dag_run=%REQ(X-AIRFLOW-DAG-RUN-ID)% "
+                    "task=%REQ(X-AIRFLOW-TASK-ID)%\n")
 
 
 def oidc_module() -> Any:
@@ -51,16 +61,37 @@ class Chain:
     def __init__(self, **parts: Any) -> None:
         self.__dict__.update(parts)
 
-    def run(self, connection: str, path: str = "/api/reports") -> str:
-        answer = self.airflow.api("POST", f"dags/{DAG}/dagRuns", json={
-            "logical_date": None, "conf": {"connection": connection, "path": path}})
+    def run(self, connection: str, path: str = "/api/reports", dag: str = DAG, **conf: Any) -> str:
+        answer = self.airflow.api("POST", f"dags/{dag}/dagRuns", json={
+            "logical_date": None, "conf": {"connection": connection, "path": path, **conf}})
         assert answer.status_code in (200, 201), answer.text
         return answer.json()["dag_run_id"]
 
-    def task(self, run_id: str) -> dict[str, Any]:
-        answer = self.airflow.api("GET", f"dags/{DAG}/dagRuns/{run_id}/taskInstances/call")
+    def task(self, run_id: str, dag: str = DAG, task: str = "call") -> dict[str, Any]:
+        answer = self.airflow.api("GET", f"dags/{dag}/dagRuns/{run_id}/taskInstances/{task}")
         assert answer.status_code == 200, answer.text
         return answer.json()
+
+    def logs(self) -> str:
+        """Everything Airflow logged: the task logs and the components' own logs."""
+        return "".join(p.read_text(errors="replace") for p in self.airflow.home.rglob("*.log")
+                       if p.is_file()) + "".join(p.read_text(errors="replace")
+                                                 for p in self.workdir.glob("airflow-*.log"))
+
+    def token_requests(self) -> int:
+        """Tokens the OpenID provider issued so far (one ``POST /token 200`` each)."""
+        return sum(1 for line in self.idp.log_text().splitlines() if " POST /token 200" in line)
+
+    def logged(self, needle: str, count: int, timeout: float = 10.0) -> list[str]:
+        """Envoy's access log lines containing ``needle``, once there are ``count`` (Envoy writes
+        its access log in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.envoy.log_text().splitlines()
+                     if line.startswith("ACCESS ") and needle in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.2)
 
     def seen_by_upstream(self, run_id: str) -> list[dict[str, Any]]:
         return [r for r in list(self.echo.received)
@@ -79,8 +110,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     robot = oidc.Client.basic("reports-job", scope="reports:read")
     keyed = oidc.Client.private_key_jwt("reports-keyed-job", scope="reports:read")
     pod = oidc.Client.basic("reports-pod", scope="reports:read")  # stands in for the kubelet
-    idp = oidc.OidcProvider(clients=[robot, keyed, pod], name="airflow-hook-idp",
-                            resources={API: {"scope": "reports:read reports:admin", "access_token_ttl": 60}})
+    rotating = oidc.Client.basic("reports-rotating-job", scope="reports:read")
+    idp = oidc.OidcProvider(clients=[robot, keyed, pod, rotating], name="airflow-hook-idp",
+                            resources={API: {"scope": "reports:read reports:admin", "access_token_ttl": 60},
+                                       ROTATING: {"scope": "reports:read", "access_token_ttl": ROTATING_TTL}})
     from echo_upstream import start_echo_upstream
 
     runner = envoy_runner()
@@ -94,8 +127,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         echo = start_echo_upstream()
         config = {
             "providers": [
-                gw.provider("flows", idp.issuer, audiences=[API], algorithms=["RS256"], discovery=True,
-                            upstream="idp"),
+                gw.provider("flows", idp.issuer, audiences=[API, ROTATING], algorithms=["RS256"],
+                            discovery=True, upstream="idp"),
                 gw.provider("cold", cold.issuer, audiences=[API], algorithms=["RS256"],
                             jwks_uri="http://idp-cold.test/jwks", upstream="idp-cold",
                             fetch_timeout_ms=1000, cold_start_wait_ms=0),
@@ -117,7 +150,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         envoy = runner.Envoy(Path(os.environ.get("IDENTITY_WASM", runner.DEFAULT_WASM)), config,
                              upstream_port=echo.port, name="gateway-airflow-hook", workdir=workdir / "envoy",
                              extra_clusters=[{"name": "idp", "port": idp.port},
-                                             {"name": "idp-cold", "port": free_port()}]).start()
+                                             {"name": "idp-cold", "port": free_port()}],
+                             hcm_options={"access_log": gw.trace_access_log(TRACE_LOG_FORMAT)}).start()
         key_file = workdir / "reports-keyed.pem"
         key_file.write_bytes(keyed.key.private_bytes(serialization.Encoding.PEM,
                                                      serialization.PrivateFormat.PKCS8,
@@ -133,15 +167,17 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             "gateway_file": {"extra": {"token_file": str(token_file)}},
             "gateway_cold": {"login": cold_client.client_id, "password": cold_client.secret,
                              "extra": {**common, "issuer": cold.issuer}},
+            "gateway_rotating": {"login": rotating.client_id, "password": rotating.secret,
+                                 "extra": {**common, "resource": ROTATING}},
         }
         env = {f"AIRFLOW_CONN_{name.upper()}": json.dumps({"conn_type": "identity_gateway",
                                                             "host": envoy.base_url, **conn})
                for name, conn in connections.items()}
         airflow = AirflowServer(workdir, HERE / "gateway_dags", env=env)
-        airflow.wait_for_dags([DAG])
+        airflow.wait_for_dags([DAG, ROTATION_DAG])
         print(f"\nAirflow started in {airflow.startup_seconds:.1f} s", file=sys.stderr)
         yield Chain(idp=idp, echo=echo, envoy=envoy, airflow=airflow, robot=robot, keyed=keyed, pod=pod,
-                    workdir=workdir)
+                    rotating=rotating, workdir=workdir)
     finally:
         for part in (airflow, envoy, echo):
             if part is not None:
@@ -197,9 +233,7 @@ def test_tasks_call_through_the_gateway_as_themselves_and_refusals_follow_retry_
     tokens = {r["headers"]["authorization"].split(" ", 1)[1]
               for name in ("basic", "keyed", "file") for r in chain.seen_by_upstream(runs[name])}
     assert len(tokens) == 3
-    logs = "".join(p.read_text(errors="replace") for p in chain.airflow.home.rglob("*.log")
-                   if p.is_file()) + "".join(p.read_text(errors="replace")
-                                             for p in (chain.workdir).glob("airflow-*.log"))
+    logs = chain.logs()
     printed = re.findall(r"token text (\S+?)[\",]", logs)  # the careless print happened, masked
     assert len(printed) == len(runs) and all(p.endswith("***") for p in printed), printed
     for secret in (*tokens, chain.robot.secret):
@@ -213,6 +247,62 @@ def test_a_retryable_refusal_is_retried(chain):
     assert final["state"] == "failed"
     ti = chain.task(run_id)
     assert (ti["state"], ti["try_number"]) == ("failed", 3)
+
+
+def test_a_task_renews_its_token_in_the_background_across_a_long_run_without_a_failed_call(chain):
+    """Tokens of ``gateway_rotating`` live 15 s; one task, one hook, calls every 2 s for 20 s.
+    Every call passes on the task's first try, at the gateway's first attempt (a token the
+    gateway found expired would show as a refused request in Envoy's log). The token is renewed
+    in the background after ~80 % of its lifetime, before it expires, and only once: the tokens
+    the provider issued are exactly the tokens used. Each call names its DAG run and task."""
+    calls = 11
+    before = chain.token_requests()
+    run_id = chain.run("gateway_rotating", dag=ROTATION_DAG, calls=calls, interval=2.0)
+    final = chain.airflow.wait_for_run(ROTATION_DAG, run_id, timeout=150)
+    assert final["state"] == "success", chain.airflow.log_tails()
+    ti = chain.task(run_id, dag=ROTATION_DAG, task="calls")
+    assert (ti["state"], ti["try_number"]) == ("success", 1)
+    issued = chain.token_requests() - before
+
+    seen = chain.seen_by_upstream(run_id)
+    assert len(seen) == calls
+    for request in seen:
+        headers = request["headers"]
+        assert headers["x-identity-subject"] == chain.rotating.client_id
+        dag_id, dag_run_id, task_id, try_number, suffix = headers["x-request-id"].split("/")
+        assert (dag_id, dag_run_id, task_id, try_number) == (ROTATION_DAG, run_id, "calls", "1")
+        assert len(suffix) == 12
+        assert assertion_claims(headers)["req"]["id"] == headers["x-request-id"]
+    request_ids = [r["headers"]["x-request-id"] for r in seen]
+    assert len(set(request_ids)) == calls
+    xcom = chain.airflow.api(
+        "GET", f"dags/{ROTATION_DAG}/dagRuns/{run_id}/taskInstances/calls/xcomEntries/return_value")
+    answers = xcom.json()["value"]
+    assert [(a["status"], a["request_id"]) for a in answers] == [(200, rid) for rid in request_ids]
+
+    # Envoy: each call once, let through at the first attempt.
+    lines = chain.logged(f"dag_run={run_id} ", calls)
+    assert len(lines) == calls and all(" /api/reports 200 reason=- " in line for line in lines), lines
+    assert sorted(line.split("request_id=")[1].split()[0] for line in lines) == sorted(request_ids)
+
+    # One token after the other, each renewed before it expired, none requested and left unused.
+    used = [r["headers"]["authorization"].removeprefix("Bearer ") for r in seen]
+    tokens = list(dict.fromkeys(used))
+    assert len(tokens) >= 2 and used == sorted(used, key=tokens.index)
+    assert issued == len(tokens)
+    claims = [jwt.decode(t, options={"verify_signature": False}) for t in tokens]
+    assert len({c["jti"] for c in claims}) == len(tokens)
+    assert all(c["exp"] - c["iat"] == ROTATING_TTL for c in claims)
+    gaps = [b["iat"] - a["iat"] for a, b in zip(claims, claims[1:])]
+    assert all(0.75 * ROTATING_TTL - 1 <= gap < ROTATING_TTL for gap in gaps), gaps
+    assert answers[-1]["at"] > claims[0]["exp"]  # the calls outlived the first token
+
+    # The task printed each token; the renewed ones, fetched in a background thread, are masked too.
+    logs = chain.logs()
+    printed = re.findall(r"call \d+ with bearer (\S+?)[\",]", logs)
+    assert len(printed) == calls and all(p.endswith("***") for p in printed), printed
+    for token in tokens:
+        assert token not in logs
 
 
 PROVIDERS_PROBE = textwrap.dedent(
