@@ -2,8 +2,8 @@
 their own identity, configured only by a GatewayCredentials block (by name: no token, no secret
 in parameters, code or environment).
 
-``python outbound_flows.py`` (with PREFECT_API_URL) serves ``calls/calls`` and
-``refusals/refusals``.
+``python outbound_flows.py`` (with PREFECT_API_URL) serves ``calls/calls``,
+``refusals/refusals`` and ``unreachable/unreachable``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import time
 
 from prefect import flow, get_run_logger, serve, task
 
-from identity_dispatcher.client import GatewayError, retry_on_retryable
-from identity_dispatcher.prefect_gateway import GatewayCredentials
+from identity_dispatcher.client import GatewayClient, GatewayError, retry_on_retryable
+from identity_dispatcher.prefect_gateway import GatewayCredentials, run_trace_headers, secret_block_token
+from identity_dispatcher.tokens import TokenCache, TokenUnavailable
 
 
 @task
@@ -43,10 +44,16 @@ def _record_dpop_key(credentials: GatewayCredentials) -> None:
 
 @flow(log_prints=True)
 def calls(block: str, path: str = "/api/reports", rounds: int = 1, parallel: int = 1,
-          interval: float = 0.0) -> int:
+          interval: float = 0.0, secret: str | None = None) -> int:
     """``rounds`` times: ``parallel`` calls at once (threads of one worker, one shared token),
-    then wait ``interval`` seconds. Any failed call fails the run."""
+    then wait ``interval`` seconds. Any failed call fails the run. With ``secret`` (the name of
+    a Secret block holding a token), one more call first, with that token
+    (:func:`secret_block_token`) to the block's gateway."""
     credentials = GatewayCredentials.load(block)
+    if secret is not None:
+        with GatewayClient(credentials.gateway_url, TokenCache(secret_block_token(secret)),
+                           trace_headers=run_trace_headers) as legacy:
+            legacy.get(path)
     cache = credentials.token_cache()
     # What a careless flow might print or log: none of it may show the token.
     print(f"credentials: {credentials!r}; cache: {cache!r}")
@@ -86,5 +93,18 @@ def refusals(block: str, cold_block: str) -> dict:
     return out
 
 
+@flow
+def unreachable(block: str) -> str:
+    """A call with a block whose IdP is down: no token can be had (TokenUnavailable, retryable),
+    so the task runs three times, then fails. The run completes when that is the error."""
+    state = refused_call.with_options(name="idp-down")(block, "/api/reports", return_state=True)
+    try:
+        state.result()
+    except TokenUnavailable as error:
+        return f"TokenUnavailable: {error}"
+    return "passed"
+
+
 if __name__ == "__main__":
-    serve(calls.to_deployment(name="calls"), refusals.to_deployment(name="refusals"))
+    serve(calls.to_deployment(name="calls"), refusals.to_deployment(name="refusals"),
+          unreachable.to_deployment(name="unreachable"))

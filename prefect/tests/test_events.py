@@ -1,6 +1,7 @@
 """The dispatcher's decisions as Prefect events, read back through Prefect's own API
 (``POST /api/events/filter``): who started which run, who was refused, with the caller as a
-related resource."""
+related resource; a run started through the real gateway names the caller the gateway
+verified."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import uuid
 import httpx
 
 from identity_dispatcher.events import REFUSED, STARTED
-from identity_devkit.testing import DirectCaller
-from people import ALICE, BLOCKED
+from identity_devkit.testing import DirectCaller, GatewayCaller
+from people import ALICE, BLOCKED, BOB, IDP
 
 HELLO = "/runs/hello/hello"
 
@@ -71,3 +72,25 @@ def test_dispatcher_decisions_are_prefect_events(prefect_server, dispatcher, ass
     # Nothing secret travels with them: no assertion, no token.
     text = str(event) + str(refusal)
     assert "eyJ" not in text
+
+
+def test_a_run_started_through_the_gateway_names_the_caller_it_verified(prefect_server, dispatcher, gateway,
+                                                                        token_issuer):
+    """Through Envoy with the identity filter: the caller's token is verified there, and the
+    run-started event names that token's subject and issuer (not an identity header the client
+    sent along) and the request id the filter bound into its assertion."""
+    through = GatewayCaller(gateway.urls, token_issuer)
+    request_id = f"events-gateway-{uuid.uuid4()}"
+    try:
+        started = through.request("POST", HELLO, identity=BOB, json={"name": "Gateway"},
+                                  request_id=request_id, headers={"x-identity-subject": "mallory"})
+    finally:
+        through.close()
+    assert started.status_code == 201, started.text
+    run_id = started.json()["flow_run_id"]
+    (event,) = events_for(prefect_server.api_url, STARTED, f"prefect.flow-run.{run_id}")
+    assert event["payload"]["request_id"] == request_id
+    caller = caller_of(event)
+    assert (caller["identity.sub"], caller["identity.issuer"], caller["identity.tenant"]) == \
+        ("bob", IDP, "acme")
+    assert "mallory" not in str(event)

@@ -3,10 +3,11 @@ components: OpenID providers (oidc-provider), the Prefect server, flows served f
 outbound_flows.py, and an Envoy with the identity filter in front of an echo upstream (the
 "protected API").
 
-The gateway here: providers ``flows`` (the main IdP, keys by OIDC discovery), ``brief`` (an IdP
-stopped by a test) and ``cold`` (an IdP whose keys the gateway cannot fetch: 503
-``keys_unavailable``); rule ``reports`` (``/api/reports``, scope ``reports:read``) and ``admin``
-(``/api/admin``, scope ``reports:admin``, which no flow has). The token is forwarded to the echo
+The gateway here: providers ``flows`` (the main IdP, keys by OIDC discovery; it also issued the
+legacy token a Secret block holds), ``brief`` (an IdP stopped by a test, and down for the next)
+and ``cold`` (an IdP whose keys the gateway cannot fetch: 503 ``keys_unavailable``); rule
+``reports`` (``/api/reports``, scope ``reports:read``) and ``admin`` (``/api/admin``, scope
+``reports:admin``, which no flow has). The token is forwarded to the echo
 upstream (``forward_token``) only so the tests know every token the flows used and can search
 Prefect's stored data for them. Envoy logs each request with its request id and run ids.
 """
@@ -36,6 +37,8 @@ from identity_dispatcher.tokens import AccessToken, ClientCredentials, TokenCach
 
 API = "api://reports"
 SHORT = "api://reports-short"
+#: The audience of the legacy token (a Secret block holds it; long-lived, never refreshed).
+LEGACY = "api://reports-legacy"
 ASSERTION_SECRET = "outbound-assertion-secret-0123456789abcdef"
 
 #: Every flow run started in this module (searched for tokens at the end).
@@ -96,8 +99,9 @@ SETUP_BLOCKS = textwrap.dedent(
     for name, value in spec["secrets"].items():
         Secret(value=value).save(name, overwrite=True)
     for name, fields in spec["blocks"].items():
-        if "client_secret" in fields:
-            fields["client_secret"] = Secret.load(fields["client_secret"])  # a reference
+        for ref in ("client_secret", "static_token"):
+            if ref in fields:
+                fields[ref] = Secret.load(fields[ref])  # a reference
         GatewayCredentials(**fields).save(name, overwrite=True)
     print("saved", sorted(spec["blocks"]))
     """
@@ -112,9 +116,11 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
     Client = oidc_module().Client
     robot = Client.basic("reports-flow", scope="reports:read")
     keyed = Client.private_key_jwt("reports-keyed", scope="reports:read")
-    main = oidc_providers(clients=[robot, keyed], name="outbound-main", resources={
+    legacy = Client.basic("reports-legacy", scope="reports:read")
+    main = oidc_providers(clients=[robot, keyed, legacy], name="outbound-main", resources={
         API: {"scope": "reports:read reports:admin", "access_token_ttl": 20},
-        SHORT: {"scope": "reports:read", "access_token_ttl": 2}})
+        SHORT: {"scope": "reports:read", "access_token_ttl": 2},
+        LEGACY: {"scope": "reports:read", "access_token_ttl": 1800}})
     cold_client = Client.basic("cold-flow", scope="reports:read")
     cold = oidc_providers(clients=[cold_client], name="outbound-cold",
                           resources={API: {"scope": "reports:read", "access_token_ttl": 20}})
@@ -127,8 +133,8 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
 
     echo = start_echo_upstream()
     providers = [
-        gw.provider("flows", main.issuer, audiences=[API, SHORT], algorithms=["RS256"], discovery=True,
-                    upstream="idp-main", clock_skew_seconds=0),
+        gw.provider("flows", main.issuer, audiences=[API, SHORT, LEGACY], algorithms=["RS256"],
+                    discovery=True, upstream="idp-main", clock_skew_seconds=0),
         gw.provider("brief", brief.issuer, audiences=[API], algorithms=["RS256"], discovery=True,
                     upstream="idp-brief", clock_skew_seconds=0),
         gw.provider("cold", cold.issuer, audiences=[API], algorithms=["RS256"],
@@ -169,8 +175,11 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
     try:
         envoy.start()
         common = {"gateway_url": envoy.base_url, "scopes": ["reports:read"], "resource": API}
+        # Legacy: a token issued once (here by the flows IdP), pasted into a Secret block.
+        legacy_token = main.token(legacy, scope="reports:read", resource=LEGACY)
         spec = {
-            "secrets": {"reports-flow-secret": robot.secret, "cold-flow-secret": cold_client.secret},
+            "secrets": {"reports-flow-secret": robot.secret, "cold-flow-secret": cold_client.secret,
+                        "brief-flow-secret": brief_client.secret, "legacy-token": legacy_token},
             "blocks": {
                 "reports-basic": {**common, "issuer": main.issuer, "client_id": robot.client_id,
                                   "client_secret": "reports-flow-secret"},
@@ -178,6 +187,9 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
                                   "private_key_file": str(key_file), "key_id": keyed.key_id},
                 "reports-cold": {**common, "issuer": cold.issuer, "client_id": cold_client.client_id,
                                  "client_secret": "cold-flow-secret"},
+                "reports-brief": {**common, "issuer": brief.issuer, "client_id": brief_client.client_id,
+                                  "client_secret": "brief-flow-secret"},
+                "reports-legacy": {"gateway_url": envoy.base_url, "static_token": "legacy-token"},
             },
         }
         done = subprocess.run([sys.executable, "-c", SETUP_BLOCKS], input=json.dumps(spec),
@@ -185,12 +197,13 @@ def outbound(oidc_providers, chain_workdir, prefect_server):
                               capture_output=True, text=True, timeout=60, cwd=workdir)
         assert done.returncode == 0, done.stderr[-3000:]
         dpop_keys = workdir / "dpop-keys.txt"
-        flows = ServedFlows(workdir, prefect_server, deployments=("calls/calls", "refusals/refusals"),
+        flows = ServedFlows(workdir, prefect_server,
+                            deployments=("calls/calls", "refusals/refusals", "unreachable/unreachable"),
                             flows_file=HERE / "outbound_flows.py", env={"OUTBOUND_DPOP_KEYS": str(dpop_keys)})
         yield Outbound(main=main, cold=cold, brief=brief, robot=robot, keyed=keyed, brief_client=brief_client,
                        echo=echo, envoy=envoy, prefect=prefect_server, flows=flows, workdir=workdir,
-                       secrets=[robot.secret, cold_client.secret, brief_client.secret], runner=runner,
-                       dpop_keys=dpop_keys)
+                       secrets=[robot.secret, cold_client.secret, brief_client.secret, legacy_token],
+                       legacy_token=legacy_token, runner=runner, dpop_keys=dpop_keys)
     finally:
         if flows is not None:
             flows.stop()
@@ -234,6 +247,38 @@ def test_served_flow_calls_through_the_gateway_with_its_own_identity(outbound, b
     if block == "reports-keyed":  # private_key_jwt: no shared secret anywhere
         (registered,) = [c for c in outbound.main.config["clients"] if c["client_id"] == client_id]
         assert "client_secret" not in registered
+
+
+def test_a_static_token_from_a_secret_block_is_sent_through_the_gateway(outbound):
+    """Legacy: a token the IdP issued once, saved in a Secret block. A GatewayCredentials block
+    refers to it (``static_token``); the served flow's tasks call with it, and the flow itself
+    once more through :func:`secret_block_token`. Every call passes with that very token (never
+    refreshed), the API sees its subject, and the token shows nowhere in the run's logs."""
+    mark = len(outbound.echo.received)
+    run = outbound.run("calls/calls", {"block": "reports-legacy", "parallel": 2, "secret": "legacy-token"})
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    seen = outbound.new_requests(mark)
+    assert len(seen) == 3
+    callers = []
+    for request in seen:
+        headers = request["headers"]
+        assert request["path"] == "/api/reports" and bearer_of(request) == outbound.legacy_token
+        assert (headers["x-identity-subject"], headers["x-identity-provider"]) == ("reports-legacy", "flows")
+        assert headers["x-prefect-flow-run-id"] == run["id"]
+        callers.append(headers["x-request-id"].split(".")[1])
+    assert callers.count("flow") == 1 and len(set(callers)) == 3  # the flow's call and two tasks'
+    logged = outbound.logged(f"flow_run={run['id']}", 3)
+    assert len(logged) == 3 and all(" 200 " in line for line in logged)
+    # The run's logs (the flow prints and logs its credentials, cache and token): redacted.
+    deadline = time.monotonic() + 30
+    while True:
+        stored = _search_all(outbound.prefect.api_url, [run["id"]])
+        if "calls, last token AccessToken(<redacted" in stored or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert "GatewayCredentials(" in stored and "calls, last token AccessToken(<redacted" in stored
+    assert outbound.legacy_token not in stored
+    assert outbound.legacy_token not in (outbound.workdir / "served-flows.log").read_text(errors="replace")
 
 
 @pytest.mark.timeout(180)
@@ -290,6 +335,28 @@ def test_idp_stopped_calls_go_on_until_expiry_then_a_retryable_error(outbound):
     assert unavailable.value.retryable and is_retryable(unavailable.value)
     assert cache.refreshes >= 3  # it kept trying while the IdP was down
     assert outbound.brief.log_text().count(" POST /token 200") == 1
+
+
+def test_idp_down_in_a_task_is_a_typed_error_that_prefect_retries(outbound):
+    """The ``brief`` IdP stopped (by the test above; here when run alone): a served flow's task
+    with ``retries=2`` and ``retry_condition_fn=retry_on_retryable`` gets no token, a
+    TokenUnavailable that Prefect retries, runs three times and fails with it (the flow
+    completes only when that is its error); no call reaches the gateway."""
+    outbound.brief.stop()
+    mark = len(outbound.echo.received)
+    run = outbound.run("unreachable/unreachable", {"block": "reports-brief"})
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    answer = httpx.post(f"{outbound.prefect.api_url}/task_runs/filter", timeout=10,
+                        json={"flow_runs": {"id": {"any_": [run["id"]]}}})
+    answer.raise_for_status()
+    (down,) = answer.json()
+    assert down["name"].startswith("idp-down") and down["state"]["type"] == "FAILED"
+    assert down["empirical_policy"]["retries"] == 2 and down["run_count"] == 2 + 1
+    assert "TokenUnavailable" in down["state"]["message"], down["state"]["message"]
+    assert outbound.brief_client.client_id in down["state"]["message"]
+    mine = [r for r in outbound.new_requests(mark) if r["headers"].get("x-prefect-flow-run-id") == run["id"]]
+    assert not mine
+    assert not outbound.logged(f"flow_run={run['id']}", 1, timeout=0)
 
 
 class Skewed:
@@ -434,35 +501,69 @@ def test_a_flow_calls_with_a_dpop_bound_token_and_a_replayed_proof_is_refused(ou
         envoy.stop()
 
 
+#: The most a Prefect 3 filter endpoint returns at once (PREFECT_SERVER_API_DEFAULT_LIMIT).
+PAGE = 200
+
+
+def _every_page(http: httpx.Client, path: str, body: dict[str, Any]) -> list[Any]:
+    """Every record a ``/filter`` endpoint paged by ``limit`` and ``offset`` has for ``body``."""
+    found: list[Any] = []
+    while True:
+        answer = http.post(path, json={**body, "limit": PAGE, "offset": len(found)})
+        answer.raise_for_status()
+        page = answer.json()
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+def _every_event(http: httpx.Client, event_filter: dict[str, Any]) -> list[Any]:
+    """Every event ``POST /events/filter`` finds, its ``next_page`` links followed to the end
+    (at most 50 events a page)."""
+    answer = http.post("/events/filter", json={"filter": event_filter, "limit": 50})
+    answer.raise_for_status()
+    page = answer.json()
+    total, events = page["total"], list(page["events"])
+    while page.get("next_page"):
+        answer = http.get(page["next_page"])
+        answer.raise_for_status()
+        page = answer.json()
+        events.extend(page["events"])
+    assert len(events) >= total, (len(events), total)  # nothing left unread
+    return events
+
+
 def _search_all(api: str, run_ids: list[str]) -> str:
-    """Everything Prefect stored about the runs, as text: runs, task runs, logs, events,
-    block documents, variables, artifacts."""
+    """Everything Prefect stored about the runs, as text, every page of it: runs, task runs,
+    logs, events, block documents, variables, artifacts."""
     parts: list[Any] = []
+    runs = {"flow_runs": {"id": {"any_": run_ids}}}
+    resources = [f"prefect.flow-run.{r}" for r in run_ids]
     with httpx.Client(base_url=api, timeout=20) as http:
         for run_id in run_ids:
             parts.append(http.get(f"/flow_runs/{run_id}").json())
-        parts.append(http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": run_ids}}}).json())
-        offset = 0
-        while True:
-            page = http.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": run_ids}},
-                                                   "limit": 200, "offset": offset}).json()
-            parts.append(page)
-            if len(page) < 200:
-                break
-            offset += 200
-        parts.append(http.post("/events/filter", json={"filter": {"related": {"id": [
-            f"prefect.flow-run.{r}" for r in run_ids]}}, "limit": 50}).json())
-        parts.append(http.post("/events/filter", json={"filter": {"resource": {"id": [
-            f"prefect.flow-run.{r}" for r in run_ids]}}, "limit": 50}).json())
-        parts.append(http.post("/block_documents/filter", json={}).json())
-        parts.append(http.post("/variables/filter", json={}).json())
-        parts.append(http.post("/artifacts/filter", json={}).json())
+        parts.append(_every_page(http, "/task_runs/filter", runs))
+        parts.append(_every_page(http, "/logs/filter", {"logs": {"flow_run_id": {"any_": run_ids}}}))
+        parts.append(_every_event(http, {"related": {"id": resources}}))
+        parts.append(_every_event(http, {"resource": {"id": resources}}))
+        parts.append(_every_page(http, "/block_documents/filter", {}))
+        parts.append(_every_page(http, "/variables/filter", {}))
+        parts.append(_every_page(http, "/artifacts/filter", {}))
     return json.dumps(parts)
 
 
+def _database_bytes(home: Path) -> bytes:
+    """The Prefect server's SQLite database (``PREFECT_HOME/prefect.db``, Prefect's default),
+    with its write-ahead log: what is committed but not yet checkpointed is only there."""
+    database = home / "prefect.db"
+    assert database.is_file() and database.stat().st_size > 0, f"no Prefect database at {database}"
+    return b"".join(path.read_bytes() for path in (database, home / "prefect.db-wal") if path.exists())
+
+
 def test_no_token_in_the_flows_logs_or_stored_data(outbound):
-    """Every token the module's flows used (the echo upstream saw them), and every client
-    secret, searched for in what Prefect stored about the runs and in the worker's output."""
+    """Every token the module's flows used (the echo upstream saw them), every client secret
+    and the legacy token, searched for in what Prefect's API gives about the runs (every page),
+    in the worker's output and in the bytes of Prefect's SQLite database."""
     if not RUNS:  # run alone: a flow of its own first
         outbound.run("calls/calls", {"block": "reports-basic", "parallel": 2})
     tokens = {bearer_of(r) for r in outbound.echo.received if "authorization" in r["headers"]}
@@ -482,6 +583,11 @@ def test_no_token_in_the_flows_logs_or_stored_data(outbound):
         time.sleep(1.0)
     assert "AccessToken(<redacted" in stored and "GatewayCredentials(" in stored
     assert "calls, last token AccessToken(<redacted" in worker
+    # And the database file itself: every row, whatever API would (or would not) show it.
+    database = _database_bytes(outbound.prefect.home)
+    assert RUNS[-1].encode() in database  # the runs are in this file
     for text, where in ((stored, "Prefect's stored data"), (worker, "the worker's output")):
         for secret in [*tokens, *outbound.secrets, *dpop_keys]:
             assert secret not in text, f"a token, secret or DPoP key in {where}"
+    in_database = sum(secret.encode() in database for secret in [*tokens, *outbound.secrets, *dpop_keys])
+    assert not in_database, f"{in_database} tokens, secrets or DPoP keys in Prefect's database"

@@ -1,8 +1,8 @@
 """Token sources and the token cache (identity_dispatcher.tokens) against a real OpenID provider
 (oidc-provider, tools/oidc_provider.py): client credentials with client_secret_basic and
-private_key_jwt, scopes and resource, one refresh at a time for many threads, the projected
-token file, and that no token shows in repr, str, pickles or errors. No Prefect here: the
-module must work without it (an Airflow worker has none)."""
+private_key_jwt, scopes, resource and audience in the token request, one refresh at a time for
+many threads, the projected token file, and that no token shows in repr, str, pickles or
+errors. No Prefect here: the module must work without it (an Airflow worker has none)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import parse_qsl
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -65,6 +67,48 @@ def test_client_secret_basic_gets_a_token_for_the_resource_and_scopes(idp):
     assert claims["sub"] == "reader" and claims["scope"] == "reports:read"
     assert before + 19 <= token.expires_at <= time.time() + 20
     assert source.token_endpoint() == idp.discovery()["token_endpoint"]
+
+
+class Recording(httpx.HTTPTransport):
+    """The real transport, keeping the requests sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return super().handle_request(request)
+
+
+def test_resource_and_audience_reach_the_token_request(idp):
+    """What the token endpoint receives: the grant, the scopes, every resource (RFC 8707) and
+    the ``audience`` parameter (which some IdPs use instead of ``resource``; oidc-provider
+    ignores it, so the token's ``aud`` still comes from the resource)."""
+    recording = Recording()
+    source = ClientCredentials("reader", issuer=idp.issuer, client_secret=idp.reader.secret,
+                               scopes=["reports:read"], resource=API, audience="reports-api",
+                               transport=recording)
+    token = source.fetch()
+    (request,) = [r for r in recording.sent if r.method == "POST"]
+    assert str(request.url) == source.token_endpoint() == idp.discovery()["token_endpoint"]
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert parse_qsl(request.content.decode(), strict_parsing=True) == [
+        ("grant_type", "client_credentials"), ("scope", "reports:read"), ("resource", API),
+        ("audience", "reports-api")]
+    claims = verified(idp, token.value, API)
+    assert (claims["sub"], claims["aud"]) == ("reader", API)
+
+    # Two resources are two ``resource`` parameters, and no audience is sent unless asked for:
+    # this provider grants one resource per client-credentials token, so it refuses the pair.
+    both = ClientCredentials("reader", issuer=idp.issuer, client_secret=idp.reader.secret,
+                             resource=[API, SHORT], transport=recording)
+    with pytest.raises(TokenRefused) as refused:
+        both.fetch()
+    assert refused.value.error == "invalid_target" and not is_retryable(refused.value)
+    last = [r for r in recording.sent if r.method == "POST"][-1]
+    assert parse_qsl(last.content.decode(), strict_parsing=True) == [
+        ("grant_type", "client_credentials"), ("resource", API), ("resource", SHORT)]
 
 
 def test_private_key_jwt_needs_no_shared_secret(idp, tmp_path):
