@@ -228,6 +228,7 @@ mod tests {
             tenant: Some("acme".into()),
             binding: crate::identity::TokenBinding::Dpop,
             claims: Default::default(),
+            token_hash: None,
         }
     }
 

@@ -95,6 +95,12 @@ impl TokenCache {
         None
     }
 
+    /// The entry kept for a token, without counting or expiring it (tests).
+    #[cfg(test)]
+    pub fn peek(&self, key: &str) -> Option<&Entry> {
+        self.entries.as_ref()?.peek(key)
+    }
+
     /// Remember a verified token until `min(valid_until, now + max_ttl)`; `valid_until` is the
     /// token's `exp` plus the allowed skew.
     pub fn put(
@@ -159,6 +165,7 @@ mod tests {
             tenant: None,
             binding: Default::default(),
             claims: Default::default(),
+            token_hash: None,
         })
     }
 

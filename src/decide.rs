@@ -145,6 +145,15 @@ impl Engine {
         (cache.len(), hits, misses)
     }
 
+    /// The identity cached for a token (tests).
+    #[cfg(test)]
+    pub(crate) fn cached_identity(&self, token: &str) -> Option<Rc<Identity>> {
+        self.cache
+            .borrow()
+            .peek(token)
+            .map(|e| Rc::clone(&e.identity))
+    }
+
     /// DPoP replay cache (entries, entries forgotten before they expired), for tests.
     pub fn replay_stats(&self) -> (usize, u64) {
         self.replay.borrow().stats()
@@ -541,7 +550,7 @@ fn judge<'a>(
         return Ok(Judgement::denied(matched, Some(found), None, denial));
     }
     if let Some(provider) = config.providers.get(provider) {
-        if let Err(denial) = proofs.check(provider, &found, &who.claims, facts, sent_path, now) {
+        if let Err(denial) = proofs.check(provider, &found, &who, facts, sent_path, now) {
             let denial = refused.unwrap_or(denial);
             return Ok(Judgement::denied(matched, Some(found), None, denial));
         }
@@ -682,6 +691,9 @@ fn authenticate(
         .map(|e| e.max(0.0) as u64);
     let mut identity = Identity::from_claims(provider, claims);
     identity.binding = dpop::binding(provider, &identity.claims);
+    if identity.binding == crate::identity::TokenBinding::Dpop {
+        identity.token_hash = Some(dpop::token_hash(token));
+    }
     crate::mtls::bind(&mut identity);
     if let Some(tenant) = tenant {
         // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that

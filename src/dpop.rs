@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::claims::Claims;
 use crate::config::{Algorithm, ConfigError, Provider};
-use crate::identity::TokenBinding;
+use crate::identity::{Identity, TokenBinding};
 use crate::jwks::{KeySet, Origin, MIN_RSA_BITS};
 use crate::reason::{Denial, Reason};
 use crate::token::{Found, RequestFacts};
@@ -347,13 +347,13 @@ impl Checker<'_> {
         &self,
         provider: &Provider,
         found: &Found,
-        claims: &Claims,
+        who: &Identity,
         facts: &RequestFacts,
         path: &str,
         now: u64,
     ) -> Result<(), Denial> {
         let policy = &provider.dpop;
-        check(self, provider, found, claims, facts, path, now).map_err(|reason| Denial {
+        check(self, provider, found, who, facts, path, now).map_err(|reason| Denial {
             algs: policy.algorithms().iter().map(|a| a.name()).collect(),
             ..Denial::new(reason)
         })
@@ -369,7 +369,7 @@ fn check(
     checker: &Checker<'_>,
     provider: &Provider,
     found: &Found,
-    claims: &Claims,
+    who: &Identity,
     facts: &RequestFacts,
     path: &str,
     now: u64,
@@ -378,7 +378,7 @@ fn check(
     if policy.mode == DpopMode::Off {
         return Ok(());
     }
-    let jkt = bound_key(claims);
+    let jkt = bound_key(&who.claims);
     let mut proofs = facts.header_values(PROOF_HEADER);
     let (first, second) = (proofs.next(), proofs.next());
     if jkt.is_none() && !found.dpop_scheme && first.is_none() {
@@ -416,7 +416,9 @@ fn check(
             keys,
         )?
     };
-    if proof.ath != access_token_hash(&found.token) {
+    // `ath`: a bound token's hash is kept with its (cached) identity.
+    let hash = who.token_hash.unwrap_or_else(|| token_hash(&found.token));
+    if proof.ath != Some(hash) {
         return Err(Reason::DpopAthMismatch);
     }
     match jkt {
@@ -444,8 +446,9 @@ pub struct Target<'a> {
 pub struct Proof {
     /// RFC 7638 thumbprint of the proof's key.
     pub thumbprint: String,
-    /// The proof's `ath`.
-    pub ath: String,
+    /// The proof's `ath`, decoded (`None`: not the base64url of 32 bytes, so it matches no
+    /// token).
+    pub ath: Option<[u8; 32]>,
     pub replay_key: ReplayKey,
     /// Unix seconds until which the proof's `iat` is inside the window.
     pub until: u64,
@@ -511,7 +514,7 @@ fn verify_proof(
     if jti.is_empty() {
         return Err(INVALID);
     }
-    let ath = text("ath")?.to_string();
+    let ath = decode_ath(text("ath")?);
     let thumbprint = key.thumbprint.clone();
     let mut hash = Sha256::new();
     hash.update(thumbprint.as_bytes());
@@ -556,7 +559,19 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
 
 /// `ath`: base64url of SHA-256 over the access token's ASCII.
 pub fn access_token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(token_hash(token))
+}
+
+/// SHA-256 over the access token's ASCII (`ath` before base64url).
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A proof's `ath` as the 32 bytes it encodes (unpadded canonical base64url, 43 characters).
+fn decode_ath(ath: &str) -> Option<[u8; 32]> {
+    let mut decoded = [0u8; 32];
+    (ath.len() == 43 && URL_SAFE_NO_PAD.decode_slice(ath, &mut decoded) == Ok(32))
+        .then_some(decoded)
 }
 
 /// The request's URI without query, normalized: `public_base_url` (or `:scheme` and the host)

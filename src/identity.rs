@@ -23,6 +23,10 @@ pub struct Identity {
     /// Every claim of the token, for claim conditions and claim headers.
     #[serde(skip)]
     pub claims: Claims,
+    /// SHA-256 of the token, kept with a DPoP-bound token's identity (cached with it): every
+    /// proof's `ath` is compared with it.
+    #[serde(skip)]
+    pub token_hash: Option<[u8; 32]>,
 }
 
 impl Identity {
@@ -39,6 +43,7 @@ impl Identity {
             tenant: first_string(&claims, &map.tenant),
             binding: TokenBinding::None,
             claims,
+            token_hash: None,
         }
     }
 

@@ -59,9 +59,14 @@ function lower(b) { // ASCII, in place (b is a copy)
 }
 
 class Host {
-  constructor(config, headers) {
+  constructor(config, headers, rotate) {
     this.config = enc.encode(config);
     this.template = headers.map(([k, v]) => [enc.encode(k), enc.encode(v)]);
+    // A header whose value changes every request (a DPoP proof is sent once); `reused` counts
+    // requests that found the values used up (sent again).
+    this.rotate = rotate?.header ? [enc.encode(rotate.header), rotate.values.map((x) => enc.encode(x))] : null;
+    this.rotateNext = 0;
+    this.reused = 0;
     this.headers = [];
     this.local = null;
     this.logs = [];
@@ -81,7 +86,17 @@ class Host {
     return OK;
   }
   // harness
-  begin(_id) { this.headers = this.template.slice(); this.local = null; this.logs.length = 0; return this.headers.length; }
+  begin(_id) {
+    this.headers = this.template.slice();
+    if (this.rotate && this.rotate[1].length) {
+      const [name, values] = this.rotate;
+      if (this.rotateNext >= values.length) this.reused++;
+      this.headers.push([name, values[this.rotateNext++ % values.length]]);
+    }
+    this.local = null;
+    this.logs.length = 0;
+    return this.headers.length;
+  }
   empty(_a, _b, _c) { return 0; }
   // proxy-wasm
   proxy_log(_level, ptr, size) { this.logs.push(this.read(ptr, size)); return OK; }
@@ -177,7 +192,7 @@ const driver = new WebAssembly.Module(Buffer.from(sc.driver, "base64"));
 function instantiate(v) {
   let module = modules.get(v.module);
   if (!module) modules.set(v.module, (module = new WebAssembly.Module(readFileSync(v.module))));
-  const host = new Host(v.config, v.headers);
+  const host = new Host(v.config, v.headers, v.rotate);
   const env = {};
   for (const imp of WebAssembly.Module.imports(module)) {
     if (imp.module === "wasi_snapshot_preview1") continue;
@@ -248,7 +263,7 @@ function batches(v, run) {
     for (const [k, s] of Object.entries(run.host.stats)) if (s[0]) host[k] = [s[0], s[1]];
     result.push({ n: size, cpu_ns: c1 - c0, wall_ns: (w1 - w0) * 1e6, actions: acts, host });
   }
-  return { first, batches: result };
+  return { first, batches: result, reused: run.host.reused };
 }
 
 const out = { engine: `V8 ${process.versions.v8} (node ${process.versions.node})`, variants: {} };

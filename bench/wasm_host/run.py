@@ -54,6 +54,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(1, str(REPO / "tests"))  # test_dpop's proof helpers
 import devkit_path  # noqa: F401,E402  (identity_devkit on sys.path)
 
 FILTER = REPO / "target" / "wasm32-wasip1" / "release" / "identity_filter.wasm"
@@ -67,6 +68,7 @@ AUDIENCE = "api://bench"
 SUBJECT = "bench-user"
 SUBJECT_HEADER = "x-identity-subject"
 ASSERTION_HEADER = "x-identity-assertion"
+DPOP_BASE_URL = "https://api.bench.test"
 
 
 class HarnessError(RuntimeError):
@@ -77,10 +79,13 @@ class HarnessError(RuntimeError):
 # The scenario: keys, token, configurations, variants (shared with host_v8.mjs through JSON)
 # ---------------------------------------------------------------------------------------------
 
-def scenario() -> dict[str, Any]:
+def scenario(proof_count: int = 0) -> dict[str, Any]:
+    """The variants; ``proof_count`` DPoP proofs for dpop-es256 (one per request it makes)."""
     import jwt  # PyJWT, in .venv
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    import test_dpop  # tests/test_dpop.py: the proof helpers the integration tests use
 
     from identity_devkit import jwk
 
@@ -98,13 +103,18 @@ def scenario() -> dict[str, Any]:
     ed_x = ed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     ed_jwk = {"kty": "OKP", "crv": "Ed25519", "x": jwk.b64url(ed_x), "d": jwk.b64url(ed_d)}
 
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+
     def config(*, log: bool = False, claims: bool = True, metrics: bool = True,
-               cache: bool = True, assertion: dict[str, Any] | None = None) -> str:
-        # bench/bench.py's filter_config, with the switches below.
+               cache: bool = True, assertion: dict[str, Any] | None = None,
+               es256: bool = False, dpop: bool = False) -> str:
+        # bench/bench.py's filter_config, with the switches below (es256: the provider's key is
+        # P-256; dpop: it requires DPoP as bench.py's DPoP variant does).
         c: dict[str, Any] = {
             "providers": [{"name": "bench", "issuer": ISSUER, "audiences": [AUDIENCE],
-                           "jwks": jwk.jwks(jwk.public_jwk(key, kid="rsa-1")),
-                           "algorithms": ["RS256"]}],
+                           "jwks": jwk.jwks(jwk.public_jwk(ec_key, kid="ec-1") if es256 else
+                                            jwk.public_jwk(key, kid="rsa-1")),
+                           "algorithms": ["ES256" if es256 else "RS256"]}],
             "default": "authenticated",
             "headers": {"claims": [{"claim": "sub", "header": SUBJECT_HEADER}] if claims else []},
             "log": {"decisions": log},
@@ -114,6 +124,10 @@ def scenario() -> dict[str, Any]:
             c["headers"]["assertion"] = {"audience": "svc", **assertion}
         if not cache:
             c["cache"] = {"max_entries": 0}
+        if dpop:
+            c["providers"][0]["dpop"] = {"mode": "required", "algorithms": ["ES256"],
+                                         "max_age_seconds": 3600}
+            c["dpop"] = {"public_base_url": DPOP_BASE_URL}
         return json.dumps(c)
 
     hs = {"keys": [{"kid": "hs-1", "secret": "bench-assertion-secret-0123456789abcdef"}]}
@@ -132,6 +146,20 @@ def scenario() -> dict[str, Any]:
 
     tok = token()
     long_tok = token(pad="x" * 2048)
+
+    def es256_token(**extra: Any) -> str:
+        claims = {"iss": ISSUER, "sub": SUBJECT, "aud": AUDIENCE, "iat": now,
+                  "exp": now + 3 * 3600, **extra}
+        return jwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "ec-1"})
+
+    # DPoP (bench/bench.py's DPoP row): a token bound to a client key, and a fresh proof of
+    # that key per request (each sent once: the host hands them out in order).
+    client = ec.generate_private_key(ec.SECP256R1())
+    client_jwk = test_dpop.public_jwk(client)
+    es_tok, bound_tok = es256_token(), es256_token(cnf={"jkt": test_dpop.thumbprint(client_jwk)})
+    proofs = [test_dpop.proof(client, "GET", DPOP_BASE_URL + "/api/bench", bound_tok,
+                              jwk_=client_jwk) for _ in range(proof_count)]
+    dpop_headers = [h for h in headers(None)] + [["authorization", "DPoP " + bound_tok]]
     allow = {"action": 0, "status": None, "set": {SUBJECT_HEADER: SUBJECT}, "gone": ["authorization"]}
 
     def v(name: str, what: str, module: Path, cfg: str | None, hdrs: list[list[str]],
@@ -163,6 +191,18 @@ def scenario() -> dict[str, Any]:
           {"action": 1, "status": 401}),
         v("uncached", "cache off: full RS256 verification", FILTER, config(cache=False),
           headers(tok), allow, weight=0.3),
+        v("es256-cached", "cached ES256 (DPoP's bearer reference)", FILTER, config(es256=True),
+          headers(es_tok), allow),
+        v("es256-uncached", "cache off: full ES256 verification", FILTER,
+          config(es256=True, cache=False), headers(es_tok), allow, weight=0.3),
+        # The same verification over many signatures (its cost depends on the scalars).
+        {**v("es256-uncached-many", "… a different ES256 token each request", FILTER,
+             config(es256=True, cache=False), headers(None), allow, weight=0.3),
+         "rotate": {"header": "authorization",
+                    "values": ["Bearer " + es256_token(jti=str(i)) for i in range(proof_count)]}},
+        {**v("dpop-es256", "DPoP-bound ES256, cached, a fresh ES256 proof each", FILTER,
+             config(es256=True, dpop=True), dpop_headers, allow, weight=0.3),
+         "rotate": {"header": "dpop", "values": proofs}},
     ]
     return {"variants": variants, "token_bytes": len(tok)}
 
@@ -227,6 +267,9 @@ def check_all(sc: dict[str, Any], res: dict[str, Any]) -> None:
             continue
         f = r["first"]
         check(v, f["action"], f["status"], dict(f["headers"]), f["logs"], res["engine"])
+        if r.get("reused"):
+            raise HarnessError(f"{res['engine']}, {v['name']}: {r['reused']} requests sent a "
+                               f"used header value again (more --proofs needed)")
         for b in r["batches"]:
             if b["actions"] != v["expect"]["action"] * b["n"]:
                 raise HarnessError(f"{res['engine']}, {v['name']}: actions {b['actions']} "
@@ -304,6 +347,14 @@ def table(sc: dict[str, Any], wt: dict[str, Any], v8: dict[str, Any] | None) -> 
             row += (f" {ecell} | {e['host']:.1f}+{e['harness']:.1f} | {g / e['guest']:.2f}x |"
                     f" {extra} |")
         lines.append(row)
+    for engine, res in (("Wasmtime", sw), ("V8", s8)):
+        d, b, u = (res.get(k, {}).get("guest") for k in ("dpop-es256", "es256-cached",
+                                                          "es256-uncached-many"))
+        if d is not None and b is not None and u is not None:
+            lines.append(f"\nDPoP, {engine}: the proof check (dpop-es256 − es256-cached) "
+                         f"{d - b:.1f} µs against one ES256 verification of a new signature "
+                         f"(es256-uncached-many − es256-cached) {u - b:.1f} µs + 5 = "
+                         f"{u - b + 5:.1f} µs: {(d - b) / (u - b + 5):.2f}x of the limit.")
     lines += ["", "Host calls per request (Wasmtime run; the same in V8):", ""]
     for v in sc["variants"]:
         w = sw.get(v["name"])
@@ -424,7 +475,11 @@ def main() -> int:
         raise HarnessError("needs the wasmtime Python package: "
                            "pip install -r bench/requirements.txt") from e
     driver = bytes(wasmtime.wat2wasm((HERE / "driver.wat").read_text()))
-    sc = scenario()
+    rotating = {"dpop-es256", "es256-uncached-many"}
+    wants_dpop = (not args.only or bool(rotating & set(args.only.split(","))) or
+                  args.profile in rotating)
+    # dpop-es256 runs at most ~25k requests in its batches of this size (2 hosts, each its own).
+    sc = scenario(int(25_000 * max(1.0, args.batches * args.batch_ms / 900)) if wants_dpop else 0)
     for also in args.also:
         label, _, path = also.partition("=")
         if not Path(path).is_file():

@@ -235,6 +235,60 @@ fn a_cached_token_still_needs_a_fresh_proof_every_request() {
 }
 
 #[test]
+fn ath_is_checked_against_the_cached_tokens_hash() {
+    let e = engine(json!({}));
+    let token = bound_token();
+    assert_eq!(reason(&e, &dpop_request(&token, &[&proof(&token)])), None);
+    let hit = |p: String| {
+        let r = reason(&e, &dpop_request(&token, &[&p]));
+        assert!(e.cache_stats().0 >= 1, "the token is cached");
+        r
+    };
+    // Each with a fresh jti: the hash kept with the cached identity is what `ath` must match.
+    let other = proof_with(&token, |_, c| {
+        c["jti"] = json!("a");
+        c["ath"] = json!(access_token_hash("other"));
+    });
+    assert_eq!(hit(other), Some(Reason::DpopAthMismatch));
+    let good = access_token_hash(&token);
+    let padded = proof_with(&token, |_, c| {
+        c["jti"] = json!("b");
+        c["ath"] = json!(format!("{good}="));
+    });
+    assert_eq!(hit(padded), Some(Reason::DpopAthMismatch));
+    // The same 32 bytes, but the unused low bits of the last character set: not canonical.
+    let last = good.chars().last().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let i = alphabet.find(last).unwrap();
+    let loose = format!("{}{}", &good[..42], &alphabet[i | 1..(i | 1) + 1]);
+    assert_ne!(loose, good);
+    let noncanonical = proof_with(&token, |_, c| {
+        c["jti"] = json!("c");
+        c["ath"] = json!(loose);
+    });
+    assert_eq!(hit(noncanonical), Some(Reason::DpopAthMismatch));
+    let fine = proof_with(&token, |_, c| c["jti"] = json!("d"));
+    assert_eq!(hit(fine), None);
+}
+
+#[test]
+fn a_bound_tokens_identity_keeps_its_hash_and_a_plain_ones_does_not() {
+    let e = engine(json!({}));
+    for (token, kept) in [(bound_token(), true), (plain_token(), false)] {
+        let p = proof_with(&token, |_, c| c["jti"] = json!(format!("{kept}")));
+        let facts = if kept {
+            dpop_request(&token, &[&p])
+        } else {
+            request(&format!("Bearer {token}"), &[&p])
+        };
+        assert_eq!(reason(&e, &facts), None);
+        let hash = crate::dpop::token_hash(&token);
+        let found = e.cached_identity(&token).expect("cached");
+        assert_eq!(found.token_hash, kept.then_some(hash));
+    }
+}
+
+#[test]
 fn each_broken_check_has_its_reason() {
     let token = bound_token();
     let cases: Vec<(&str, String, Reason)> = vec![

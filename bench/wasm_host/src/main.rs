@@ -42,6 +42,11 @@ struct Host {
     memory: Option<Memory>,
     alloc: Option<TypedFunc<i32, i32>>,
     rng: u64,
+    /// A header whose value changes every request (a DPoP proof is sent once): its name, the
+    /// values in order, the next one, and how many requests found them used up (sent again).
+    rotate: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+    rotate_next: usize,
+    reused: u64,
 }
 
 fn err(msg: &str) -> wasmtime::Error {
@@ -321,7 +326,7 @@ struct Run {
 }
 
 impl Run {
-    fn new(engine: &Engine, module: &Module, driver: &Module, config: &str, headers: &Value) -> Res<Run> {
+    fn new(engine: &Engine, module: &Module, driver: &Module, config: &str, headers: &Value, rotate: &Value) -> Res<Run> {
         let pairs = headers
             .as_array()
             .ok_or_else(|| err("headers"))?
@@ -332,6 +337,10 @@ impl Run {
             config: config.as_bytes().to_vec(),
             template: pairs,
             rng: 0x9E37_79B9_7F4A_7C15,
+            rotate: rotate.get("header").and_then(Value::as_str).map(|name| {
+                let values = rotate["values"].as_array().map(Vec::as_slice).unwrap_or_default();
+                (name.as_bytes().to_vec(), values.iter().filter_map(Value::as_str).map(|v| v.as_bytes().to_vec()).collect())
+            }),
             ..Host::default()
         };
         let mut store = Store::new(engine, host);
@@ -359,6 +368,15 @@ impl Run {
             timed(&mut c, begin_idx, |c| {
                 let h = c.data_mut();
                 h.headers = h.template.clone();
+                if let Some((name, values)) = &h.rotate {
+                    if !values.is_empty() {
+                        if h.rotate_next >= values.len() {
+                            h.reused += 1;
+                        }
+                        h.headers.push((name.clone(), values[h.rotate_next % values.len()].clone()));
+                        h.rotate_next += 1;
+                    }
+                }
                 h.local = None;
                 h.logs.clear();
                 Ok(h.headers.len() as i32)
@@ -459,7 +477,7 @@ fn batches(r: &mut Run, weight: f64, batches: usize, batch_ms: f64) -> Res<Value
             .collect();
         out.push(json!({"n": size, "cpu_ns": c1 - c0, "wall_ns": wall, "actions": actions, "host": host}));
     }
-    Ok(json!({"first": first, "batches": out}))
+    Ok(json!({"first": first, "batches": out, "reused": r.store.data().reused}))
 }
 
 fn main() -> Res<()> {
@@ -490,7 +508,7 @@ fn main() -> Res<()> {
             modules.insert(path.clone(), Module::from_file(&engine, &path)?);
         }
         let module = &modules[&path];
-        let mut r = Run::new(&engine, module, &driver, v["config"].as_str().unwrap_or(""), &v["headers"])
+        let mut r = Run::new(&engine, module, &driver, v["config"].as_str().unwrap_or(""), &v["headers"], &v["rotate"])
             .map_err(|e| err(&format!("{name}: {e:#}")))?;
         if call_ns.is_none() {
             call_ns = Some(calibrate(&mut r)?);
