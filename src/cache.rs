@@ -67,7 +67,8 @@ impl TokenCache {
         }
     }
 
-    /// The cache key of a token: the token.
+    /// The cache key of a token: the token (tests).
+    #[cfg(test)]
     pub fn key(token: &str) -> Key {
         token.into()
     }
@@ -140,11 +141,13 @@ impl TokenCache {
         self.entries.as_ref().map_or(0, LruCache::len)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// (hits, misses) since start.
+    /// (hits, misses) since start (tests).
+    #[cfg(test)]
     pub fn stats(&self) -> (u64, u64) {
         (self.hits, self.misses)
     }

@@ -1691,11 +1691,6 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A dotted claim path with no empty segment, within the bounds of [`ClaimPath`].
-pub fn check_claim_path(path: &str) -> Result<(), String> {
-    ClaimPath::dotted(path).map(|_| ())
-}
-
 /// Claim headers (`headers.claims`, `providers[].claim_headers`): exactly one of `claim` and
 /// `identity` each (claim paths are checked as they are parsed), and a header name we may set.
 fn check_claim_headers(list: &[ClaimHeader], at: &str) -> Result<(), ConfigError> {

@@ -138,7 +138,8 @@ impl Engine {
         self.config.cache.max_entries > 0
     }
 
-    /// Verified-token cache (entries, hits, misses), for metrics and tests.
+    /// Verified-token cache (entries, hits, misses), for tests.
+    #[cfg(test)]
     pub fn cache_stats(&self) -> (usize, u64, u64) {
         let cache = self.cache.borrow();
         let (hits, misses) = cache.stats();
@@ -152,16 +153,6 @@ impl Engine {
             .borrow()
             .peek(token)
             .map(|e| Rc::clone(&e.identity))
-    }
-
-    /// DPoP replay cache (entries, entries forgotten before they expired), for tests.
-    pub fn replay_stats(&self) -> (usize, u64) {
-        self.replay.borrow().stats()
-    }
-
-    /// Headers that belong to the filter.
-    pub fn managed_headers(&self) -> &headers::Managed {
-        &self.managed
     }
 
     /// The provider of a token's (unverified) `iss`, and for an issuer pattern the tenant it

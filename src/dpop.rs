@@ -326,7 +326,8 @@ impl ReplayCache {
         false
     }
 
-    /// Entries held, and entries forgotten before they expired (the cache was full).
+    /// Entries held, and entries forgotten before they expired (the cache was full) (tests).
+    #[cfg(test)]
     pub fn stats(&self) -> (usize, u64) {
         (self.entries.len(), self.evicted)
     }
@@ -557,7 +558,8 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
     Some(URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes())))
 }
 
-/// `ath`: base64url of SHA-256 over the access token's ASCII.
+/// `ath`: base64url of SHA-256 over the access token's ASCII (tests).
+#[cfg(test)]
 pub fn access_token_hash(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(token_hash(token))
 }

@@ -115,7 +115,7 @@ pub enum FetchError {
     TooLarge(usize),
     /// A body that is not a JSON object.
     NotJson,
-    /// A body with more JSON values and escapes than [`MAX_JSON_TOKENS`] (counted before
+    /// A body with more JSON values and escapes than `MAX_JSON_TOKENS` (counted before
     /// parsing).
     TooComplex(usize),
     /// A JWKS without a single usable key.

@@ -75,7 +75,7 @@ impl std::fmt::Display for JwksError {
     }
 }
 
-/// A parsed key set: one [`Verifier`] per (usable key, algorithm it may serve).
+/// A parsed key set: one `Verifier` per (usable key, algorithm it may serve).
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     verifiers: Vec<Verifier>,
@@ -174,7 +174,8 @@ impl KeySet {
     }
 
     /// Number of keys whose precomputed form has been built (fetched keys are prepared when a
-    /// token first needs them).
+    /// token first needs them) (tests).
+    #[cfg(test)]
     pub fn prepared(&self) -> usize {
         let mut seen: Vec<*const LazyKey> = Vec::new();
         for v in &self.verifiers {
@@ -201,7 +202,8 @@ impl KeySet {
         self.keys == 0
     }
 
-    /// True when some key may verify tokens signed with `alg`.
+    /// True when some key may verify tokens signed with `alg` (tests).
+    #[cfg(test)]
     pub fn has_algorithm(&self, alg: Algorithm) -> bool {
         self.verifiers.iter().any(|v| v.alg == alg)
     }
@@ -251,7 +253,8 @@ impl LazyKey {
             .as_ref()
     }
 
-    /// Whether the precomputed form has been built.
+    /// Whether the precomputed form has been built (tests).
+    #[cfg(test)]
     fn is_prepared(&self) -> bool {
         self.built.get().is_some()
     }
@@ -302,20 +305,22 @@ enum KeyMaterial {
 }
 
 impl Verifier {
-    /// The key's `kid`, if it has one.
+    /// The key's `kid`, if it has one (tests).
+    #[cfg(test)]
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
 
-    /// The one algorithm this verifier checks.
+    /// The one algorithm this verifier checks (tests).
+    #[cfg(test)]
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
 
     /// Verify `signature` (the decoded third part of a compact JWS) over `signing_input` (the
     /// ASCII bytes `base64url(header).base64url(payload)`) with this verifier's one algorithm.
-    /// Only the signature is checked: the caller matched the token's `alg` to
-    /// [`Verifier::algorithm`] when it selected this verifier, and judges the claims.
+    /// Only the signature is checked: the caller matched the token's `alg` to this verifier's
+    /// algorithm when it selected it, and judges the claims.
     /// The key is prepared on the first call; a key that cannot be prepared verifies nothing.
     pub fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         let key = self

@@ -746,7 +746,7 @@ fn refetch_allowed<S>(r: &Remote<S>, now: u64) -> bool {
     }
 }
 
-/// A provider's keys at one instant (the generic form of [`Keys`]).
+/// A provider's keys at one instant (the generic form of `decide::Keys`).
 #[derive(Debug)]
 pub enum KeyState<'a, S> {
     Ready(&'a S),
@@ -815,10 +815,12 @@ impl Waiters {
         self.list.len() != before
     }
 
+    #[cfg(test)]
     pub fn contains(&self, id: u32) -> bool {
         self.list.iter().any(|w| w.id == id)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()
     }

@@ -7,7 +7,7 @@
 //! time, randomness and I/O come in as arguments. Only `filter` talks to the host, through a
 //! small host interface (`filter::host`) that is bound to proxy-wasm for wasm32 and implemented
 //! with Envoy's and Kong's behaviours in the native tests. The request path is
-//! [`decide::decide`]:
+//! [`decide()`]:
 //!
 //! ```text
 //! token ─► verify (jwks keys, crypto) ─► identity ─► policy ─► headers + assertion
@@ -36,33 +36,62 @@
 //! - `decide`: the request path as one pure function.
 //! - `filter`: host glue (root and HTTP contexts, dispatches, metrics, logs, what differs
 //!   between Envoy and Kong); `filter::wasm` binds it to proxy-wasm.
+//!
+//! The modules are private (all but `crypto`, whose own modules are), so the compiler reports
+//! what nothing uses. The public surface is what callers outside `src/` need, re-exported here
+//! so that they do not depend on the module layout:
+//! - the configuration and the request path ([`Config`], [`Engine`], [`decide()`],
+//!   [`RequestFacts`], [`Decision`], [`Reason`] and the response they render): the fuzz targets
+//!   (`fuzz/`) decide requests natively and compare with a reference; `tools/schema-gen` reads
+//!   [`Config`]'s JSON Schema for Kong and checks the refusals Kong receives;
+//! - key sets and remote keys ([`KeySet`], [`parse_remote_keys`], [`KeyStore`] and its steps):
+//!   the `jwks` and `keystore` fuzz targets drive them directly; `crypto-bench`'s `jwks-parse`
+//!   times [`KeySet`] parsing;
+//! - [`crypto`], the signature primitives: the `crypto_diff` and `bigint_diff` fuzz targets
+//!   compare them with RustCrypto's.
+//!
+//! The host glue (`filter`) has no public item: on wasm32 proxy-wasm calls it (`filter::wasm`).
 
-pub mod assertion;
-pub mod cache;
-pub mod claims;
-pub mod config;
+mod assertion;
+mod cache;
+mod claims;
+mod config;
 #[cfg(test)]
 mod config_bounds_tests;
 pub mod crypto;
-pub mod decide;
-pub mod dpop;
-pub mod fetch;
-pub mod headers;
-pub mod identity;
-pub mod issuer;
-pub mod jwks;
-pub mod keystore;
-pub mod mtls;
-pub mod path;
+mod decide;
+mod dpop;
+mod fetch;
+mod headers;
+mod identity;
+mod issuer;
+mod jwks;
+mod keystore;
+mod mtls;
+mod path;
 #[cfg(test)]
 mod path_decide_tests;
-pub mod policy;
-pub mod reason;
-pub mod token;
-pub mod verify;
+mod policy;
+mod reason;
+mod token;
+mod verify;
 
-pub mod filter;
+// Natively the glue is driven only by its tests (`filter/tests.rs`), so the rest of a native
+// build would count it as dead; on wasm32 proxy-wasm calls it, and its dead code is reported
+// (`cargo clippy --target wasm32-wasip1`).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod filter;
 
-pub use config::{Config, ConfigError};
-pub use decide::{decide, Decision, Engine, RequestFacts};
-pub use reason::{Denial, Reason};
+pub use config::{Algorithm, Config, ConfigError, Provider};
+pub use decide::{
+    config_invalid_response, decide, min_rsa_bits, Decision, Engine, KeySource, RequestFacts,
+};
+pub use fetch::{parse_remote_keys, Answer, FetchError};
+pub use headers::HeaderOp;
+pub use jwks::{KeySet, Origin, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use keystore::{Completion, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait};
+/// A refusal ([`Denial`]) as the status, headers and body sent to the client.
+pub use reason::render as render_denial;
+pub use reason::{Denial, Detail, Reason, Response};
+/// Finds the request's token in the configured sources ([`Config`]'s `token_sources`).
+pub use token::find as find_token;

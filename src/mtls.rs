@@ -110,12 +110,14 @@ pub fn check(
     }
 }
 
-/// The request's certificate from the configured source.
+/// The request's certificate from the configured source (tests).
+#[cfg(test)]
 pub fn presented(source: &ClientCertificateConfig, facts: &RequestFacts) -> Presented {
     presented_by(source, facts, &facts.peer_certificate)
 }
 
-/// [`presented`], with `peer` as the connection's certificate.
+/// The request's certificate from the configured source, with `peer` as the connection's
+/// certificate.
 fn presented_by(
     source: &ClientCertificateConfig,
     facts: &RequestFacts,

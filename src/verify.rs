@@ -16,14 +16,10 @@ use crate::reason::Reason;
 /// A compact JWS split and decoded, not yet verified.
 #[derive(Debug, Clone)]
 pub struct Jws<'a> {
-    /// The whole compact token.
-    pub token: &'a str,
     /// The header's `alg`, as sent (unverified; checked against the provider's allow-list).
     pub alg: String,
     /// The header's `kid`, if any.
     pub kid: Option<String>,
-    /// The decoded JOSE header.
-    pub header: Map<String, Value>,
     /// The payload, decoded but unverified: read only to choose the provider by `iss`.
     pub payload: Claims,
     /// `header.payload`, the bytes the signature covers.
@@ -51,10 +47,8 @@ impl<'a> Jws<'a> {
         check_type(&header)?;
         let kid = header_kid(&header)?;
         Ok(Jws {
-            token,
             alg,
             kid,
-            header,
             payload,
             signing_input,
             signature,
@@ -649,7 +643,6 @@ mod tests {
         let jws = Jws::parse(&token).unwrap();
         assert_eq!(jws.alg, "RS256");
         assert_eq!(jws.kid.as_deref(), Some("k1"));
-        assert_eq!(jws.header["typ"], "JWT");
         assert_eq!(jws.payload["n"], 1);
         assert_eq!(jws.issuer(), Some("me"));
         assert_eq!(jws.signature, b"sig");

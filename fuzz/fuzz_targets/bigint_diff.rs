@@ -7,8 +7,8 @@
 
 use arbitrary::Arbitrary;
 use fuzz_support::check::Budget;
-use identity_filter::crypto::bigint::Modulus;
-use identity_filter::jwks::MAX_RSA_BITS;
+use identity_filter::crypto::Modulus;
+use identity_filter::MAX_RSA_BITS;
 use libfuzzer_sys::fuzz_target;
 use rsa::BigUint;
 

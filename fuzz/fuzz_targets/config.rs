@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, keys::without_cache, NOW};
-use identity_filter::keystore::KeyStore;
-use identity_filter::{Engine, RequestFacts};
+use identity_filter::{Engine, KeyStore, RequestFacts};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 

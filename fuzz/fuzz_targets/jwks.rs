@@ -10,8 +10,7 @@ use std::sync::OnceLock;
 
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, reference};
-use identity_filter::config::Algorithm;
-use identity_filter::jwks::{KeySet, Origin};
+use identity_filter::{Algorithm, KeySet, Origin};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

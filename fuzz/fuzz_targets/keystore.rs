@@ -13,11 +13,10 @@ use std::collections::HashMap;
 use arbitrary::Arbitrary;
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, NOW};
-use identity_filter::fetch::{Answer, FetchError};
-use identity_filter::keystore::{
-    Completion, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait,
+use identity_filter::{
+    min_rsa_bits, parse_remote_keys, Answer, Completion, Engine, FetchError, Fetched, KeySet,
+    KeyState, KeyStore, KeyView, RequestFacts, Status, Step, Wait,
 };
-use identity_filter::{Engine, RequestFacts};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -184,7 +183,7 @@ impl World {
             .config
             .providers
             .get(p)
-            .map_or(2048, identity_filter::decide::min_rsa_bits)
+            .map_or(2048, min_rsa_bits)
     }
 
     fn max_bytes(&self, p: usize) -> usize {
@@ -201,7 +200,7 @@ impl World {
         p: usize,
         step: Step,
         reply: &Reply,
-    ) -> Result<Fetched<identity_filter::jwks::KeySet>, FetchError> {
+    ) -> Result<Fetched<KeySet>, FetchError> {
         let max = self.max_bytes(p);
         let min_rsa_bits = self.min_rsa_bits(p);
         let (answer, json) = answer(reply, max);
@@ -351,7 +350,7 @@ impl World {
                     .unwrap_or(1_000)
                     .saturating_sub(u64::from(*back) + 1);
                 let before = self.good(p);
-                let keys = identity_filter::jwks::KeySet::default();
+                let keys = KeySet::default();
                 let c = self.budget.run(|| {
                     self.store.complete(
                         p,
@@ -399,7 +398,7 @@ impl World {
                 let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
                     return;
                 };
-                let Ok(keys) = identity_filter::fetch::parse_remote_keys(&doc, min_rsa_bits) else {
+                let Ok(keys) = parse_remote_keys(&doc, min_rsa_bits) else {
                     return;
                 };
                 self.docs.insert(keys.fingerprint(), doc);

@@ -9,7 +9,7 @@
 use arbitrary::Arbitrary;
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, request, NOW};
-use identity_filter::{token, RequestFacts};
+use identity_filter::{find_token, RequestFacts};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
@@ -367,7 +367,7 @@ fuzz_target!(
         );
         let verified = check::verified_provider(&decision);
         // What the filter reads from the request (sources differ per configuration).
-        let read = token::find(&config.token_sources, &facts, config.max_token_bytes);
+        let read = find_token(&config.token_sources, &facts, config.max_token_bytes);
         let read = read.ok().flatten().map(|f| f.token);
         if read.as_deref().is_some_and(|t| t != signed) {
             assert!(

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use identity_filter::config::{Algorithm, Provider};
-use identity_filter::decide::KeySource;
-use identity_filter::headers::HeaderOp;
-use identity_filter::{decide, token, Config, Decision, Engine, RequestFacts};
+use identity_filter::{
+    decide, find_token, Algorithm, Config, Decision, Engine, HeaderOp, KeySource, Provider,
+    RequestFacts,
+};
 use serde_json::Value;
 
 use crate::reference;
@@ -79,7 +79,7 @@ impl Default for Budget {
 fn warm_up() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        use identity_filter::jwks::{KeySet, Origin};
+        use identity_filter::{KeySet, Origin};
         for jwks in [crate::keys::public_jwks(), crate::keys::hs_jwks()] {
             KeySet::parse(&jwks, Origin::Inline).expect("harness keys parse");
         }
@@ -226,7 +226,7 @@ pub fn independently_valid(
         .enumerate()
         .find(|(_, p)| p.name == name)
         .unwrap_or_else(|| panic!("verified by unknown provider {name:?}"));
-    let found = token::find(&config.token_sources, facts, config.max_token_bytes)
+    let found = find_token(&config.token_sources, facts, config.max_token_bytes)
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("a verified caller without a readable token: {decision:?}"));

@@ -68,7 +68,7 @@ impl Scratch {
 
 impl Modulus {
     /// Precompute the constants for the odd modulus `n_be` (big-endian, no leading zero byte)
-    /// of `bits` bits. `None` if n is even, below 3 or above [`MAX_BITS`].
+    /// of `bits` bits. `None` if n is even, below 3 or above `MAX_BITS`.
     pub fn new(n_be: &[u8], bits: usize) -> Option<Modulus> {
         if !(2..=MAX_BITS).contains(&bits) || n_be.last().is_none_or(|b| b & 1 == 0) {
             return None;

@@ -117,16 +117,19 @@ impl EcPublicKey {
 }
 
 /// ES256 in one call: `pubkey_xy` is `x ‖ y` (64 bytes), `sig_rs` is `r ‖ s` (64 bytes).
-/// Parses the key on every call: keep an [`EcPublicKey`] to verify many tokens.
+/// Parses the key on every call: keep an [`EcPublicKey`] to verify many tokens (tests).
+#[cfg(test)]
 pub fn verify_es256(pubkey_xy: &[u8], msg: &[u8], sig_rs: &[u8]) -> bool {
     verify_xy(EcCurve::P256, pubkey_xy, msg, sig_rs)
 }
 
 /// ES384 in one call: `pubkey_xy` is `x ‖ y` (96 bytes), `sig_rs` is `r ‖ s` (96 bytes).
+#[cfg(test)]
 pub fn verify_es384(pubkey_xy: &[u8], msg: &[u8], sig_rs: &[u8]) -> bool {
     verify_xy(EcCurve::P384, pubkey_xy, msg, sig_rs)
 }
 
+#[cfg(test)]
 fn verify_xy(curve: EcCurve, pubkey_xy: &[u8], msg: &[u8], sig_rs: &[u8]) -> bool {
     if pubkey_xy.len() != 2 * curve.field_len() {
         return false;

@@ -28,7 +28,8 @@ impl Ed25519PublicKey {
     }
 }
 
-/// Ed25519 in one call: `pubkey` is 32 bytes, `sig` 64 bytes.
+/// Ed25519 in one call: `pubkey` is 32 bytes, `sig` 64 bytes (tests).
+#[cfg(test)]
 pub fn verify_ed25519(pubkey: &[u8], msg: &[u8], sig: &[u8]) -> bool {
     Ed25519PublicKey::new(pubkey).is_ok_and(|k| k.verify(msg, sig))
 }

@@ -5,29 +5,35 @@
 //!
 //! * RSA: a hand-written, variable-time Montgomery exponentiation on 28-bit limbs with lazy
 //!   carries (`bigint`), tuned for wasm32, with exact PKCS#1 v1.5 encoding comparison and
-//!   strict PSS checks ([`rsa`]).
+//!   strict PSS checks (`rsa`).
 //! * ECDSA P-256/P-384: hand-written wasm32-tuned field and curve arithmetic (`nist`), keys
-//!   parsed once with precomputed tables ([`ec`]).
-//! * Ed25519: `ed25519-dalek`'s strict verification ([`ed25519`]).
+//!   parsed once with precomputed tables (`ec`).
+//! * Ed25519: `ed25519-dalek`'s strict verification (`ed25519`).
 //! * HMAC-SHA-256/384/512: RustCrypto's `hmac` over `sha2`, tags compared in constant time
-//!   ([`hmac`]); it also signs the HS256 identity assertion.
+//!   (`hmac`); it also signs the HS256 identity assertion.
 //!
 //! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
 //! Keys are parsed once (at key-set load) into structs holding their precomputed constants; a
 //! verification then takes the message and the raw JWS signature and returns a plain `bool`.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
-pub mod bigint;
-pub mod ec;
-pub mod ed25519;
-pub mod hmac;
+mod bigint;
+mod ec;
+mod ed25519;
+mod hmac;
 pub(crate) mod nist;
-pub mod rsa;
+mod rsa;
 
-pub use ec::{verify_es256, verify_es384, EcCurve, EcPublicKey};
-pub use ed25519::{verify_ed25519, Ed25519PublicKey};
-pub use hmac::HmacKey;
+pub use bigint::Modulus;
+pub use ec::{EcCurve, EcPublicKey};
+pub use ed25519::Ed25519PublicKey;
+pub(crate) use hmac::HmacKey;
 pub use rsa::RsaPublicKey;
+
+#[cfg(test)]
+use ec::{verify_es256, verify_es384};
+#[cfg(test)]
+use ed25519::verify_ed25519;
 
 #[cfg(test)]
 mod tests;

@@ -86,12 +86,14 @@ impl RsaPublicKey {
         })
     }
 
-    /// Length of the modulus in bits.
+    /// Length of the modulus in bits (tests).
+    #[cfg(test)]
     pub fn bits(&self) -> usize {
         self.bits
     }
 
-    /// Length of the modulus (and of every valid signature) in bytes.
+    /// Length of the modulus (and of every valid signature) in bytes (tests).
+    #[cfg(test)]
     pub fn size(&self) -> usize {
         self.len
     }

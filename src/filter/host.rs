@@ -22,7 +22,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
-pub const NOT_FOUND: HostError = HostError(1);
+#[cfg(test)]
 pub const BAD_ARGUMENT: HostError = HostError(2);
 pub const CAS_MISMATCH: HostError = HostError(8);
 

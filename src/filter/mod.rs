@@ -16,7 +16,7 @@
 //!   let the paused request through).
 //! - Every host call goes through [`Host`], whose wasm implementation never panics.
 
-pub mod host;
+mod host;
 mod keys;
 mod metrics;
 mod replay;
@@ -35,7 +35,7 @@ use crate::headers::HeaderOp;
 use crate::mtls::PeerCertificate;
 use crate::reason::{Denial, Reason, Response};
 
-pub use host::{Host, HostKind, Level};
+use host::{Host, HostKind, Level};
 use metrics::Metrics;
 
 thread_local! {
@@ -94,7 +94,7 @@ pub struct State {
 impl State {
     /// The profile, established by the first request that asks (it reads properties, so never
     /// call this from a root context).
-    pub fn profile(&self, host: &impl Host) -> Profile {
+    pub fn profile(&self, host: &impl Host, engine: &Engine) -> Profile {
         if let Some(p) = self.profile.get() {
             return p;
         }
@@ -102,15 +102,7 @@ impl State {
             (HostKind::Envoy, HostKind::Envoy) => HostKind::Envoy,
             _ => HostKind::Ngx,
         };
-        let profile = match &self.engine {
-            Some(engine) => resolve(host, engine, kind),
-            None => Profile {
-                kind,
-                reject_spoofed: true,
-                wait: WaitMode::None,
-                shared: false,
-            },
-        };
+        let profile = resolve(host, engine, kind);
         if let Some(k) = &self.keys {
             k.set_wait(profile.wait);
         }
@@ -344,6 +336,7 @@ impl Root {
     }
 
     /// The configured state (tests).
+    #[cfg(test)]
     pub fn state(&self) -> Option<&Rc<State>> {
         self.state.as_ref()
     }
@@ -362,10 +355,12 @@ impl Request {
         let Some(state) = self.state.clone() else {
             return respond(host, &decide::config_invalid_response());
         };
-        let Some(engine) = &state.engine else {
+        // `on_configure` sets up remote keys with every engine: neither means a configuration
+        // that failed.
+        let (Some(engine), Some(keys)) = (&state.engine, &state.keys) else {
             return respond(host, &decide::config_invalid_response());
         };
-        let profile = state.profile(host);
+        let profile = state.profile(host, engine);
         let mut facts = facts(host, engine, &profile);
         // The clock is read only if the decision needs it (a token was found), and once.
         let clock = Cell::new(None);
@@ -379,32 +374,27 @@ impl Request {
         };
         // The client certificate, likewise: only for a certificate-bound token.
         let peer = || peer_certificate(host, profile.kind);
-        let decision = match &state.keys {
-            Some(keys) => {
-                match keys.decide(host, &state, engine, &facts, &now_ms, &peer) {
-                    Decision::NeedKeys(provider) => {
-                        // Decided again later, maybe from the root context, where no property
-                        // is read: the certificate is read now.
-                        if facts.peer_certificate == PeerCertificate::Unread {
-                            facts.peer_certificate = peer();
-                        }
-                        return match keys.wait(host, self.id, provider, facts, now_ms()) {
-                            Ok(keys::Waiting::Resumed) => {
-                                set_paused(self.id, true);
-                                Verdict::Pause
-                            }
-                            Ok(keys::Waiting::Own(call)) => {
-                                self.own = Some(call);
-                                set_paused(self.id, true);
-                                Verdict::Pause
-                            }
-                            Err(reason) => refuse(host, &state, engine, reason),
-                        };
-                    }
-                    decision => decision,
+        let decision = match keys.decide(host, &state, engine, &facts, &now_ms, &peer) {
+            Decision::NeedKeys(provider) => {
+                // Decided again later, maybe from the root context, where no property is read:
+                // the certificate is read now.
+                if facts.peer_certificate == PeerCertificate::Unread {
+                    facts.peer_certificate = peer();
                 }
+                return match keys.wait(host, self.id, provider, facts, now_ms()) {
+                    Ok(keys::Waiting::Resumed) => {
+                        set_paused(self.id, true);
+                        Verdict::Pause
+                    }
+                    Ok(keys::Waiting::Own(call)) => {
+                        self.own = Some(call);
+                        set_paused(self.id, true);
+                        Verdict::Pause
+                    }
+                    Err(reason) => refuse(host, &state, engine, reason),
+                };
             }
-            None => decide_request(host, &state, engine, engine, &facts, &now_ms, &peer),
+            decision => decision,
         };
         conclude(host, &state, engine, decision)
     }

@@ -9,8 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use identity_filter::fetch::Answer;
-use identity_filter::jwks::{KeySet, Origin};
+use identity_filter::{Answer, KeySet, Origin, MIN_RSA_BITS};
 use serde_json::Value;
 
 #[path = "../cpu.rs"]
@@ -39,7 +38,7 @@ fn main() {
             };
             let t = cpu_ns();
             let result = answer
-                .key_set(MAX_RESPONSE_BYTES)
+                .key_set(MAX_RESPONSE_BYTES, MIN_RSA_BITS)
                 .map(|(set, _)| set.len())
                 .map_err(|e| e.to_string());
             remote.push((cpu_ns() - t) as f64 / 1e6);

@@ -2,8 +2,9 @@
 //! glue itself is wasm-only; see tests/test_kong_safety.py for the checks on the built module).
 #![allow(clippy::panic, clippy::unwrap_used)]
 
-use identity_filter::reason::{self, Detail, Response};
-use identity_filter::{decide, Denial, Engine, Reason};
+use identity_filter::{
+    config_invalid_response, render_denial, Denial, Detail, Engine, Reason, Response,
+};
 
 fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
     r.headers
@@ -19,7 +20,7 @@ fn every_local_response_with_a_body_sets_content_type() {
     for r in Reason::ALL {
         for detail in [Detail::None, Detail::Reason, Detail::Message] {
             let response =
-                reason::render(&Denial::new(r), detail, Some("realm"), "x-identity-reason");
+                render_denial(&Denial::new(r), detail, Some("realm"), "x-identity-reason");
             if !response.body.is_empty() {
                 assert_eq!(
                     header(&response, "content-type"),
@@ -36,7 +37,7 @@ fn every_local_response_with_a_body_sets_content_type() {
 /// Kong's filter-chain rebuild goes on, and the filter fails closed instead).
 #[test]
 fn an_invalid_config_fails_closed_with_500_config_invalid() {
-    let response = decide::config_invalid_response();
+    let response = config_invalid_response();
     assert_eq!(response.status, 500);
     assert_eq!(
         header(&response, "x-identity-reason"),
