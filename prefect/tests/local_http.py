@@ -1,5 +1,6 @@
 """Tiny HTTP servers on 127.0.0.1 for tests: scripted answers, a fault-injecting proxy, and a
-recording proxy (what the gateway really forwards to the dispatcher)."""
+recording proxy (what the gateway really forwards to the dispatcher), and an httpx transport
+that records what it sends."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+import httpx
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -148,3 +151,15 @@ class RecordingProxy(FaultProxy):
 
     def with_request_id(self, request_id: str) -> list[Forwarded]:
         return [r for r in self.received if r.header_values("x-request-id") == [request_id]]
+
+
+class Recording(httpx.HTTPTransport):
+    """The real transport, keeping the requests sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return super().handle_request(request)

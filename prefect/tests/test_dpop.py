@@ -25,6 +25,7 @@ from identity_dispatcher.tokens import (
     bearer,
     dpop_headers,
 )
+from local_http import Recording
 
 API = "api://reports"
 
@@ -62,18 +63,6 @@ def verify_proof(proof: str, method: str, url: str, token: str | None) -> tuple[
         digest = hashlib.sha256(token.encode()).digest()
         assert claims["ath"] == b64url(digest)
     return header, claims
-
-
-class Recording(httpx.HTTPTransport):
-    """The real transport, keeping the requests sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        return super().handle_request(request)
 
 
 @pytest.mark.parametrize("auth", ["client_secret_basic", "private_key_jwt"])

@@ -30,6 +30,7 @@ from identity_dispatcher.tokens import (
     TokenRefused,
     TokenUnavailable,
 )
+from local_http import Recording
 
 API = "api://reports"
 SHORT = "api://reports-short"
@@ -67,18 +68,6 @@ def test_client_secret_basic_gets_a_token_for_the_resource_and_scopes(idp):
     assert claims["sub"] == "reader" and claims["scope"] == "reports:read"
     assert before + 19 <= token.expires_at <= time.time() + 20
     assert source.token_endpoint() == idp.discovery()["token_endpoint"]
-
-
-class Recording(httpx.HTTPTransport):
-    """The real transport, keeping the requests sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        return super().handle_request(request)
 
 
 def test_resource_and_audience_reach_the_token_request(idp):
