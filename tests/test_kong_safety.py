@@ -255,10 +255,10 @@ def test_properties_are_read_only_through_the_profile():
     code = glue_code()
     readers = {name for name, c in code.items() if re.search(r"\.property\s*\(", c)}
     assert "mod.rs" in readers and readers <= {"host.rs", "mod.rs"}, readers
-    callers = re.findall(r"\.profile\s*\(\s*host\s*\)", code["mod.rs"])
+    callers = re.findall(r"\.profile\s*\(\s*host\b", code["mod.rs"])
     assert len(callers) == 1
     request_headers = blocks(code["mod.rs"], r"pub fn on_request_headers\s*\([^)]*\)[^{]*\{")
-    assert request_headers and re.search(r"\.profile\s*\(\s*host\s*\)", request_headers[0][1])
+    assert request_headers and re.search(r"\.profile\s*\(\s*host\b", request_headers[0][1])
     calls = lambda name, text: re.findall(rf"(?<!fn )\b{name}\s*\(\s*host\b", text)  # noqa: E731
     assert len(calls("facts", code["mod.rs"])) == 1 and calls("facts", request_headers[0][1])
     # The certificate is read lazily (only for a certificate-bound token), by a closure made
