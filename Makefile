@@ -150,7 +150,7 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 bench: venv wasm $(BENCH_STAMP) ## CPU/request vs no auth and native jwt_authn (proxied and direct_response), own cost, memory, DPoP, VM start, Wasmtime (~15 min): docs/benchmarks.md
 	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-1} $(VENV_PY) bench/bench.py $(BENCH_ARGS)
 
-bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (5 variants, DPoP among them): proves it works, report in .work/bench/smoke/
+bench-smoke: venv wasm $(BENCH_STAMP) ## the benchmark cut to seconds (5 variants, DPoP among them): proves it works, report in .work/bench/smoke/; targets not judged (exit 0 unless a measurement failed)
 	$(VENV_PY) bench/bench.py --smoke $(BENCH_ARGS)
 
 # The module alone in an emulated proxy-wasm host, under Wasmtime 26 (Kong) and node's V8 (Envoy):

@@ -36,6 +36,10 @@ Needs: the release module (``make wasm``), ``.venv`` (``make venv``), bench/requ
 (matplotlib, wasmtime) and wrk (installed with apt-get when missing and running as root; oha from
 cargo is the fallback load generator, without the memory test). Every subprocess has a timeout;
 every Envoy is stopped on exit, on failure and on SIGINT/SIGTERM.
+
+Exit status: 0; 1 when a measurement failed or is suspect (the report's notes say which); 2 when
+a target is missed. A smoke run judges no target (its verdicts read "not judged (smoke run)"),
+so it exits 0 unless a measurement failed.
 """
 
 from __future__ import annotations
@@ -1939,7 +1943,7 @@ batch, µs per verification) for the same algorithm:
 
 ```
 make bench          # this report: builds the module, .venv, installs wrk; ~{max(1, round(self.elapsed_s / 60))} minutes; exit 2 if a target is missed
-make bench-smoke    # a few seconds per variant, 5 variants (DPoP among them), tiny memory tests: proves the script works (targets not judged)
+make bench-smoke    # a few seconds per variant, 5 variants (DPoP among them), tiny memory tests: proves the script works (targets not judged: exit 0 unless a measurement failed)
 .venv/bin/python bench/bench.py --help                  # durations, connections, --only KEY,KEY
 .venv/bin/python bench/bench.py --only noauth,native-rs256,wasm-rs256 --no-memory --no-crypto
 ```

@@ -74,6 +74,26 @@ def test_make_run_serves_identity_end_to_end(wasm, tmp_path):
     assert assertion["req"]["path"] == "/api/hello" and assertion["binding"] == "none"
 
 
+@pytest.mark.parametrize("claims", ['{"sub":"bob","roles":["admin"]}',
+                                    '{"sub":"bob","realm_access":{"roles":["admin"]}}'])
+def test_make_token_roles_reach_make_runs_roles_header(wasm, echo, tmp_path, claims):
+    """`make token CLAIMS=...` with roles, through `make run`'s configuration: the roles header
+    says the roles given, not the dev defaults."""
+    import run_dev
+    from devissuer import DevIssuer
+
+    issuer = DevIssuer(tmp_path / "issuer")
+    issuer.init()
+    minted = subprocess.run([sys.executable, str(REPO / "tools" / "devissuer.py"), "--dir", str(issuer.dir),
+                             "token", "--claims", claims], capture_output=True, text=True, timeout=30, check=True)
+    config, _ = run_dev.dev_config(issuer)
+    with envoy_runner.Envoy(wasm, config, upstream_port=echo.port, name="dev-roles") as envoy:
+        reply = envoy.get("/api/hello", {"authorization": f"Bearer {minted.stdout.strip()}"})
+    assert reply.status == 200, reply.header("x-identity-reason")
+    assert reply.upstream["headers"]["x-identity-subject"] == "bob"
+    assert reply.upstream["headers"]["x-identity-roles"] == "admin"
+
+
 def test_make_run_with_own_config_says_what_it_filled_in(wasm, tmp_path):
     own = json.loads(DEV_CONFIG.read_text())
     own["providers"][0]["audiences"] = ["dev-api"]

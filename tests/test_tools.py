@@ -53,6 +53,16 @@ def test_dev_token_cli_merges_and_removes_claims(issuer):
     assert claims["exp"] - claims["iat"] == 60
 
 
+@pytest.mark.parametrize("given, roles", [
+    ({"roles": ["admin"]}, {"roles": ["admin"]}),
+    ({"realm_access": {"roles": ["admin"]}}, {"realm_access": {"roles": ["admin"]}}),
+    ({"sub": "bob"}, {"realm_access": {"roles": ["user", "developer"]}}),
+])
+def test_dev_token_roles_given_replace_the_default_roles(issuer, given, roles):
+    claims = verify(issuer, issuer.token(given))
+    assert {k: claims[k] for k in ("roles", "realm_access") if k in claims} == roles
+
+
 def test_dev_jwks_cli_prints_public_keys_only(issuer):
     done = subprocess.run([sys.executable, str(REPO / "tools" / "devissuer.py"), "--dir", str(issuer.dir),
                            "jwks"], capture_output=True, text=True, timeout=30, check=True)

@@ -34,6 +34,9 @@ ISSUER = "http://127.0.0.1/dev-issuer"
 AUDIENCE = "dev-api"
 SUBJECT = "dev-user"
 DEFAULT_TTL = 3600
+#: The claims that carry the dev token's roles (envoy/dev-config.json reads both): a token
+#: request that names either replaces the default roles, wherever they were.
+ROLE_CLAIMS = ("roles", "realm_access")
 
 
 class DevIssuer:
@@ -89,8 +92,14 @@ class DevIssuer:
 
     def token(self, claims: dict[str, Any] | None = None, ttl: int = DEFAULT_TTL) -> str:
         """A fresh RS256 token: the default claims, updated with ``claims`` (a key whose
-        value is None is removed)."""
-        return self.signing_key().token(merged(self.default_claims(ttl), claims or {}))
+        value is None is removed). Roles given as ``roles`` or ``realm_access`` replace the
+        default roles (``realm_access.roles``) instead of adding to them."""
+        claims = claims or {}
+        defaults = self.default_claims(ttl)
+        if any(name in claims for name in ROLE_CLAIMS):
+            for name in ROLE_CLAIMS:
+                defaults.pop(name, None)
+        return self.signing_key().token(merged(defaults, claims))
 
     def signing_key(self) -> SigningKey:
         """The stored key, with its kid and algorithm."""
@@ -106,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p_init = sub.add_parser("init", help="create the signing key and JWKS (idempotent)")
     p_init.add_argument("--force", action="store_true", help="replace an existing key")
     p_token = sub.add_parser("token", help="print a freshly signed RS256 token")
-    p_token.add_argument("--claims", default="", help='JSON object merged over the defaults, e.g. \'{"sub":"bob"}\'; null removes a claim')
+    p_token.add_argument("--claims", default="", help='JSON object merged over the defaults, e.g. \'{"sub":"bob","roles":["admin"]}\' '
+                         '(roles given as "roles" or "realm_access" replace the default roles); null removes a claim')
     p_token.add_argument("--ttl", type=int, default=DEFAULT_TTL, help=f"lifetime in seconds (default {DEFAULT_TTL})")
     sub.add_parser("jwks", help="print the public JWK Set")
     sub.add_parser("info", help="print issuer, audience, kid")

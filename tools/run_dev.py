@@ -170,8 +170,9 @@ Without a token (401, reason token_missing):
 
   curl -si {url}/api/hello
 
-Other claims (merged over the defaults; a top-level claim replaces the default one):
-  make token CLAIMS='{{"sub":"bob","realm_access":{{"roles":["admin"]}}}}'   The dev JWKS: make jwks
+Other claims (merged over the defaults; a top-level claim replaces the default one, and roles given
+as "roles" or "realm_access" replace the default roles):
+  make token CLAIMS='{{"sub":"bob","roles":["admin"]}}'   The dev JWKS: make jwks
 """)
         print("self-check:")
         problems = self_check(envoy, token)
