@@ -159,7 +159,7 @@ def scenario(proof_count: int = 0) -> dict[str, Any]:
     es_tok, bound_tok = es256_token(), es256_token(cnf={"jkt": test_dpop.thumbprint(client_jwk)})
     proofs = [test_dpop.proof(client, "GET", DPOP_BASE_URL + "/api/bench", bound_tok,
                               jwk_=client_jwk) for _ in range(proof_count)]
-    dpop_headers = [h for h in headers(None)] + [["authorization", "DPoP " + bound_tok]]
+    dpop_headers = headers(None) + [["authorization", "DPoP " + bound_tok]]
     allow = {"action": 0, "status": None, "set": {SUBJECT_HEADER: SUBJECT}, "gone": ["authorization"]}
 
     def v(name: str, what: str, module: Path, cfg: str | None, hdrs: list[list[str]],
