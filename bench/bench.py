@@ -17,7 +17,9 @@ no-auth run and to the native jwt_authn run of the same kind, measured in the sa
 machine is shared and noisy).
 
 References besides no auth and jwt_authn: a no-op proxy-wasm filter (bench/noop-filter, the
-floor under any Wasm filter). Also: where the CPU goes (perf, when installed), the Wasm VM's
+floor under any Wasm filter), and the same filter making exactly the host calls this filter makes
+on a cached hit (``wasm-noop-calls``) and on a missing token (``wasm-noop-deny``) and nothing
+else, which prices the host's side of those calls. Also: where the CPU goes (perf, when installed), the Wasm VM's
 memory while 100k distinct tokens go through the filter (1M requests), the module size, the VM
 start time, and crypto-bench/run.py's Wasmtime vs native table.
 
@@ -389,13 +391,13 @@ class Keys:
 
 
 def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated",
-                  dpop: bool = False) -> dict[str, Any]:
+                  dpop: bool = False, dpop_shared: bool = True) -> dict[str, Any]:
     """This filter's configuration: one provider with the inline key set, every request needs a
     valid token, ``sub`` copied into a header. Decision logs are off (jwt_authn logs nothing
     per request either); metrics stay on, as in production. ``dpop``: the provider requires
     DPoP (ES256 proofs, the widest ``iat`` window), proofs name ``DPOP_HTU``, and the replay
-    cache has its default size and shared-data buckets (the rest is unchanged, so a bearer
-    request takes the same path under both)."""
+    cache has its default size and, unless ``dpop_shared`` is false, shared-data buckets (the
+    rest is unchanged, so a bearer request takes the same path under both)."""
     config: dict[str, Any] = {
         "providers": [{"name": "bench", "issuer": ISSUER, "audiences": [AUDIENCE],
                        "jwks": keys.jwks(), "algorithms": list(ALGS)}],
@@ -409,7 +411,8 @@ def filter_config(keys: Keys, *, cached: bool, default: str = "authenticated",
         config["providers"][0]["dpop"] = {"mode": "required", "algorithms": ["ES256"],
                                           "max_age_seconds": DPOP_MAX_AGE}
         config["dpop"] = {"public_base_url": DPOP_BASE_URL,
-                          "replay_cache_entries": DPOP_REPLAY_ENTRIES, "shared_replay": True}
+                          "replay_cache_entries": DPOP_REPLAY_ENTRIES,
+                          "shared_replay": dpop_shared}
     return config
 
 
@@ -541,7 +544,11 @@ class Variant:
     # (`direct_response`), the smallest base under every variant (see own_cost_section).
     mode: str = "proxied"
     dpop: bool = False  # a DPoP-bound token with a fresh proof per request (filter_config dpop)
+    dpop_shared: bool = True  # the DPoP replay cache also in shared data (`shared_replay`)
     many: bool = False  # a different token on every request (MANY_TOKENS distinct, in turn)
+    # bench/noop-filter's configuration: "{}" does nothing; NOOP_CALLS makes a cached hit's host
+    # calls, NOOP_DENY a missing token's (see that filter's src/lib.rs)
+    noop_config: str = "{}"
 
     @property
     def group(self) -> str:
@@ -560,12 +567,21 @@ class Variant:
         return "filter cached" if self.cached else "filter uncached"
 
 
+# The host's side of the filter's own host calls, priced by the no-op filter making the same
+# calls and doing nothing else: the floor under a cached hit and under a missing-token 401.
+NOOP_CALLS_KEY, NOOP_DENY_KEY = "wasm-noop-calls", "wasm-noop-deny"
+NOOP_CALLS, NOOP_DENY = f"hostcalls {SUBJECT_HEADER}={SUBJECT}", "deny"
+
+
 def all_variants() -> list[Variant]:
     """Every variant, in run order: each filter variant runs next to its native reference; no
     auth runs twice, first and last, in two identical Envoys (their difference shows how noisy
     the run was)."""
     out = [Variant("noauth", "no auth (no filter)", "none", alg="RS256"),
            Variant("wasm-noop", "no-op proxy-wasm filter (the Wasm floor)", "noop", alg="RS256"),
+           Variant(NOOP_CALLS_KEY, "no-op filter making a cached hit's host calls (header map, "
+                   "clock, token removed, claim header set)", "noop", alg="RS256",
+                   noop_config=NOOP_CALLS),
            Variant("native-rs256-cache", "native jwt_authn RS256, cache on", "native", "RS256",
                    cached=True)]
     for alg in ALGS:
@@ -582,10 +598,15 @@ def all_variants() -> list[Variant]:
             out.append(Variant("wasm-dpop-es256", "filter ES256, DPoP-bound + fresh ES256 proof, "
                                "cached", "wasm", alg, cached=True, dpop=True,
                                ref_native="native-rs256-cache"))
+            out.append(Variant(DPOP_LOCAL_KEY, "filter ES256, DPoP as above, replay cache in the "
+                               "worker only (`shared_replay: false`)", "wasm", alg, cached=True,
+                               dpop=True, dpop_shared=False, ref_native="native-rs256-cache"))
     out += [Variant("native-deny", "native jwt_authn, missing token (401)", "native", None,
                     expect=401),
             Variant("wasm-deny", "filter, missing token (401)", "wasm", None, cached=True,
                     expect=401, ref_native="native-deny"),
+            Variant(NOOP_DENY_KEY, "no-op filter answering a 401 itself (header map, local "
+                    "response)", "noop", None, expect=401, noop_config=NOOP_DENY),
             Variant("wasm-anon", "filter, no token, anonymous route", "wasm", None, cached=True,
                     default="anonymous"),
             Variant("noauth-2", "no auth (a second, identical Envoy)", "none", alg="RS256")]
@@ -595,10 +616,10 @@ def all_variants() -> list[Variant]:
 
 # The variants run again in `direct_response` mode (key prefix "direct-"): the own-cost table's
 # second mode, where the base is smallest and the ratios hardest.
-DIRECT_KEYS = ["noauth", "wasm-noop", "native-rs256-cache", "wasm-rs256-cache",
+DIRECT_KEYS = ["noauth", "wasm-noop", "wasm-noop-calls", "native-rs256-cache", "wasm-rs256-cache",
                *[f"{kind}-{alg.lower()}" for alg in ("RS256", "PS256", "ES256", "EdDSA")
                  for kind in ("native", "wasm")],
-               "native-deny", "wasm-deny", "wasm-anon"]
+               "native-deny", "wasm-deny", "wasm-noop-deny", "wasm-anon"]
 
 
 def direct(v: Variant) -> Variant:
@@ -612,11 +633,13 @@ SMOKE_KEYS = ["noauth", "native-rs256", "wasm-rs256-cache", "wasm-es256-cache", 
 # The DPoP row: the DPoP variant, the same token as bearer, and the pair that prices an ES256
 # verification in this run (ES256_MANY_KEY − DPOP_BEARER_KEY).
 DPOP_KEY, DPOP_BEARER_KEY = "wasm-dpop-es256", "wasm-es256-cache"
+# The DPoP variant without the shared-data replay bucket: prices its host calls.
+DPOP_LOCAL_KEY = "wasm-dpop-es256-local"
 # ES256 uncached over MANY_TOKENS distinct tokens: what one verification of a new signature
 # costs (a proof's signature is new on every request; see es256_verify).
 ES256_MANY_KEY, MANY_TOKENS = "wasm-es256-many", 20_000
 # Profiled with perf (--perf): where their CPU goes.
-PERF_KEYS = ["noauth", "wasm-noop", "wasm-anon", "wasm-rs256-cache", "wasm-rs256", "wasm-es256",
+PERF_KEYS = ["noauth", "wasm-noop", NOOP_CALLS_KEY, "wasm-anon", "wasm-rs256-cache", "wasm-rs256", "wasm-es256",
              "wasm-eddsa"]
 
 
@@ -889,11 +912,11 @@ class Bench:
         if v.kind == "none":
             return []
         if v.kind == "noop":
-            return [wasm_filter(self.noop_wasm(), "{}", name="noop", root_id="noop")]
+            return [wasm_filter(self.noop_wasm(), v.noop_config, name="noop", root_id="noop")]
         if v.kind == "native":
             return [native_filter(self.keys, cached=v.cached)]
         return [wasm_filter(self.wasm, filter_config(self.keys, cached=v.cached, default=v.default,
-                                                     dpop=v.dpop))]
+                                                     dpop=v.dpop, dpop_shared=v.dpop_shared))]
 
     def headers(self, v: Variant) -> dict[str, str]:
         """The request's headers for a load generator that sends the same ones every time
@@ -934,7 +957,8 @@ class Bench:
             raise BenchError(f"{v.key}: expected status {v.expect}, got {reply.status} "
                              f"(x-identity-reason: {reply.header('x-identity-reason')}, "
                              f"body: {reply.text[:200]!r})")
-        if v.expect == 200 and v.kind in ("native", "wasm") and v.alg:
+        if v.expect == 200 and v.alg and (v.kind in ("native", "wasm")
+                                          or v.noop_config == NOOP_CALLS):
             if reply.header("x-seen-subject") != SUBJECT:
                 raise BenchError(f"{v.key}: the upstream did not get {SUBJECT_HEADER}: {reply!r}")
             if reply.header("x-seen-authorization"):
@@ -1331,10 +1355,12 @@ class Report:
         """(what, filter variant, native variant) of the own-cost table."""
         rows: list[tuple[str, str, str | None]] = [
             ("no-op Wasm filter (the floor)", "wasm-noop", None),
+            ("no-op filter making a cached hit's host calls", NOOP_CALLS_KEY, None),
             ("cached RS256", "wasm-rs256-cache", "native-rs256-cache")]
         rows += [(f"uncached {alg}", f"wasm-{alg.lower()}", f"native-{alg.lower()}")
                  for alg in ("RS256", "PS256", "ES256", "EdDSA")]
-        rows += [("missing token (401)", "wasm-deny", "native-deny"),
+        rows += [("no-op filter answering a 401 itself", NOOP_DENY_KEY, None),
+                 ("missing token (401)", "wasm-deny", "native-deny"),
                  ("no token, anonymous route", "wasm-anon", None)]
         return rows
 
@@ -1397,12 +1423,21 @@ class Report:
         # The filter's own cost (medians, over no auth), in the direct_response mode: the
         # smallest base, so the hardest ratio (own_cost_section).
         floor = self.own("wasm-noop", "direct")
-        for key, what in (("wasm-rs256-cache", "a cached RS256 request"),
-                          ("wasm-deny", "a missing-token 401")):
+        for key, what, same, same_what in (
+                ("wasm-rs256-cache", "a cached RS256 request", NOOP_CALLS_KEY,
+                 "the no-op filter making the same host calls"),
+                ("wasm-deny", "a missing-token 401", NOOP_DENY_KEY,
+                 "the no-op filter answering the same 401")):
             x = self.own(key, "direct")
             add(f"direct: {what} ≤ the no-op filter + 3 µs",
                 f"direct-{key} − direct-wasm-noop, medians",
                 x - floor if x is not None and floor is not None else None, 3.0, "µs")
+            # The same, over the floor that makes the filter's host calls: the filter's own work
+            # in the module, with the host's side of those calls taken out.
+            s = self.own(same, "direct")
+            add(f"direct: {what} ≤ {same_what} + 3 µs",
+                f"direct-{key} − direct-{same}, medians",
+                x - s if x is not None and s is not None else None, 3.0, "µs")
         for alg in ("RS256", "PS256", "ES256", "EdDSA"):
             low = alg.lower()
             x, n = self.own(f"wasm-{low}", "direct"), self.own(f"native-{low}", "direct")
@@ -1547,6 +1582,16 @@ class Report:
                          f"an HTTP context per request that returns `Continue`) costs "
                          f"{noop - base.cpu_us_per_req:.1f} µs more than no auth: the floor under "
                          f"any Wasm filter in Envoy's V8, before it does any work.")
+        calls = self.cpu(NOOP_CALLS_KEY)
+        cached = self.cpu("wasm-rs256-cache")
+        if noop is not None and calls is not None and cached is not None:
+            extra.append(f"The same no-op filter making a cached hit's host calls and nothing "
+                         f"else (`{NOOP_CALLS_KEY}`) costs {calls - noop:.1f} µs more than the "
+                         f"empty one: Envoy's side of reading the header map, the clock, removing "
+                         f"the token's header and setting the claim header (each request-header "
+                         f"change through proxy-wasm also clears Envoy's route cache, so the route "
+                         f"is matched again). A cached RS256 hit costs {cached - calls:+.1f} µs "
+                         f"over it: the module's own work.")
         if anon is not None and base:
             extra.append(f"This filter with no token on an anonymous route (headers read and "
                          f"stripped, nothing verified) costs {anon - base.cpu_us_per_req:.1f} µs "
@@ -1625,6 +1670,13 @@ class Report:
                          f"| {b.median_us_per_req:.1f} |")
         lines.append(f"| DPoP-bound token + a fresh proof (`{DPOP_KEY}`) | {d.cpu_us_per_req:.1f} "
                      f"| {d.median_us_per_req:.1f} |")
+        local = self.r.get(DPOP_LOCAL_KEY)
+        if local:
+            lines.append(f"| the same, replay cache in the worker only (`{DPOP_LOCAL_KEY}`) "
+                         f"| {local.cpu_us_per_req:.1f} | {local.median_us_per_req:.1f} |")
+            lines.append(f"| the shared-data replay bucket (`{DPOP_KEY}` − `{DPOP_LOCAL_KEY}`) "
+                         f"| {d.cpu_us_per_req - local.cpu_us_per_req:+.1f} "
+                         f"| {d.median_us_per_req - local.median_us_per_req:+.1f} |")
         verdict = next((t for t in self.targets() if t.name.startswith("DPoP proof check")), None)
         if b:
             diff = d.cpu_us_per_req - b.cpu_us_per_req
@@ -1652,8 +1704,10 @@ class Report:
             f"`shared_replay: true`; the token cache is on, so the token itself is verified once "
             f"and every request's cost over the bearer row is the proof: reading the header, one "
             f"ES256 verification of the proof, its claims, the key's thumbprint against "
-            f"`cnf.jkt`, `ath` (SHA-256 of the token) and the replay caches (the worker's LRU and "
-            f"the shared-data bucket), plus Envoy reading the longer request (a "
+            f"`cnf.jkt`, `ath` (against the token's SHA-256, kept with its cached identity) and "
+            f"the replay caches (the worker's LRU and the shared-data bucket, whose host calls "
+            f"`{DPOP_LOCAL_KEY}` prices by leaving them out), plus Envoy reading the longer "
+            f"request (a "
             f"{(self.dpop_memory or {}).get('proof_bytes', '~530')}-byte `dpop` header). `{DPOP_BEARER_KEY}` is the reference: the same configuration "
             f"without the `dpop` settings (which a bearer request never reaches), the same kind "
             f"of token without `cnf`, as `Bearer`.",
@@ -1674,8 +1728,8 @@ class Report:
             f"\"ES256 key-load\", more than a verification). The filter keeps a returning "
             f"client's prepared key by its proof header (`ProofKeys` in src/dpop.rs), so only "
             f"the first proof of a client pays for that; what is left over one verification is "
-            f"the proof's claims, `ath` (SHA-256 of the token), the `htu`, the replay caches and "
-            f"Envoy reading the longer request.",
+            f"the proof's claims, `ath`, the `htu`, the replay key (SHA-256 of the key's "
+            f"thumbprint and the `jti`), the replay caches and Envoy reading the longer request.",
         ]
         text += ["", self.dpop_memory_section(), "",
                  "`make bench-wasmtime` (bench/wasm_host) has the same comparison without Envoy: "
@@ -1889,7 +1943,12 @@ jwt_authn adds on the same request. Two modes, the same variants: **proxied** (e
 to the upstream Envoy, as in the table above) and **`direct_response`** (the Envoy under test
 answers the request itself, so no upstream work sits under either side: the smallest base, and
 the hardest ratio). "Over the floor" is the cost over the no-op Wasm filter's, in the same mode.
-The last column takes each variant's lowest round instead of the median.
+The last column takes each variant's lowest round instead of the median. Two more no-op rows make
+the host calls this filter makes and do no work of their own (bench/noop-filter with a
+configuration): a cached hit's (the header map read, the clock, the token's header removed, the
+claim header set) and a missing token's (the header map read, a local 401 of the same shape).
+The filter's row minus that row is what the module itself adds; the rest is the proxy carrying
+out the calls.
 
 {self.own_cost_section()}
 
