@@ -9,7 +9,6 @@ bytes, median and fastest of 11 reads of the set as fetched (remote: keys prepar
 use), the median of 3 reads as an inline set (every key prepared at once), and the outcome.
 """
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -20,6 +19,10 @@ import time
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import devkit_path  # noqa: E402,F401  (identity_devkit on sys.path)
+from identity_devkit.jwk import b64url  # noqa: E402
+
 WASM = os.path.join(HERE, "target", "wasm32-wasip1", "release", "jwks-parse.wasm")
 NATIVE = os.path.join(HERE, "target", "release", "jwks-parse")
 MAX_KEYS = 100              # src/jwks.rs MAX_KEYS
@@ -28,7 +31,7 @@ DEFAULT_RESPONSE_BYTES = 256 << 10
 
 
 def b64(n: int, size: int) -> str:
-    return base64.urlsafe_b64encode(n.to_bytes(size, "big")).rstrip(b"=").decode()
+    return b64url(n.to_bytes(size, "big"))
 
 
 def p384(i: int) -> dict:
@@ -43,7 +46,7 @@ def rsa4096(numbers, i: int) -> dict:
 
 def ed(i: int) -> dict:
     raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
-    return {"kty": "OKP", "crv": "Ed25519", "kid": f"k{i}", "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+    return {"kty": "OKP", "crv": "Ed25519", "kid": f"k{i}", "x": b64url(raw)}
 
 
 def padded(keys: list, size: int, dense: bool) -> bytes:

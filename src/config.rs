@@ -1803,12 +1803,23 @@ mod tests {
 
     #[test]
     fn not_json_is_an_error_not_a_panic() {
+        // Each names the syntax error with its line and column; the path is where parsing
+        // stopped ("?": a key it could not read, ".": the document, "": after the document).
         let e = Config::from_json(b"{not json").unwrap_err();
-        assert!(!e.message.is_empty());
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("?", "key must be a string (line 1, column 2)")
+        );
         let e = Config::from_json(b"").unwrap_err();
-        assert!(!e.message.is_empty());
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            (".", "EOF while parsing a value (line 1, column 0)")
+        );
         let e = Config::from_json(b"{\"providers\": []} trailing").unwrap_err();
-        assert!(!e.message.is_empty());
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("", "trailing characters (line 1, column 19)")
+        );
     }
 
     #[test]

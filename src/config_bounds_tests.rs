@@ -134,7 +134,22 @@ fn load(path: &str, value: u64) -> Result<(), String> {
 
 #[test]
 fn the_base_configuration_loads() {
-    Engine::from_json(base().to_string().as_bytes()).unwrap();
+    // Loaded as written: the values the other tests drive start where base() puts them.
+    let engine = Engine::from_json(base().to_string().as_bytes()).unwrap();
+    let c = &engine.config;
+    assert_eq!(c.providers.len(), 1);
+    let p = &c.providers[0];
+    assert_eq!(
+        (p.name.as_str(), p.issuer.as_str()),
+        ("idp", "https://idp.test")
+    );
+    assert_eq!(p.jwks_uri.as_deref(), Some("https://idp.test/jwks"));
+    assert_eq!(p.upstream.as_deref(), Some("idp"));
+    assert_eq!((p.min_refresh_seconds, p.max_refresh_seconds), (1, 86400));
+    assert_eq!(p.max_lifetime_seconds, Some(3600));
+    let assertion = c.headers.assertion.as_ref().unwrap();
+    assert_eq!(assertion.audience, "svc");
+    assert_eq!(assertion.keys.len(), 1);
 }
 
 #[test]

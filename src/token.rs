@@ -501,6 +501,15 @@ mod tests {
             find(&[bearer()], &facts("/", &[("authorization", v)]), 100),
             Ok(None)
         );
+        // After the scheme, non-ASCII is the credential's own: found as sent, judged later.
+        for v in ["Bearer é", "Bearer a.é.c", "bearer \u{0}é"] {
+            assert_eq!(
+                find(&[bearer()], &facts("/", &[("authorization", v)]), 100)
+                    .map(|f| f.map(|f| f.token)),
+                Ok(Some(v[7..].into())),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

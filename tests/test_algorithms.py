@@ -5,6 +5,8 @@ import base64
 
 import pytest
 
+from identity_devkit.jwk import b64url
+
 import support
 from support import assert_allowed, assert_invalid_token, bearer, claims, partner_claims, raw_token, token
 
@@ -29,10 +31,6 @@ def every_hmac(envoy_with, keys):
     return envoy_with(config, "every-hmac")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 @pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
 def test_every_hmac_algorithm_verifies_when_allowed(every_hmac, keys, alg):
     # Tags made by PyJWT; the tag with one bit changed, or one byte short, fails the signature.
@@ -42,7 +40,7 @@ def test_every_hmac_algorithm_verifies_when_allowed(every_hmac, keys, alg):
     tag_bytes = base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4))
     flipped = tag_bytes[:-1] + bytes([tag_bytes[-1] ^ 1])
     for bad in [flipped, tag_bytes[:-1]]:
-        reply = every_hmac.get("/api/items", bearer(f"{signing_input}.{_b64(bad)}"))
+        reply = every_hmac.get("/api/items", bearer(f"{signing_input}.{b64url(bad)}"))
         assert_invalid_token(reply, "signature_invalid")
 
 

@@ -49,7 +49,8 @@ def test_log_names_the_field(invalid):
 def test_malformed_json_is_config_invalid(envoy_with):
     envoy = envoy_with('{"providers": [', "invalid-json")
     assert_denied(envoy.get("/health"), "config_invalid")
-    envoy.wait_for_log("invalid configuration", timeout=5)
+    line = envoy.wait_for_log("invalid configuration", timeout=5)
+    assert "EOF while parsing a list (line 1, column 15)" in line, line
 
 
 def test_empty_configuration_is_config_invalid(envoy_with):

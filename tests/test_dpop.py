@@ -266,7 +266,7 @@ def test_the_public_base_url_is_the_htu_behind_a_balancer(envoy_with, keys, clie
 def test_dpop_refusals_are_counted_by_reason(gateway, keys, client_key):
     before = support.settled(
         lambda: gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0))
-    gateway.get("/orders", headers=dpop(bound(keys, client_key)))
+    assert_dpop_denied(gateway.get("/orders", headers=dpop(bound(keys, client_key))), "dpop_proof_missing")
     after = support.counted(
         lambda: gateway.stats().get("wasmcustom.identity_filter.denied.dpop_proof_missing", 0),
         before + 1)

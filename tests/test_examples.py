@@ -129,7 +129,7 @@ def test_a_second_make_run_leaves_the_running_ones_work_dir_alone(wasm, tmp_path
     import devrun
 
     running = devrun.lock_workdir(tmp_path / "envoy")  # what the first `make run` holds
-    assert running is not None
+    assert running is not None and running.name == str(tmp_path / "envoy.lock")
     (tmp_path / "envoy").mkdir()
     (tmp_path / "envoy" / "envoy.log").write_text("the running one's log\n")
     second = run_dev(wasm, tmp_path)

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from identity_devkit.jwk import b64url
+
 import oidc_provider
 import support
 from envoy_runner import Envoy, downstream_tls
@@ -89,7 +91,7 @@ def _issue(directory: Path, name: str, subject: str, ca_key: Any, issuer: x509.N
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     digest = hashlib.sha256(der).digest()
-    x5t = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    x5t = b64url(digest)
     return Pair(cert_path, key_path, pem, x5t, digest.hex()), cert
 
 

@@ -5,7 +5,7 @@ import uuid
 
 import support
 from envoy_runner import wasm_log_json
-from support import assert_allowed, assert_denied, bearer, claims, partner_claims, token
+from support import assert_allowed, assert_denied, assert_invalid_token, bearer, claims, partner_claims, token
 
 
 def decision_line(envoy, path, since):
@@ -64,17 +64,21 @@ class TestDecisionLog:
         tok = token(keys)
         bad = token(keys, claims(aud="api://elsewhere"))
         path, mark = unique("/api"), main.log_mark()
-        main.get(path, bearer(tok))
-        main.get(path, bearer(bad))
-        decision_line(main, path, mark)
+        assert_allowed(main.get(path, bearer(tok)))
+        assert_invalid_token(main.get(path, bearer(bad)), "audience_mismatch")
+        # Both decisions are in the log before it is read.
+        assert decision_line(main, path, mark)["decision"] == "allow"
+        denial = main.wait_for_log(lambda l: '"decision"' in l and path in l and "audience_mismatch" in l,
+                                   since=mark, timeout=5)
+        assert wasm_log_json(denial)["decision"] == "deny"
         text = "\n".join(main.log_lines(mark))
         for t in (tok, bad):
             assert t.split(".")[1] not in text and t.split(".")[2] not in text
 
     def test_decisions_can_be_switched_off(self, quiet, keys):
         mark = quiet.log_mark()
-        quiet.get("/api/x", bearer(token(keys)))
-        quiet.get("/api/x")
+        assert_allowed(quiet.get("/api/x", bearer(token(keys))))
+        assert_denied(quiet.get("/api/x"), "token_missing")
         time.sleep(0.5)
         assert not [l for l in quiet.log_lines(mark) if '"decision"' in l]
 
@@ -109,6 +113,6 @@ class TestCounters:
         assert any(n.endswith("identity_filter.denied") for n in names), names
 
     def test_metrics_can_be_switched_off(self, quiet, keys):
-        quiet.get("/api/x", bearer(token(keys)))
-        quiet.get("/api/x")
+        assert_allowed(quiet.get("/api/x", bearer(token(keys))))
+        assert_denied(quiet.get("/api/x"), "token_missing")
         assert quiet.stats("identity_filter") == {}

@@ -8,13 +8,13 @@ in parameters, code or environment).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
 
 from prefect import flow, get_run_logger, serve, task
 
+from identity_devkit.jwk import b64url
 from identity_dispatcher.client import GatewayClient, GatewayError, retry_on_retryable
 from identity_dispatcher.prefect_gateway import GatewayCredentials, run_trace_headers, secret_block_token
 from identity_dispatcher.tokens import TokenCache, TokenUnavailable
@@ -39,7 +39,7 @@ def _record_dpop_key(credentials: GatewayCredentials) -> None:
     if record and key is not None:
         private = key._key.private_numbers().private_value  # noqa: SLF001
         with open(record, "a", encoding="ascii") as out:
-            out.write(base64.urlsafe_b64encode(private.to_bytes(32, "big")).rstrip(b"=").decode() + "\n")
+            out.write(b64url(private.to_bytes(32, "big")) + "\n")
 
 
 @flow(log_prints=True)

@@ -60,7 +60,11 @@ def test_expired_assertion_is_refused():
 
 def test_expiry_within_leeway_is_accepted():
     now = int(time.time())
-    verify(MINTER.mint(ALICE, "POST", PATH, iat=now - 62, exp=now - 2), leeway_seconds=5)
+    token = MINTER.mint(ALICE, "POST", PATH, iat=now - 62, exp=now - 2)
+    identity = verify(token, leeway_seconds=5)
+    assert (identity.sub, identity.idp) == ("alice", "https://idp.test/realms/main")
+    # The same assertion without the leeway is expired.
+    assert refused(token, leeway_seconds=0).code == "assertion_expired"
 
 
 def test_assertion_issued_in_the_future_is_refused():
@@ -97,7 +101,10 @@ def test_other_method_is_refused():
 
 def test_query_string_is_not_part_of_the_binding():
     # The filter binds the path without its query; the dispatcher compares paths only.
-    verify(MINTER.mint(ALICE, "POST", PATH + "?x=1"), path=PATH)
+    identity = verify(MINTER.mint(ALICE, "POST", PATH + "?x=1"), path=PATH)
+    assert (identity.sub, identity.idp) == ("alice", "https://idp.test/realms/main")
+    # The path is still bound: the same query on another path is refused.
+    assert refused(MINTER.mint(ALICE, "POST", "/runs/echo/echo?x=1"), path=PATH).code == "assertion_binding"
 
 
 def test_unknown_contract_version_is_refused():

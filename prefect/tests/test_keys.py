@@ -28,6 +28,10 @@ def oct_jwk(secret: bytes, kid: str) -> dict:
     return {"kty": "oct", "k": b64url(secret), "kid": kid}
 
 
+def kid_and_alg(key) -> tuple[str | None, str] | None:
+    return None if key is None else (key.kid, key.algorithm)
+
+
 def test_jwks_keeps_ed25519_and_oct_keys_only():
     minter = AssertionMinter()
     document = minter.public_jwks()
@@ -96,12 +100,12 @@ def test_unknown_kid_refetches_at_most_once_per_interval():
         async def scenario():
             store, http = store_for(server.url + "/jwks", clock)
             async with http:
-                assert await store.find("ed-1", "EdDSA") is not None
+                assert kid_and_alg(await store.find("ed-1", "EdDSA")) == ("ed-1", "EdDSA")
                 document["value"] = new.public_jwks()  # the filter rotated its key
                 clock.now += 1
                 assert await store.find("ed-2", "EdDSA") is None  # too soon to refetch
                 clock.now += 10
-                assert await store.find("ed-2", "EdDSA") is not None
+                assert kid_and_alg(await store.find("ed-2", "EdDSA")) == ("ed-2", "EdDSA")
                 assert await store.find("ed-1", "EdDSA") is None  # rotated out
 
         run(scenario())
@@ -134,11 +138,13 @@ def test_failed_refresh_keeps_the_last_good_keys():
         async def scenario():
             store, http = store_for(server.url + "/jwks", clock)
             async with http:
-                assert await store.find("ed-1", "EdDSA") is not None
+                first = await store.find("ed-1", "EdDSA")
+                assert kid_and_alg(first) == ("ed-1", "EdDSA") and store.last_error is None
                 state["up"] = False
                 clock.now += 301  # cache expired, refresh fails
-                assert await store.find("ed-1", "EdDSA") is not None
-                assert store.last_error is not None
+                assert await store.find("ed-1", "EdDSA") == first
+                assert store.last_error is not None and store.last_error.startswith(
+                    f"JWKS fetch from {server.url}/jwks failed: "), store.last_error
 
         run(scenario())
         assert server.hits["/jwks"] == 2
@@ -153,7 +159,8 @@ def test_static_keys_still_work_while_the_jwks_url_is_down():
         async def scenario():
             async with httpx.AsyncClient() as http:
                 store = KeyStore(static, jwks_url=server.url + "/jwks", http=http, clock=clock)
-                assert await store.find("ed-1", "EdDSA") is not None
+                found = await store.find("ed-1", "EdDSA")
+                assert kid_and_alg(found) == ("ed-1", "EdDSA") and found in static
                 with pytest.raises(KeysUnavailable):  # maybe a key of the URL: retry later
                     await store.find("ed-9", "EdDSA")
 

@@ -72,7 +72,8 @@ def test_rule_failed_by_the_caller_is_named_not_a_catch_all_matching_later():
 
 def test_parameters_outside_the_rule_are_refused():
     rule = POLICY.decide(identity(ALICE), "hello/hello")
-    POLICY.check_parameters(rule, {"name": "x"})
+    assert rule.name == "hello-runners" and rule.parameters == ("name",)
+    assert POLICY.check_parameters(rule, {"name": "x"}) is None  # allowed: no Refusal
     with pytest.raises(Refusal) as caught:
         POLICY.check_parameters(rule, {"name": "x", "shell": "rm -rf /"})
     assert caught.value.code == "parameter_forbidden"
@@ -82,7 +83,15 @@ def test_parameters_outside_the_rule_are_refused():
 
 def test_wildcard_parameters_allow_all():
     rule = POLICY.decide(identity(ADMIN), "echo/echo")
-    POLICY.check_parameters(rule, {"anything": 1})
+    assert rule.name == "admins" and rule.parameters == ("*",)
+    odd = {"anything": 1, "shell": "rm -rf /", "": None, "a.b[0]": [], "ä": {}}
+    assert POLICY.check_parameters(rule, odd) is None  # allowed: no Refusal
+    assert all(rule.allows_parameter(name) for name in odd)
+    # The same parameters under a rule that lists its own are refused, all but `name`.
+    with pytest.raises(Refusal) as caught:
+        POLICY.check_parameters(POLICY.decide(identity(ALICE), "hello/hello"), {**odd, "name": "x"})
+    assert caught.value.code == "parameter_forbidden"
+    assert caught.value.detail == "not allowed: , a.b[0], anything, shell, ä"
 
 
 def test_example_policy_is_valid():

@@ -38,11 +38,24 @@ fn thumbprints_need_the_required_members_of_a_known_key_type() {
 
 #[test]
 fn rfc_9449_example_access_token_hash() {
-    // RFC 9449 §7.1: the access token of the example request and its `ath`.
-    assert_eq!(
-        access_token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
-        "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+    // RFC 9449 §7.1: the access token of the example request and its `ath`, as the request path
+    // compares them (the proof's `ath` decoded against the token's hash).
+    let ath = "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo";
+    let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+    assert_eq!(decode_ath(ath), Some(token_hash(token)));
+    assert_ne!(
+        decode_ath(ath),
+        Some(token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxV"))
     );
+    // Padded, short, long or not base64url: no hash at all.
+    for bad in [
+        &format!("{ath}="),
+        &ath[1..],
+        &format!("{ath}A"),
+        &ath.replacen('f', "+", 1),
+    ] {
+        assert_eq!(decode_ath(bad), None, "{bad}");
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ def run(*args, input=None):
     return subprocess.run(args, input=input, capture_output=True, check=True).stdout
 
 
+# Its own base64url rather than the dev kit's (identity_devkit.jwk.b64url): this script runs with
+# the machine's python3 and the standard library alone, and the dev kit needs `cryptography`.
 def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 

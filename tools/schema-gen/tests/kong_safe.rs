@@ -51,18 +51,41 @@ fn an_invalid_config_fails_closed_with_500_config_invalid() {
 /// which on Kong kills the instance every chain of the worker shares).
 #[test]
 fn bad_configurations_are_errors_naming_a_field_not_panics() {
-    let cases: [&[u8]; 7] = [
-        b"",
-        b"null",
-        b"\"{}\"",
-        b"[]",
-        b"{\"providers\": 1}",
-        b"{\"providers\": [{}]}",
-        &[0xff, 0xfe, 0x00],
+    // (input, path, message); a message ending in a space is the start of one (the rest counts
+    // the configuration's sections).
+    let cases: [(&[u8], &str, &str); 7] = [
+        (b"", ".", "EOF while parsing a value (line 1, column 0)"),
+        (b"null", ".", "invalid type: null, expected struct Config"),
+        (
+            b"\"{}\"",
+            ".",
+            "invalid type: string \"{}\", expected struct Config",
+        ),
+        (b"[]", ".", "invalid length 0, expected struct Config with "),
+        (
+            b"{\"providers\": 1}",
+            "providers",
+            "invalid type: integer `1`, expected a sequence",
+        ),
+        (
+            b"{\"providers\": [{}]}",
+            "providers[0]",
+            "missing field `name`",
+        ),
+        (
+            &[0xff, 0xfe, 0x00],
+            ".",
+            "expected value (line 1, column 1)",
+        ),
     ];
-    for bytes in cases {
+    for (bytes, path, message) in cases {
         let e = Engine::from_json(bytes).unwrap_err();
-        assert!(!e.message.is_empty(), "{bytes:?}");
+        assert_eq!(e.path, path, "{bytes:?}");
+        if message.ends_with(' ') {
+            assert!(e.message.starts_with(message), "{bytes:?}: {:?}", e.message);
+        } else {
+            assert_eq!(e.message, message, "{bytes:?}");
+        }
     }
     let e = Engine::from_json(br#"{"providers": [{"name": "a", "issuer": "i", "jwks": {"keys": []}}], "metrics": {"on": false}}"#)
         .unwrap_err();
