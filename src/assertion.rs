@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::config::{AssertionConfig, ConfigError};
 use crate::crypto::{HashAlg, HmacKey};
+use crate::headers::HeaderOp;
 use crate::identity::Identity;
 use crate::reason::Response;
+use crate::token::RequestFacts;
 
 /// Version of the assertion's claim set (the `v` claim).
 pub const CONTRACT_VERSION: u32 = 1;
@@ -225,6 +227,36 @@ fn compact_jws(
     out.push('.');
     out.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Some(out)
+}
+
+/// The headers that carry a minted assertion for `who`: the assertion header, and the request id
+/// header when the request had none (its value is then the request's nonce, like the `jti`).
+pub fn mint_headers(
+    signer: &Signer,
+    who: &Identity,
+    facts: &RequestFacts,
+    now: u64,
+) -> Option<Vec<HeaderOp>> {
+    let config = &signer.config;
+    let mut ops = Vec::new();
+    let id = match facts.header(&config.request_id_header) {
+        Some(id) if !id.is_empty() => id,
+        _ => {
+            ops.push(HeaderOp::Set(
+                config.request_id_header.clone(),
+                facts.nonce.clone(),
+            ));
+            facts.nonce.as_str()
+        }
+    };
+    let binding = Binding {
+        method: &facts.method,
+        path: facts.path_only(),
+        id,
+    };
+    let token = signer.mint(who, &binding, &facts.nonce, now)?;
+    ops.push(HeaderOp::Set(config.header.to_ascii_lowercase(), token));
+    Some(ops)
 }
 
 #[cfg(test)]

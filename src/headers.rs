@@ -122,7 +122,7 @@ pub fn strip(present: Vec<String>) -> Vec<HeaderOp> {
 /// Claim headers for a verified caller: its provider's `claim_headers` when set, else
 /// `headers.claims`. A claim that is absent, null, or would put a control character into the
 /// header is skipped (the header stays stripped).
-pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
+pub fn claim_headers(config: &Config, who: &Identity) -> Vec<HeaderOp> {
     let own = config
         .providers
         .iter()
@@ -304,7 +304,7 @@ mod tests {
         let claims = json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny: z", "scp": ["r", "w"]});
         let provider = &c.providers[0];
         let who = Identity::from_claims(provider, claims.as_object().unwrap().clone());
-        let ops = identity(&c, &who);
+        let ops = claim_headers(&c, &who);
         assert_eq!(
             ops,
             vec![
@@ -346,11 +346,11 @@ mod tests {
             "kubernetes.io": {"namespace": "flows", "serviceaccount": {"name": "worker"}}
         });
         assert_eq!(
-            identity(&c, &caller(&c, 0, claims.clone())),
+            claim_headers(&c, &caller(&c, 0, claims.clone())),
             vec![HeaderOp::Set("x-corp-email".into(), "a@corp.test".into())]
         );
         assert_eq!(
-            identity(&c, &caller(&c, 1, claims.clone())),
+            claim_headers(&c, &caller(&c, 1, claims.clone())),
             vec![
                 HeaderOp::Set("x-k8s-namespace".into(), "flows".into()),
                 HeaderOp::Set("x-k8s-sa".into(), "worker".into()),
@@ -358,7 +358,7 @@ mod tests {
             "the global x-email is not set for k8s tokens"
         );
         assert_eq!(
-            identity(&c, &caller(&c, 2, claims)),
+            claim_headers(&c, &caller(&c, 2, claims)),
             vec![HeaderOp::Set("x-email".into(), "a@corp.test".into())]
         );
     }
@@ -397,7 +397,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
-            unique: "u-1".into(),
+            nonce: "u-1".into(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         }

@@ -53,6 +53,7 @@
 //! The host glue (`filter`) has no public item: on wasm32 proxy-wasm calls it (`filter::wasm`).
 
 mod assertion;
+mod authenticate;
 mod cache;
 mod claims;
 mod config;
@@ -61,6 +62,7 @@ mod config_bounds_tests;
 pub mod crypto;
 mod decide;
 mod dpop;
+mod engine;
 mod fetch;
 mod headers;
 mod identity;
@@ -82,16 +84,19 @@ mod verify;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod filter;
 
+pub use authenticate::Caches;
 pub use config::{Algorithm, Config, ConfigError, Provider};
-pub use decide::{
-    config_invalid_response, decide, min_rsa_bits, Decision, Engine, KeySource, RequestFacts,
-};
+pub use decide::{decide, decide_with_keys, Decision};
+pub use engine::{config_invalid_response, min_rsa_bits, Engine};
 pub use fetch::{parse_remote_keys, Answer, FetchError};
 pub use headers::HeaderOp;
 pub use jwks::{KeySet, Origin, MAX_RSA_BITS, MIN_RSA_BITS};
-pub use keystore::{Completion, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait};
+pub use keystore::{
+    Completion, Fetched, KeySource, KeyState, KeyStore, KeyView, Status, Step, Wait,
+};
 /// A refusal ([`Denial`]) as the status, headers and body sent to the client.
 pub use reason::render as render_denial;
 pub use reason::{Denial, Detail, Reason, Response};
 /// Finds the request's token in the configured sources ([`Config`]'s `token_sources`).
 pub use token::find as find_token;
+pub use token::RequestFacts;
