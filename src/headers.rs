@@ -1,5 +1,8 @@
-//! Request headers the filter changes: every identity header is stripped from the client's
-//! request, then the verified identity is set; the original token is removed unless forwarded.
+//! Request headers the filter changes, as one list of [`HeaderOp`]s applied in order (see
+//! `decide`): the managed headers the client sent are removed ([`strip`]), then the canonical
+//! `:path`, the report header, the claim headers ([`claim_headers`]) and the assertion are set,
+//! and last the token is taken out unless forwarded ([`remove_token`]: its header removed, and
+//! `:path` or `cookie` set again without it). Removals and sets are interleaved, not grouped.
 
 use crate::claims;
 use crate::config::{Config, TokenSource};
@@ -15,8 +18,10 @@ pub enum HeaderOp {
 
 /// The request headers that belong to the filter: every name it may set (the claim headers of
 /// `headers.claims` and of every provider's `claim_headers`, the report and assertion headers)
-/// or was told to strip (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
-/// token-source headers and the assertion's request id header, which clients send.
+/// or was told to strip (lower case, no duplicates), and every name under
+/// `headers.reserved_prefix`, except the token-source headers and the assertion's request id
+/// header, which clients send. A host that cannot remove request headers refuses a request
+/// that carries one instead (`headers.spoofed_headers`).
 ///
 /// The client-certificate header the configuration trusts (`client_certificate` with source
 /// `xfcc` or `header`) is managed too: read, then removed before the request goes upstream. It

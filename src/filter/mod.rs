@@ -37,13 +37,13 @@ use crate::mtls::PeerCertificate;
 use crate::token::RequestFacts;
 
 use answer::{conclude, refuse, respond};
-use host::{Host, HostKind, Level};
+use host::{Host, HostKind, Level, Profile};
 use metrics::Metrics;
 use remote_keys::RemoteKeys;
 #[cfg(test)]
 use state::paused_requests;
 pub use state::Verdict;
-use state::{set_paused, Profile, State};
+use state::{set_paused, State};
 
 /// A configured root context: what its requests share, and its remote keys (which use that).
 struct Configured {
