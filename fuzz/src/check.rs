@@ -389,10 +389,10 @@ pub fn decide_all(
     first
 }
 
-/// A decision with the signature of its identity assertion left out: EdDSA assertions were
-/// signed with added randomness (hedged signatures) when jwt-simple minted them, so two mints of
-/// the same assertion differed there, and only there. ed25519-dalek and HMAC sign
-/// deterministically; the signature stays out of the comparison as a precaution.
+/// A decision with the signature of its identity assertion left out. ed25519-dalek and HMAC sign
+/// deterministically; the signature stays out of the comparison as a precaution (a hedged EdDSA
+/// signer, which adds randomness, would make two mints of the same assertion differ there, and
+/// only there).
 fn comparable(config: &Config, decision: &Decision) -> Decision {
     let mut d = decision.clone();
     let Some(name) = config

@@ -1,5 +1,12 @@
-//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong). It gathers request
-//! facts, calls the pure [`crate::decide`], and applies the decision.
+//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong). One way down:
+//! - this module: the root and HTTP contexts; it gathers a request's facts;
+//! - `remote_keys`: the fetches the key store asks for, requests waiting for keys, and the keys
+//!   a request is decided with (inline and fetched);
+//! - `state`: what a configured root context shares with its requests, and deciding one with the
+//!   instance's caches (the pure [`crate::decide`]);
+//! - `answer`: applying a decision (header changes or a local answer, counters, decision log);
+//! - `host`, `metrics`, `replay`: the host interface and the host's profile, counters, DPoP
+//!   proofs in shared data.
 //!
 //! Everything here is written against the small [`Host`] interface and compiled natively too, so
 //! the glue's decisions are tested against two host behaviours, Envoy's and ngx_wasm_module's
