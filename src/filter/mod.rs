@@ -3,7 +3,7 @@
 //! - `remote_keys`: the fetches the key store asks for, requests waiting for keys, and the keys
 //!   a request is decided with (inline and fetched);
 //! - `state`: what a configured root context shares with its requests, and deciding one with the
-//!   instance's caches (the pure [`crate::decide`]);
+//!   instance's caches (the pure [`crate::decide`](mod@crate::decide));
 //! - `answer`: applying a decision (header changes or a local answer, counters, decision log);
 //! - `host`, `metrics`, `replay`: the host interface and the host's profile, counters, DPoP
 //!   proofs in shared data.

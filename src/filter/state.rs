@@ -1,6 +1,6 @@
 //! What a configured root context shares with its requests ([`State`]: the engine, the caches,
 //! the counters, the host's [`Profile`] once the first request settled it), the requests paused
-//! right now, and deciding one request with the instance's caches ([`decide`]).
+//! right now, and deciding one request with the instance's caches ([`decide()`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ thread_local! {
     static PAUSED: RefCell<BTreeSet<u32>> = const { RefCell::new(BTreeSet::new()) };
 }
 
-/// Record that request `id` is paused by the filter, or no longer is.
+/// Record whether request `id` is paused by the filter.
 pub fn set_paused(id: u32, paused: bool) {
     PAUSED.with(|p| {
         let mut p = p.borrow_mut();
