@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::config::{AssertionConfig, ConfigError};
 use crate::crypto::{HashAlg, HmacKey};
+use crate::headers::HeaderOp;
 use crate::identity::Identity;
 use crate::reason::Response;
+use crate::token::RequestFacts;
 
 /// Version of the assertion's claim set (the `v` claim).
 pub const CONTRACT_VERSION: u32 = 1;
@@ -19,9 +21,9 @@ enum SigningKey {
     /// HMAC-SHA-256 (src/crypto/hmac.rs), keyed once at configuration.
     Hs256(Box<HmacKey>),
     /// Signed with ed25519-dalek from a key expanded once at configuration (jwt-simple's
-    /// EdDSA signing, used before, rebuilt its signing state on every call: about 226 µs a
-    /// request under Wasmtime, docs/benchmarks-wasmtime.md). The private JWK is read with the
-    /// JWK helpers of src/jwks.rs.
+    /// EdDSA signing rebuilds its signing state on every call: about 226 µs a request under
+    /// Wasmtime, docs/benchmarks-wasmtime.md). The private JWK is read with the JWK helpers of
+    /// src/jwks.rs.
     EdDsa(Box<ed25519_dalek::SigningKey>),
 }
 
@@ -51,8 +53,8 @@ pub struct Binding<'a> {
 }
 
 /// The assertion's claim set (docs/identity-contract.md): the registered claims, then ours, in
-/// the order and form the assertion has always had (that of jwt-simple's `JWTClaims`, which
-/// minted it before; `nbf` is never set).
+/// the order and form of jwt-simple's `JWTClaims` (`nbf` is never set); the tests compare the
+/// two.
 #[derive(Serialize)]
 struct Claims<'a> {
     iat: u64,
@@ -227,6 +229,36 @@ fn compact_jws(
     Some(out)
 }
 
+/// The headers that carry a minted assertion for `who`: the assertion header, and the request id
+/// header when the request had none (its value is then the request's nonce, like the `jti`).
+pub fn mint_headers(
+    signer: &Signer,
+    who: &Identity,
+    facts: &RequestFacts,
+    now: u64,
+) -> Option<Vec<HeaderOp>> {
+    let config = &signer.config;
+    let mut ops = Vec::new();
+    let id = match facts.header(&config.request_id_header) {
+        Some(id) if !id.is_empty() => id,
+        _ => {
+            ops.push(HeaderOp::Set(
+                config.request_id_header.clone(),
+                facts.nonce.clone(),
+            ));
+            facts.nonce.as_str()
+        }
+    };
+    let binding = Binding {
+        method: &facts.method,
+        path: facts.path_only(),
+        id,
+    };
+    let token = signer.mint(who, &binding, &facts.nonce, now)?;
+    ops.push(HeaderOp::Set(config.header.to_ascii_lowercase(), token));
+    Some(ops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +336,7 @@ mod tests {
         assert!(p.get("nbf").is_none());
     }
 
-    /// The identity part of the claims, as the filter minted it with jwt-simple before.
+    /// The identity part of the claims, in jwt-simple's form.
     #[derive(Serialize)]
     struct JwtSimpleCustom<'a> {
         v: u32,
@@ -319,7 +351,7 @@ mod tests {
         req: &'a Binding<'a>,
     }
 
-    /// The HS256 assertion jwt-simple mints (as the filter did with it before), for comparison.
+    /// The HS256 assertion jwt-simple mints, for comparison.
     fn jwt_simple_hs256(
         config: &AssertionConfig,
         who: &Identity,

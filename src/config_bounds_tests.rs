@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::decide::Engine;
+use crate::engine::Engine;
 
 /// A configuration holding every object that has a numeric field (a remote provider, the
 /// assertion, the cache, remote keys). `min_refresh_seconds`/`max_refresh_seconds` are set to

@@ -1,196 +1,20 @@
-//! The request path as one pure function: facts in, decision out. The host glue gathers the
-//! facts, calls [`decide`], and applies the decision; Kong and Envoy differ only in that glue.
+//! Policy to decision: the request's rule, its caller (from [`crate::authenticate`]) and what the
+//! rule requires, then the headers to strip and set, or the denial. One pure function: facts,
+//! keys and the instance's caches in, decision out. The host glue gathers the facts, calls
+//! [`decide_with`], and applies the decision; Kong and Envoy differ only in that glue.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::assertion::{Binding, Signer};
-use crate::cache::TokenCache;
-use crate::config::{Config, ConfigError, Provider};
-use crate::dpop::{self, ReplayCache, ReplayStore};
+use crate::assertion;
+use crate::authenticate::{self, Ask, Caches, Outcome};
+use crate::engine::Engine;
 use crate::headers::{self, HeaderOp};
 use crate::identity::Identity;
-use crate::jwks::{KeySet, Origin, WeakKey};
+use crate::keystore::KeySource;
 use crate::mtls::PeerCertificate;
 use crate::policy::{self, Access, Failure, Matched};
-use crate::reason::{self, Denial, Reason, Response};
-use crate::token::{self, Found};
-use crate::verify::{self, Jws};
-
-pub use crate::token::RequestFacts;
-
-/// The configuration, parsed once, with everything the request path needs prepared.
-#[derive(Debug)]
-pub struct Engine {
-    pub config: Config,
-    /// Inline keys per provider, in `config.providers` order (`None`: fetched, see `keystore`).
-    keys: Vec<Option<KeySet>>,
-    by_issuer: HashMap<String, usize>,
-    /// Providers whose issuer is a pattern (`{tenant}`), in configuration order.
-    patterns: Vec<usize>,
-    /// Headers that belong to the filter: removed from (or refused in) every request.
-    managed: headers::Managed,
-    /// Mints the signed assertion, when configured.
-    signer: Option<Signer>,
-    /// Verified tokens (per filter instance; the request path is single-threaded).
-    cache: RefCell<TokenCache>,
-    /// DPoP proofs seen (per filter instance).
-    replay: RefCell<ReplayCache>,
-}
-
-/// Whether a provider's keys can be used now.
-#[derive(Debug)]
-pub enum Keys<'a> {
-    Ready(&'a KeySet),
-    /// Not known yet; a fetch may bring them.
-    Pending,
-    /// None can be had.
-    Unavailable,
-}
-
-/// Where the request path gets a provider's keys from.
-pub trait KeySource {
-    fn keys(&self, provider: usize) -> Keys<'_>;
-
-    /// Whether a token whose `kid` is not in the provider's (ready) key set may wait for a
-    /// refetch instead of being refused `key_not_found` (rate-limited; see `keystore`).
-    fn may_refetch(&self, _provider: usize) -> bool {
-        false
-    }
-}
-
-impl KeySource for Engine {
-    fn keys(&self, provider: usize) -> Keys<'_> {
-        match self.keys.get(provider) {
-            Some(Some(set)) => Keys::Ready(set),
-            _ => Keys::Unavailable,
-        }
-    }
-}
-
-impl Engine {
-    /// Prepare a validated configuration; inline key sets are parsed here, and an unusable key
-    /// is a configuration error naming its path (an RSA key shorter than the provider's
-    /// `min_rsa_bits` is skipped instead: see [`Engine::weak_keys`]).
-    pub fn new(config: Config) -> Result<Engine, ConfigError> {
-        let mut keys = Vec::with_capacity(config.providers.len());
-        let mut by_issuer = HashMap::new();
-        let mut patterns = Vec::new();
-        for (i, p) in config.providers.iter().enumerate() {
-            let set = match &p.jwks {
-                Some(jwks) => Some(
-                    KeySet::parse_with(jwks, Origin::Inline, min_rsa_bits(p)).map_err(|e| {
-                        let path = if e.path.is_empty() {
-                            format!("providers[{i}].jwks")
-                        } else {
-                            format!("providers[{i}].jwks.{}", e.path)
-                        };
-                        ConfigError::new(path, e.message)
-                    })?,
-                ),
-                None => None,
-            };
-            keys.push(set);
-            if crate::issuer::is_pattern(&p.issuer) {
-                patterns.push(i);
-            } else {
-                by_issuer.insert(p.issuer.clone(), i);
-            }
-        }
-        let managed = headers::managed(&config);
-        let cache = config.cache.clone();
-        let replay = RefCell::new(ReplayCache::new(config.dpop.replay_cache_entries));
-        let signer = match &config.headers.assertion {
-            Some(a) => Some(Signer::new(a, "headers.assertion")?),
-            None => None,
-        };
-        Ok(Engine {
-            config,
-            keys,
-            by_issuer,
-            patterns,
-            managed,
-            signer,
-            cache: RefCell::new(TokenCache::new(cache.max_entries, cache.max_ttl_seconds)),
-            replay,
-        })
-    }
-
-    /// Inline RSA keys skipped for being shorter than their provider's `min_rsa_bits`: the
-    /// provider and its skipped keys.
-    pub fn weak_keys(&self) -> Vec<(&Provider, &[WeakKey])> {
-        self.config
-            .providers
-            .iter()
-            .zip(&self.keys)
-            .filter_map(|(p, set)| Some((p, set.as_ref()?.weak_keys())))
-            .filter(|(_, weak)| !weak.is_empty())
-            .collect()
-    }
-
-    /// Parse, validate and prepare a configuration document.
-    pub fn from_json(bytes: &[u8]) -> Result<Engine, ConfigError> {
-        Engine::new(Config::from_json(bytes)?)
-    }
-
-    fn cache_enabled(&self) -> bool {
-        self.config.cache.max_entries > 0
-    }
-
-    /// Verified-token cache (entries, hits, misses), for tests.
-    #[cfg(test)]
-    pub fn cache_stats(&self) -> (usize, u64, u64) {
-        let cache = self.cache.borrow();
-        let (hits, misses) = cache.stats();
-        (cache.len(), hits, misses)
-    }
-
-    /// The identity cached for a token (tests).
-    #[cfg(test)]
-    pub(crate) fn cached_identity(&self, token: &str) -> Option<Rc<Identity>> {
-        self.cache
-            .borrow()
-            .peek(token)
-            .map(|e| Rc::clone(&e.identity))
-    }
-
-    /// The provider of a token's (unverified) `iss`, and for an issuer pattern the tenant it
-    /// names. A tenant that is not listed is `issuer_unknown`, like an unknown issuer.
-    fn provider_for<'t>(&self, iss: &'t str) -> Result<(usize, Option<&'t str>), Reason> {
-        if let Some(i) = self.by_issuer.get(iss) {
-            return Ok((*i, None));
-        }
-        for &i in &self.patterns {
-            let Some(p) = self.config.providers.get(i) else {
-                continue;
-            };
-            if crate::issuer::tenant_of(&p.issuer, iss).is_some() {
-                return match crate::issuer::accepts(p, iss) {
-                    Some(tenant) => Ok((i, tenant)),
-                    None => Err(Reason::IssuerUnknown),
-                };
-            }
-        }
-        Err(Reason::IssuerUnknown)
-    }
-
-    /// Render a denial as this configuration says.
-    pub fn render(&self, denial: &Denial) -> Response {
-        let errors = &self.config.errors;
-        reason::render(
-            denial,
-            errors.detail,
-            errors.realm.as_deref(),
-            &errors.reason_header,
-        )
-    }
-}
-
-/// A provider's `min_rsa_bits` as a size (it is bounded to 1024–4096 by validation).
-pub fn min_rsa_bits(provider: &Provider) -> usize {
-    usize::try_from(provider.min_rsa_bits).unwrap_or(crate::jwks::MIN_RSA_BITS)
-}
+use crate::reason::{Denial, Reason, Response};
+use crate::token::{self, Found, RequestFacts};
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -302,31 +126,33 @@ fn json_str(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Decide one request at `now` (Unix seconds).
-pub fn decide(engine: &Engine, keys: &dyn KeySource, facts: &RequestFacts, now: u64) -> Decision {
+/// Decide one request at `now` (Unix seconds) with the engine's inline keys.
+pub fn decide(engine: &Engine, caches: &mut Caches, facts: &RequestFacts, now: u64) -> Decision {
+    decide_with_keys(engine, engine, caches, facts, now)
+}
+
+/// [`decide`] with keys from `keys` (inline and fetched: [`crate::keystore::KeyView`]).
+pub fn decide_with_keys(
+    engine: &Engine,
+    keys: &dyn KeySource,
+    caches: &mut Caches,
+    facts: &RequestFacts,
+    now: u64,
+) -> Decision {
     let ask = Ask {
         now: &|| now,
         peer_certificate: &|| PeerCertificate::Unavailable,
+        shared: None,
     };
-    decide_with(engine, keys, None, facts, &ask)
+    decide_with(engine, keys, caches, facts, &ask)
 }
 
-/// What a decision asks of the host only when it needs it: a request without a token asks
-/// nothing, a token that is not certificate-bound never asks for the certificate.
-pub struct Ask<'a> {
-    /// Unix seconds.
-    pub now: &'a dyn Fn() -> u64,
-    /// The connection's client certificate, when the facts hold [`PeerCertificate::Unread`].
-    pub peer_certificate: &'a dyn Fn() -> PeerCertificate,
-}
-
-/// [`decide`], with DPoP proofs also recorded in `shared` (the host's shared data, so that a
-/// proof used at one worker is refused at the others), and what only some requests need asked
-/// of the host through `ask`.
+/// [`decide_with_keys`], with what only some requests need asked of the host through `ask`
+/// (the clock, the client certificate, shared DPoP proofs).
 pub fn decide_with(
     engine: &Engine,
     keys: &dyn KeySource,
-    shared: Option<&dyn ReplayStore>,
+    caches: &mut Caches,
     facts: &RequestFacts,
     ask: &Ask<'_>,
 ) -> Decision {
@@ -384,12 +210,7 @@ pub fn decide_with(
         }
         None => facts,
     };
-    let proofs = dpop::Checker {
-        config: &config.dpop,
-        cache: &engine.replay,
-        shared,
-    };
-    let judgement = match judge(engine, keys, &proofs, facts, path, matched, ask) {
+    let judgement = match judge(engine, keys, caches, facts, path, matched, ask) {
         Ok(j) => j,
         Err(index) => return Decision::NeedKeys(index),
     };
@@ -426,9 +247,9 @@ pub fn decide_with(
         None => {}
     }
     if let Some(who) = &judgement.caller {
-        ops.extend(headers::identity(config, who));
+        ops.extend(headers::claim_headers(config, who));
         if let Some(signer) = &engine.signer {
-            match assert_identity(signer, who, facts, (ask.now)()) {
+            match assertion::mint_headers(signer, who, facts, (ask.now)()) {
                 Some(mut minted) => ops.append(&mut minted),
                 None => return deny(engine, Denial::new(Reason::ConfigInvalid), log),
             }
@@ -483,12 +304,12 @@ impl<'a> Judgement<'a> {
 /// verified one is matched again among the rules its provider may use
 /// ([`policy::select_for_provider`]), which may end at a later rule or the default.
 ///
-/// DPoP proofs ([`dpop::Checker`]) are checked right after the token, on every request;
-/// `sent_path` is the path as the client sent it (a proof's `htu` names it).
+/// The caller ([`authenticate::caller`]: token, certificate binding, DPoP proof) is established
+/// on every request that carries a token; `sent_path` is the path as the client sent it.
 fn judge<'a>(
     engine: &'a Engine,
     keys: &dyn KeySource,
-    proofs: &dpop::Checker<'_>,
+    caches: &mut Caches,
     facts: &RequestFacts,
     sent_path: &str,
     matched: Matched<'a>,
@@ -526,26 +347,14 @@ fn judge<'a>(
             return Ok(Judgement::denied(matched, None, None, denial));
         }
     };
-    let now = (ask.now)();
-    let (provider, who) = match authenticate(engine, keys, &found.token, now) {
+    let who = match authenticate::caller(engine, keys, caches, &found, facts, sent_path, ask) {
         Ok(who) => who,
-        Err(Outcome::Deny(reason)) => {
-            let denial = refused.unwrap_or_else(|| Denial::new(reason));
+        Err(Outcome::Deny(denial)) => {
+            let denial = refused.unwrap_or(denial);
             return Ok(Judgement::denied(matched, Some(found), None, denial));
         }
         Err(Outcome::NeedKeys(index)) => return Err(index),
     };
-    // The certificate binding (RFC 8705), on every request: a cached token too.
-    if let Err(reason) = certificate(config, &who, facts, ask.peer_certificate) {
-        let denial = refused.unwrap_or_else(|| Denial::new(reason));
-        return Ok(Judgement::denied(matched, Some(found), None, denial));
-    }
-    if let Some(provider) = config.providers.get(provider) {
-        if let Err(denial) = proofs.check(provider, &found, &who, facts, sent_path, now) {
-            let denial = refused.unwrap_or(denial);
-            return Ok(Judgement::denied(matched, Some(found), None, denial));
-        }
-    }
     let (matched, refused) = if matched.provider_gated() {
         let again = policy::select_for_provider(
             config,
@@ -581,132 +390,6 @@ fn judge<'a>(
     })
 }
 
-/// Whether the caller's token may be used with the request's client certificate (`mtls`).
-fn certificate(
-    config: &Config,
-    who: &Identity,
-    facts: &RequestFacts,
-    read: &dyn Fn() -> PeerCertificate,
-) -> Result<(), Reason> {
-    match config.providers.iter().find(|p| p.name == who.provider) {
-        Some(provider) => {
-            crate::mtls::check(&config.client_certificate, provider, who, facts, read)
-        }
-        None => Err(Reason::IssuerUnknown),
-    }
-}
-
-/// The assertion header (and the request id header when the request had none).
-fn assert_identity(
-    signer: &Signer,
-    who: &Identity,
-    facts: &RequestFacts,
-    now: u64,
-) -> Option<Vec<HeaderOp>> {
-    let config = &signer.config;
-    let mut ops = Vec::new();
-    let id = match facts.header(&config.request_id_header) {
-        Some(id) if !id.is_empty() => id,
-        _ => {
-            ops.push(HeaderOp::Set(
-                config.request_id_header.clone(),
-                facts.unique.clone(),
-            ));
-            facts.unique.as_str()
-        }
-    };
-    let binding = Binding {
-        method: &facts.method,
-        path: facts.path_only(),
-        id,
-    };
-    let token = signer.mint(who, &binding, &facts.unique, now)?;
-    ops.push(HeaderOp::Set(config.header.to_ascii_lowercase(), token));
-    Some(ops)
-}
-
-enum Outcome {
-    Deny(Reason),
-    NeedKeys(usize),
-}
-
-/// Parse, choose the provider by the unverified `iss`, then verify fully.
-fn authenticate(
-    engine: &Engine,
-    keys: &dyn KeySource,
-    token: &str,
-    now: u64,
-) -> Result<(usize, Rc<Identity>), Outcome> {
-    let fingerprint = |i: usize| match keys.keys(i) {
-        Keys::Ready(set) => Some(set.fingerprint()),
-        _ => None,
-    };
-    let cache_key = engine.cache_enabled().then_some(token);
-    if let Some(key) = &cache_key {
-        let hit = engine.cache.borrow_mut().get(key, now, fingerprint);
-        if let Some(hit) = hit {
-            // A hit skips the signature only: the time and registered claims are checked again.
-            let provider = engine
-                .config
-                .providers
-                .get(hit.provider)
-                .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-            verify::check_claims(&hit.identity.claims, provider, now).map_err(Outcome::Deny)?;
-            return Ok((hit.provider, hit.identity));
-        }
-    }
-    let jws = Jws::parse(token).map_err(Outcome::Deny)?;
-    let issuer = jws.issuer().ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-    let (index, tenant) = engine.provider_for(issuer).map_err(Outcome::Deny)?;
-    let provider = engine
-        .config
-        .providers
-        .get(index)
-        .ok_or(Outcome::Deny(Reason::IssuerUnknown))?;
-    let set = match keys.keys(index) {
-        Keys::Ready(set) => set,
-        Keys::Pending => return Err(Outcome::NeedKeys(index)),
-        Keys::Unavailable => return Err(Outcome::Deny(Reason::KeysUnavailable)),
-    };
-    let claims = match verify::verify(&jws, provider, set, now) {
-        Ok(claims) => claims,
-        // Key rotation: a kid we do not know yet may be in a refetched set.
-        Err(Reason::KeyNotFound) if keys.may_refetch(index) => {
-            return Err(Outcome::NeedKeys(index))
-        }
-        Err(reason) => return Err(Outcome::Deny(reason)),
-    };
-    let expires = claims
-        .get("exp")
-        .and_then(serde_json::Value::as_f64)
-        .map(|e| e.max(0.0) as u64);
-    let mut identity = Identity::from_claims(provider, claims);
-    identity.binding = dpop::binding(provider, &identity.claims);
-    if identity.binding == crate::identity::TokenBinding::Dpop {
-        identity.token_hash = Some(dpop::token_hash(token));
-    }
-    crate::mtls::bind(&mut identity);
-    if let Some(tenant) = tenant {
-        // An issuer pattern: the tenant is the one `iss` names, and the caller's issuer is that
-        // concrete `iss`. A tenant claim (`identity.tenant`) that names another tenant makes
-        // the token contradict itself: it is not trusted.
-        if identity.tenant.as_deref().is_some_and(|t| t != tenant) {
-            return Err(Outcome::Deny(Reason::IssuerUnknown));
-        }
-        identity.tenant = Some(tenant.to_string());
-        identity.issuer = issuer.to_string();
-    }
-    let identity = Rc::new(identity);
-    if let Some(key) = cache_key {
-        let until = expires.map(|exp| exp.saturating_add(provider.clock_skew_seconds));
-        engine
-            .cache
-            .borrow_mut()
-            .put(key, index, set.fingerprint(), identity.clone(), until, now);
-    }
-    Ok((index, identity))
-}
-
 fn allow(ops: Vec<HeaderOp>, mut log: DecisionLog) -> Decision {
     log.decision = "allow";
     Decision::Allow { ops, log }
@@ -728,22 +411,70 @@ pub fn is_cors_preflight(facts: &RequestFacts) -> bool {
         && facts.header("access-control-request-method").is_some()
 }
 
-/// The answer to every request while the configuration is invalid.
-pub fn config_invalid_response() -> Response {
-    reason::render(
-        &Denial::new(Reason::ConfigInvalid),
-        reason::Detail::Reason,
-        None,
-        crate::config::DEFAULT_REASON_HEADER,
-    )
+/// An engine with its caches, deciding with its inline keys (tests).
+#[cfg(test)]
+pub(crate) struct Tested {
+    pub engine: Engine,
+    pub caches: std::cell::RefCell<Caches>,
+}
+
+#[cfg(test)]
+impl From<Engine> for Tested {
+    fn from(engine: Engine) -> Tested {
+        let caches = std::cell::RefCell::new(Caches::new(&engine.config));
+        Tested { engine, caches }
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Deref for Tested {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+#[cfg(test)]
+impl Tested {
+    /// [`decide`] with this engine's caches.
+    pub fn decide(&self, facts: &RequestFacts, now: u64) -> Decision {
+        decide(&self.engine, &mut self.caches.borrow_mut(), facts, now)
+    }
+
+    /// [`decide_with_keys`] with this engine's caches.
+    pub fn decide_with_keys(
+        &self,
+        keys: &dyn KeySource,
+        facts: &RequestFacts,
+        now: u64,
+    ) -> Decision {
+        decide_with_keys(
+            &self.engine,
+            keys,
+            &mut self.caches.borrow_mut(),
+            facts,
+            now,
+        )
+    }
+
+    /// Verified-token cache (entries, hits, misses).
+    pub fn cache_stats(&self) -> (usize, u64, u64) {
+        self.caches.borrow().cache_stats()
+    }
+
+    /// The identity cached for a token.
+    pub fn cached_identity(&self, token: &str) -> Option<Rc<Identity>> {
+        self.caches.borrow().cached_identity(token)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keystore::KeyState;
     use serde_json::json;
 
-    fn engine(extra: serde_json::Value) -> Engine {
+    fn engine(extra: serde_json::Value) -> Tested {
         let mut v = json!({
             "providers": [{"name": "p", "issuer": "https://issuer.test", "jwks": {"keys": []}}],
             "headers": {"claims": [{"claim": "sub", "header": "x-identity-subject"}]},
@@ -753,7 +484,7 @@ mod tests {
                 base.insert(k.clone(), val.clone());
             }
         }
-        Engine::from_json(v.to_string().as_bytes()).unwrap()
+        Engine::from_json(v.to_string().as_bytes()).unwrap().into()
     }
 
     fn facts(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestFacts {
@@ -766,7 +497,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
-            unique: "u-1".into(),
+            nonce: "u-1".into(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         }
@@ -782,12 +513,7 @@ mod tests {
     #[test]
     fn anonymous_route_strips_spoofed_identity() {
         let e = engine(json!({"default": "anonymous"}));
-        let d = decide(
-            &e,
-            &e,
-            &facts("GET", "/", &[("x-identity-subject", "admin")]),
-            0,
-        );
+        let d = e.decide(&facts("GET", "/", &[("x-identity-subject", "admin")]), 0);
         match d {
             Decision::Allow { ops, log } => {
                 assert_eq!(ops, vec![HeaderOp::Remove("x-identity-subject".into())]);
@@ -801,7 +527,7 @@ mod tests {
     #[test]
     fn default_deny_is_forbidden_by_rule_default() {
         let e = engine(json!({}));
-        let d = decide(&e, &e, &facts("GET", "/x", &[]), 0);
+        let d = e.decide(&facts("GET", "/x", &[]), 0);
         assert_eq!(reason_of(&d), Some(Reason::Forbidden));
         if let Decision::Deny { response, .. } = d {
             assert_eq!(response.status, 403);
@@ -814,16 +540,14 @@ mod tests {
     #[test]
     fn missing_token_on_authenticated_route() {
         let e = engine(json!({"default": "authenticated"}));
-        let d = decide(&e, &e, &facts("GET", "/x", &[]), 0);
+        let d = e.decide(&facts("GET", "/x", &[]), 0);
         assert_eq!(reason_of(&d), Some(Reason::TokenMissing));
     }
 
     #[test]
     fn malformed_token_is_refused_even_on_anonymous_route() {
         let e = engine(json!({"default": "anonymous"}));
-        let d = decide(
-            &e,
-            &e,
+        let d = e.decide(
             &facts("GET", "/x", &[("authorization", "Bearer not-a-jwt")]),
             0,
         );
@@ -841,15 +565,15 @@ mod tests {
             ],
         );
         let e = engine(json!({"cors_preflight": true}));
-        assert!(matches!(decide(&e, &e, &pre, 0), Decision::Allow { .. }));
+        assert!(matches!(e.decide(&pre, 0), Decision::Allow { .. }));
         let e = engine(json!({"cors_preflight": false}));
-        assert_eq!(reason_of(&decide(&e, &e, &pre, 0)), Some(Reason::Forbidden));
+        assert_eq!(reason_of(&e.decide(&pre, 0)), Some(Reason::Forbidden));
     }
 
     #[test]
     fn decision_log_is_one_json_line() {
         let e = engine(json!({"default": "authenticated"}));
-        let d = decide(&e, &e, &facts("GET", "/x?q=1", &[]), 0);
+        let d = e.decide(&facts("GET", "/x?q=1", &[]), 0);
         let Decision::Deny { log, .. } = d else {
             panic!("expected deny")
         };
@@ -922,7 +646,7 @@ mod tests {
             test_keys::sign_ed25519("https://issuer.test", NOW, claims)
         }
 
-        fn engine(extra: serde_json::Value) -> Engine {
+        fn engine(extra: serde_json::Value) -> Tested {
             let mut v = json!({
                 "providers": [{
                     "name": "p", "issuer": "https://issuer.test",
@@ -940,7 +664,7 @@ mod tests {
                     base.insert(k.clone(), val.clone());
                 }
             }
-            Engine::from_json(v.to_string().as_bytes()).unwrap()
+            Engine::from_json(v.to_string().as_bytes()).unwrap().into()
         }
 
         fn request(method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> RequestFacts {
@@ -972,9 +696,7 @@ mod tests {
         fn verified_caller_gets_identity_headers_and_a_bound_assertion() {
             let e = engine(json!({}));
             let token = sign(json!({"scope": "runs:read runs:write", "tid": "acme"}));
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("POST", "/runs/a?x=1", &token, &[("x-request-id", "rid-7")]),
                 NOW + 1,
             );
@@ -1006,8 +728,7 @@ mod tests {
         fn request_id_is_generated_when_missing() {
             let e = engine(json!({}));
             let token = sign(json!({}));
-            let Decision::Allow { ops, .. } =
-                decide(&e, &e, &request("GET", "/", &token, &[]), NOW)
+            let Decision::Allow { ops, .. } = e.decide(&request("GET", "/", &token, &[]), NOW)
             else {
                 panic!("expected allow")
             };
@@ -1022,8 +743,7 @@ mod tests {
         fn forwarded_token_stays() {
             let e = engine(json!({"headers": {"forward_token": true}}));
             let token = sign(json!({}));
-            let Decision::Allow { ops, .. } =
-                decide(&e, &e, &request("GET", "/", &token, &[]), NOW)
+            let Decision::Allow { ops, .. } = e.decide(&request("GET", "/", &token, &[]), NOW)
             else {
                 panic!("expected allow")
             };
@@ -1053,9 +773,7 @@ mod tests {
             let e = engine(
                 json!({"rules": [{"name": "write", "match": {"path_prefix": "/runs"}, "require": {"scopes": {"all_of": ["runs:write"]}}}]}),
             );
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("POST", "/runs/x", &sign(json!({"scope": "runs:read"})), &[]),
                 NOW,
             );
@@ -1073,9 +791,7 @@ mod tests {
             let e = engine(
                 json!({"rules": [{"name": "admin", "match": {}, "require": {"roles": {"any_of": ["admin"]}}}]}),
             );
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("GET", "/", &sign(json!({"roles": ["dev"]})), &[]),
                 NOW,
             );
@@ -1090,10 +806,10 @@ mod tests {
             );
             let token = sign(json!({"tid": "acme"}));
             assert!(matches!(
-                decide(&e, &e, &request("GET", "/t/acme/runs", &token, &[]), NOW),
+                e.decide(&request("GET", "/t/acme/runs", &token, &[]), NOW),
                 Decision::Allow { .. }
             ));
-            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/globex/runs", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "forbidden; rule=t");
         }
 
@@ -1102,7 +818,7 @@ mod tests {
             let e = engine(
                 json!({"rules": [{"name": "admin", "match": {}, "report_only": true, "require": {"roles": {"any_of": ["admin"]}}}]}),
             );
-            let d = decide(&e, &e, &request("GET", "/", &sign(json!({})), &[]), NOW);
+            let d = e.decide(&request("GET", "/", &sign(json!({})), &[]), NOW);
             let Decision::Allow { ops, log } = d else {
                 panic!("expected allow")
             };
@@ -1117,9 +833,7 @@ mod tests {
             );
             assert!(log.report_only);
             assert_eq!(log.reason, Some(Reason::Forbidden));
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("GET", "/", &sign(json!({"roles": ["admin"]})), &[]),
                 NOW,
             );
@@ -1132,12 +846,7 @@ mod tests {
         #[test]
         fn report_only_also_covers_token_failures() {
             let e = engine(json!({"report_only": true}));
-            let d = decide(
-                &e,
-                &e,
-                &facts("GET", "/", &[("x-identity-subject", "spoof")]),
-                NOW,
-            );
+            let d = e.decide(&facts("GET", "/", &[("x-identity-subject", "spoof")]), NOW);
             let Decision::Allow { ops, .. } = d else {
                 panic!("expected allow")
             };
@@ -1154,7 +863,7 @@ mod tests {
             // Found by tests/test_report_only.py: the refusing default did not look at the
             // token, so in report-only mode the raw token went upstream with no identity.
             let e = engine(json!({"default": "deny", "report_only": true}));
-            let d = decide(&e, &e, &request("GET", "/x", &sign(json!({})), &[]), NOW);
+            let d = e.decide(&request("GET", "/x", &sign(json!({})), &[]), NOW);
             let Decision::Allow { ops, log } = d else {
                 panic!("expected allow, got {d:?}")
             };
@@ -1170,12 +879,7 @@ mod tests {
                 (Some(Reason::Forbidden), Some("alice"))
             );
             // An invalid token: still `forbidden` (what enforcement answers), and removed.
-            let d = decide(
-                &e,
-                &e,
-                &request("GET", "/x", &sign(json!({})), &[]),
-                NOW + 700,
-            );
+            let d = e.decide(&request("GET", "/x", &sign(json!({})), &[]), NOW + 700);
             let Decision::Allow { ops, .. } = d else {
                 panic!("expected allow, got {d:?}")
             };
@@ -1190,7 +894,7 @@ mod tests {
         #[test]
         fn enforced_default_deny_does_not_look_at_the_token() {
             let e = engine(json!({"default": "deny"}));
-            let d = decide(&e, &e, &request("GET", "/x", "not-a-jwt", &[]), NOW);
+            let d = e.decide(&request("GET", "/x", "not-a-jwt", &[]), NOW);
             assert_eq!(denial(&d).1, "forbidden; rule=default");
         }
 
@@ -1202,9 +906,7 @@ mod tests {
             }));
             let token = sign(json!({}));
             let cookie = format!("theme=dark; session={}", sign(json!({"scope": "x"})));
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("GET", "/", &token, &[("cookie", cookie.as_str())]),
                 NOW,
             );
@@ -1222,12 +924,7 @@ mod tests {
         #[test]
         fn expired_token_is_refused() {
             let e = engine(json!({}));
-            let d = decide(
-                &e,
-                &e,
-                &request("GET", "/", &sign(json!({})), &[]),
-                NOW + 600 + 61,
-            );
+            let d = e.decide(&request("GET", "/", &sign(json!({})), &[]), NOW + 600 + 61);
             assert_eq!(denial(&d).1, "token_expired");
         }
 
@@ -1238,12 +935,7 @@ mod tests {
             let e = engine(json!({"headers": {"assertion": {
                 "audience": "svc", "keys": [{"kid": "ed", "private_jwk": jwk}], "jwks_path": "/.well-known/identity/jwks.json"
             }}}));
-            let d = decide(
-                &e,
-                &e,
-                &facts("GET", "/.well-known/identity/jwks.json", &[]),
-                NOW,
-            );
+            let d = e.decide(&facts("GET", "/.well-known/identity/jwks.json", &[]), NOW);
             let Decision::Serve(r) = d else {
                 panic!("expected the jwks")
             };
@@ -1259,22 +951,22 @@ mod tests {
             ]}));
             let token = sign(json!({"roles": ["dev"]}));
             assert!(matches!(
-                decide(&e, &e, &request("GET", "/x", &token, &[]), NOW),
+                e.decide(&request("GET", "/x", &token, &[]), NOW),
                 Decision::Allow { .. }
             ));
             assert!(matches!(
-                decide(&e, &e, &request("GET", "/x", &token, &[]), NOW),
+                e.decide(&request("GET", "/x", &token, &[]), NOW),
                 Decision::Allow { .. }
             ));
             assert_eq!(e.cache_stats(), (1, 1, 1));
-            let d = decide(&e, &e, &request("GET", "/admin", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/admin", &token, &[]), NOW);
             assert_eq!(
                 denial(&d).1,
                 "forbidden; rule=admin",
                 "policy applies on a hit"
             );
             assert_eq!(e.cache_stats().1, 2);
-            let d = decide(&e, &e, &request("GET", "/x", &token, &[]), NOW + 600 + 61);
+            let d = e.decide(&request("GET", "/x", &token, &[]), NOW + 600 + 61);
             assert_eq!(denial(&d).1, "token_expired", "time is checked on a hit");
         }
 
@@ -1283,17 +975,17 @@ mod tests {
             let e = engine(json!({}));
             let token = sign(json!({}));
             assert!(matches!(
-                decide(&e, &e, &request("GET", "/", &token, &[]), NOW),
+                e.decide(&request("GET", "/", &token, &[]), NOW),
                 Decision::Allow { .. }
             ));
             let mut forged = token.clone();
             forged.push('A');
-            let d = decide(&e, &e, &request("GET", "/", &forged, &[]), NOW);
+            let d = e.decide(&request("GET", "/", &forged, &[]), NOW);
             assert!(matches!(d, Decision::Deny { .. }));
         }
 
         /// Three providers sharing one key; `okta` and `github` have rules of their own.
-        fn per_provider(rules: serde_json::Value, default: &str) -> Engine {
+        fn per_provider(rules: serde_json::Value, default: &str) -> Tested {
             let provider = |name: &str| {
                 json!({"name": name, "issuer": format!("https://{name}.test"),
                        "jwks": {"keys": [test_keys::ed25519_jwk()]}})
@@ -1333,7 +1025,7 @@ mod tests {
         fn a_provider_gated_route_without_a_token_is_401_never_a_later_anonymous_rule() {
             let later = json!([{"name": "open", "match": {"path_prefix": "/runs"}, "allow_anonymous": true}]);
             let e = per_provider(two_issuer_rules(later), "deny");
-            let d = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW);
+            let d = e.decide(&facts("GET", "/runs/1", &[]), NOW);
             assert_eq!(
                 denial(&d),
                 (401, "token_missing".into(), Some("Bearer".into()))
@@ -1342,15 +1034,13 @@ mod tests {
                 unreachable!()
             };
             assert_eq!(log.rule, "okta-runs");
-            let d = decide(&e, &e, &request("GET", "/runs/1", "junk", &[]), NOW);
+            let d = e.decide(&request("GET", "/runs/1", "junk", &[]), NOW);
             assert_eq!(denial(&d).1, "token_malformed");
             let old = signed("github", json!({"repository": "acme/etl"}));
-            let d = decide(&e, &e, &request("GET", "/runs/1", &old, &[]), NOW + 700);
+            let d = e.decide(&request("GET", "/runs/1", &old, &[]), NOW + 700);
             assert_eq!(denial(&d).1, "token_expired");
             // A verified token of a provider without a rule of its own: the next rule.
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("GET", "/runs/1", &signed("other", json!({})), &[]),
                 NOW,
             );
@@ -1360,7 +1050,7 @@ mod tests {
         #[test]
         fn each_issuer_gets_its_own_rule_and_its_own_denial() {
             let e = per_provider(two_issuer_rules(json!([])), "deny");
-            let get = |token: &str| decide(&e, &e, &request("POST", "/runs/1", token, &[]), NOW);
+            let get = |token: &str| e.decide(&request("POST", "/runs/1", token, &[]), NOW);
             let d = get(&signed("okta", json!({"scope": "runs:write"})));
             assert_eq!(allowed_by(&d), "okta-runs");
             let d = get(&signed("okta", json!({"scope": "runs:read"})));
@@ -1387,9 +1077,7 @@ mod tests {
             let d = get(&signed("other", json!({"scope": "runs:write"})));
             assert_eq!(denial(&d).1, "forbidden; rule=default");
             let e = per_provider(two_issuer_rules(json!([])), "authenticated");
-            let d = decide(
-                &e,
-                &e,
+            let d = e.decide(
                 &request("GET", "/runs/1", &signed("other", json!({})), &[]),
                 NOW,
             );
@@ -1401,8 +1089,7 @@ mod tests {
             let mut rules = two_issuer_rules(json!([]));
             rules[0]["report_only"] = json!(true);
             let e = per_provider(rules, "deny");
-            let Decision::Allow { ops, log } = decide(&e, &e, &facts("GET", "/runs/1", &[]), NOW)
-            else {
+            let Decision::Allow { ops, log } = e.decide(&facts("GET", "/runs/1", &[]), NOW) else {
                 panic!("expected allow")
             };
             assert_eq!(
@@ -1412,15 +1099,15 @@ mod tests {
             assert_eq!(log.rule, "okta-runs");
             // A github token goes on to the enforced github rule.
             let token = signed("github", json!({"repository": "acme/web"}));
-            let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/runs/1", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "forbidden; rule=ci-runs");
         }
 
         struct Pending;
 
         impl KeySource for Pending {
-            fn keys(&self, _provider: usize) -> Keys<'_> {
-                Keys::Pending
+            fn keys(&self, _provider: usize) -> KeyState<'_> {
+                KeyState::Pending
             }
         }
 
@@ -1428,10 +1115,10 @@ mod tests {
         fn on_a_gated_route_a_token_waits_for_its_providers_keys_before_a_rule_is_chosen() {
             let e = per_provider(two_issuer_rules(json!([])), "deny");
             let token = signed("github", json!({"repository": "acme/etl"}));
-            let d = decide(&e, &Pending, &request("GET", "/runs/1", &token, &[]), NOW);
+            let d = e.decide_with_keys(&Pending, &request("GET", "/runs/1", &token, &[]), NOW);
             assert_eq!(d, Decision::NeedKeys(1), "github's keys");
             // Nothing to wait for without a token.
-            let d = decide(&e, &Pending, &facts("GET", "/runs/1", &[]), NOW);
+            let d = e.decide_with_keys(&Pending, &facts("GET", "/runs/1", &[]), NOW);
             assert_eq!(denial(&d).1, "token_missing");
         }
 
@@ -1440,7 +1127,7 @@ mod tests {
             let e = per_provider(two_issuer_rules(json!([])), "deny");
             let token = signed("github", json!({"repository": "acme/etl"}));
             for _ in 0..2 {
-                let d = decide(&e, &e, &request("GET", "/runs/1", &token, &[]), NOW);
+                let d = e.decide(&request("GET", "/runs/1", &token, &[]), NOW);
                 assert_eq!(allowed_by(&d), "ci-runs");
             }
             assert_eq!(e.cache_stats(), (1, 1, 1), "verified once, then a hit");
@@ -1448,7 +1135,7 @@ mod tests {
 
         const ENTRA: &str = "https://login.microsoftonline.com/{tenant}/v2.0";
 
-        fn entra(extra: serde_json::Value) -> Engine {
+        fn entra(extra: serde_json::Value) -> Tested {
             let mut provider = json!({
                 "name": "entra", "issuer": ENTRA, "tenants": ["acme", "globex"],
                 "jwks": {"keys": [test_keys::ed25519_jwk()]},
@@ -1482,7 +1169,7 @@ mod tests {
             let e = entra(json!({}));
             let token = of_tenant("acme", json!({"tid": "acme"}));
             let Decision::Allow { ops, log } =
-                decide(&e, &e, &request("GET", "/t/acme/runs", &token, &[]), NOW)
+                e.decide(&request("GET", "/t/acme/runs", &token, &[]), NOW)
             else {
                 panic!("expected allow")
             };
@@ -1495,13 +1182,13 @@ mod tests {
             let p = assertion_payload(set(&ops, "x-identity-assertion").unwrap());
             assert_eq!(p["tenant"], "acme");
             assert_eq!(log.provider.as_deref(), Some("entra"));
-            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/globex/runs", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "forbidden; rule=t");
             // Without a tenant claim, the issuer's tenant still counts.
             let globex = of_tenant("globex", json!({}));
-            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &globex, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/globex/runs", &globex, &[]), NOW);
             assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
-            let d = decide(&e, &e, &request("GET", "/acme", &globex, &[]), NOW);
+            let d = e.decide(&request("GET", "/acme", &globex, &[]), NOW);
             assert_eq!(denial(&d).1, "forbidden; rule=acme-only");
         }
 
@@ -1509,7 +1196,7 @@ mod tests {
         fn a_tenant_not_listed_is_issuer_unknown() {
             let e = entra(json!({}));
             let token = of_tenant("initech", json!({"tid": "initech"}));
-            let d = decide(&e, &e, &request("GET", "/t/initech/runs", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/initech/runs", &token, &[]), NOW);
             assert_eq!(
                 denial(&d),
                 (
@@ -1520,7 +1207,7 @@ mod tests {
             );
             // The pattern itself is no tenant.
             let token = test_keys::sign_ed25519(ENTRA, NOW, json!({}));
-            let d = decide(&e, &e, &request("GET", "/acme", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/acme", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "issuer_unknown");
         }
 
@@ -1528,10 +1215,10 @@ mod tests {
         fn a_tenant_claim_that_contradicts_the_issuer_is_refused() {
             let e = entra(json!({}));
             let token = of_tenant("acme", json!({"tid": "globex"}));
-            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/globex/runs", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "issuer_unknown");
             // Twice: a refused token is not cached.
-            let d = decide(&e, &e, &request("GET", "/t/globex/runs", &token, &[]), NOW);
+            let d = e.decide(&request("GET", "/t/globex/runs", &token, &[]), NOW);
             assert_eq!(denial(&d).1, "issuer_unknown");
         }
 
@@ -1561,15 +1248,15 @@ mod tests {
                 .collect();
             assert_eq!(weak, vec![("p".to_string(), 1)]);
             assert!(matches!(
-                decide(&e, &e, &request("GET", "/", &sign(json!({})), &[]), NOW),
+                e.decide(&request("GET", "/", &sign(json!({})), &[]), NOW),
                 Decision::Allow { .. }
             ));
-            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            let d = e.decide(&request("GET", "/", &rs256_token("old"), &[]), NOW);
             assert_eq!(denial(&d).1, "key_not_found");
             // With `min_rsa_bits: 1024` the key is in the set: the bad signature is what fails.
             let e = engine(provider(1024));
             assert!(e.weak_keys().is_empty());
-            let d = decide(&e, &e, &request("GET", "/", &rs256_token("old"), &[]), NOW);
+            let d = e.decide(&request("GET", "/", &rs256_token("old"), &[]), NOW);
             assert_eq!(denial(&d).1, "signature_invalid");
         }
 
@@ -1582,13 +1269,13 @@ mod tests {
             }]}));
             let access = sign(json!({"client_id": "client-1", "token_use": "access"}));
             for _ in 0..2 {
-                let d = decide(&e, &e, &request("GET", "/", &access, &[]), NOW);
+                let d = e.decide(&request("GET", "/", &access, &[]), NOW);
                 assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
             }
             assert_eq!(e.cache_stats(), (1, 1, 1), "the second request was a hit");
             let other = sign(json!({"client_id": "client-2", "aud": "client-3"}));
             for _ in 0..2 {
-                let d = decide(&e, &e, &request("GET", "/", &other, &[]), NOW);
+                let d = e.decide(&request("GET", "/", &other, &[]), NOW);
                 assert_eq!(denial(&d).1, "audience_mismatch");
             }
             assert_eq!(e.cache_stats().0, 1, "a refused token is never cached");
@@ -1600,7 +1287,7 @@ mod tests {
             let token = sign(json!({}));
             for _ in 0..2 {
                 assert!(matches!(
-                    decide(&e, &e, &request("GET", "/", &token, &[]), NOW),
+                    e.decide(&request("GET", "/", &token, &[]), NOW),
                     Decision::Allow { .. }
                 ));
             }

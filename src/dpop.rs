@@ -12,7 +12,6 @@
 //! window ([`ReplayCache`], per worker, and a [`ReplayStore`] the host glue may add). Server
 //! nonces (`DPoP-Nonce`) are not issued or checked.
 
-use std::cell::RefCell;
 use std::num::NonZeroUsize;
 use std::rc::Rc;
 
@@ -333,10 +332,11 @@ impl ReplayCache {
     }
 }
 
-/// The proof checks of one request, with the engine's replay cache and the glue's shared store.
+/// The proof checks of one request, with the instance's replay cache
+/// ([`crate::authenticate::Caches`]) and the glue's shared store.
 pub struct Checker<'a> {
     pub config: &'a DpopConfig,
-    pub cache: &'a RefCell<ReplayCache>,
+    pub cache: &'a mut ReplayCache,
     pub shared: Option<&'a dyn ReplayStore>,
 }
 
@@ -345,7 +345,7 @@ impl Checker<'_> {
     /// `path` is the request's path as sent (without the query). `Ok` when the request may go
     /// on; the refusal names the reason and the accepted algorithms.
     pub fn check(
-        &self,
+        &mut self,
         provider: &Provider,
         found: &Found,
         who: &Identity,
@@ -360,14 +360,14 @@ impl Checker<'_> {
         })
     }
 
-    fn seen(&self, key: &ReplayKey, until: u64, now: u64) -> bool {
-        let local = self.cache.borrow_mut().seen(key, until, now);
+    fn seen(&mut self, key: &ReplayKey, until: u64, now: u64) -> bool {
+        let local = self.cache.seen(key, until, now);
         local || self.shared.is_some_and(|s| s.seen(key, until, now))
     }
 }
 
 fn check(
-    checker: &Checker<'_>,
+    checker: &mut Checker<'_>,
     provider: &Provider,
     found: &Found,
     who: &Identity,
@@ -407,7 +407,7 @@ fn check(
         uri: uri.as_deref(),
     };
     let proof = {
-        let keys = &mut checker.cache.borrow_mut().keys;
+        let keys = &mut checker.cache.keys;
         verify_proof(
             proof,
             policy,

@@ -1,5 +1,8 @@
-//! Request headers the filter changes: every identity header is stripped from the client's
-//! request, then the verified identity is set; the original token is removed unless forwarded.
+//! Request headers the filter changes, as one list of [`HeaderOp`]s applied in order (see
+//! `decide`): the managed headers the client sent are removed ([`strip`]), then the canonical
+//! `:path`, the report header, the claim headers ([`claim_headers`]) and the assertion are set,
+//! and last the token is taken out unless forwarded ([`remove_token`]: its header removed, and
+//! `:path` or `cookie` set again without it). Removals and sets are interleaved, not grouped.
 
 use crate::claims;
 use crate::config::{Config, TokenSource};
@@ -15,8 +18,10 @@ pub enum HeaderOp {
 
 /// The request headers that belong to the filter: every name it may set (the claim headers of
 /// `headers.claims` and of every provider's `claim_headers`, the report and assertion headers)
-/// or was told to strip (lower case, no duplicates), and every name under `headers.reserved_prefix`, except the
-/// token-source headers and the assertion's request id header, which clients send.
+/// or was told to strip (lower case, no duplicates), and every name under
+/// `headers.reserved_prefix`, except the token-source headers and the assertion's request id
+/// header, which clients send. A host that cannot remove request headers refuses a request
+/// that carries one instead (`headers.spoofed_headers`).
 ///
 /// The client-certificate header the configuration trusts (`client_certificate` with source
 /// `xfcc` or `header`) is managed too: read, then removed before the request goes upstream. It
@@ -122,7 +127,7 @@ pub fn strip(present: Vec<String>) -> Vec<HeaderOp> {
 /// Claim headers for a verified caller: its provider's `claim_headers` when set, else
 /// `headers.claims`. A claim that is absent, null, or would put a control character into the
 /// header is skipped (the header stays stripped).
-pub fn identity(config: &Config, who: &Identity) -> Vec<HeaderOp> {
+pub fn claim_headers(config: &Config, who: &Identity) -> Vec<HeaderOp> {
     let own = config
         .providers
         .iter()
@@ -304,7 +309,7 @@ mod tests {
         let claims = json!({"sub": "alice", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny: z", "scp": ["r", "w"]});
         let provider = &c.providers[0];
         let who = Identity::from_claims(provider, claims.as_object().unwrap().clone());
-        let ops = identity(&c, &who);
+        let ops = claim_headers(&c, &who);
         assert_eq!(
             ops,
             vec![
@@ -346,11 +351,11 @@ mod tests {
             "kubernetes.io": {"namespace": "flows", "serviceaccount": {"name": "worker"}}
         });
         assert_eq!(
-            identity(&c, &caller(&c, 0, claims.clone())),
+            claim_headers(&c, &caller(&c, 0, claims.clone())),
             vec![HeaderOp::Set("x-corp-email".into(), "a@corp.test".into())]
         );
         assert_eq!(
-            identity(&c, &caller(&c, 1, claims.clone())),
+            claim_headers(&c, &caller(&c, 1, claims.clone())),
             vec![
                 HeaderOp::Set("x-k8s-namespace".into(), "flows".into()),
                 HeaderOp::Set("x-k8s-sa".into(), "worker".into()),
@@ -358,7 +363,7 @@ mod tests {
             "the global x-email is not set for k8s tokens"
         );
         assert_eq!(
-            identity(&c, &caller(&c, 2, claims)),
+            claim_headers(&c, &caller(&c, 2, claims)),
             vec![HeaderOp::Set("x-email".into(), "a@corp.test".into())]
         );
     }
@@ -397,7 +402,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
-            unique: "u-1".into(),
+            nonce: "u-1".into(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         }

@@ -22,7 +22,6 @@
 //! The store is generic over the key set type so the state machine is tested without keys.
 
 use crate::config::{Config, Provider, WaitMode};
-use crate::decide::{Engine, KeySource, Keys};
 use crate::fetch::{self, FetchError, Target};
 use crate::jwks::KeySet;
 
@@ -263,7 +262,7 @@ impl<S> Remote<S> {
 /// One slot per configured provider, in `config.providers` order.
 #[derive(Debug)]
 enum Slot<S> {
-    /// Keys written in the configuration (held by the [`Engine`]).
+    /// Keys written in the configuration (held by the [`crate::engine::Engine`]).
     Inline,
     Remote(Box<Remote<S>>),
 }
@@ -746,33 +745,43 @@ fn refetch_allowed<S>(r: &Remote<S>, now: u64) -> bool {
     }
 }
 
-/// A provider's keys at one instant (the generic form of `decide::Keys`).
+/// A provider's keys at one instant, as the request path sees them.
 #[derive(Debug)]
-pub enum KeyState<'a, S> {
+pub enum KeyState<'a, S = KeySet> {
     Ready(&'a S),
+    /// Not known yet; a fetch may bring them.
     Pending,
+    /// None can be had.
     Unavailable,
 }
 
-/// What the request path reads keys from at one instant: inline sets from the [`Engine`],
-/// remote sets from the [`KeyStore`].
+/// Where the request path reads a provider's keys from: the inline sets
+/// ([`crate::engine::Engine`]), or those and the fetched ones ([`KeyView`]).
+pub trait KeySource {
+    fn keys(&self, provider: usize) -> KeyState<'_>;
+
+    /// Whether a token whose `kid` is not in the provider's (ready) key set may wait for a
+    /// refetch instead of being refused `key_not_found` (rate-limited: [`KeyStore::wait`]).
+    fn may_refetch(&self, _provider: usize) -> bool {
+        false
+    }
+}
+
+/// What the request path reads keys from at one instant: inline sets from `inline` (the
+/// engine), remote sets from the [`KeyStore`].
 pub struct KeyView<'a> {
-    pub engine: &'a Engine,
+    pub inline: &'a dyn KeySource,
     pub store: &'a KeyStore<KeySet>,
     /// Unix ms, read only when a remote provider's keys are looked at.
     pub now_ms: &'a dyn Fn() -> u64,
 }
 
 impl KeySource for KeyView<'_> {
-    fn keys(&self, provider: usize) -> Keys<'_> {
+    fn keys(&self, provider: usize) -> KeyState<'_> {
         if self.store.is_remote(provider) {
-            match self.store.keys(provider, (self.now_ms)()) {
-                KeyState::Ready(set) => Keys::Ready(set),
-                KeyState::Pending => Keys::Pending,
-                KeyState::Unavailable => Keys::Unavailable,
-            }
+            self.store.keys(provider, (self.now_ms)())
         } else {
-            self.engine.keys(provider)
+            self.inline.keys(provider)
         }
     }
 

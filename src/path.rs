@@ -14,8 +14,8 @@
 //! encoded or raw NUL or other control character, a raw `\`, double encoding (`%25` followed by
 //! two hex digits, or any spelling whose canonical form would still decode further), and `;`
 //! path parameters (`/admin;x/users`, which Java servers read as `/admin/users`) unless
-//! `paths.allow_parameters` is set. Dot segments are refused before this, as they always were
-//! (`403 forbidden`, rule `path_dot_segments`, see [`crate::policy::has_dot_segment`]).
+//! `paths.allow_parameters` is set. Dot segments are refused before this (`403 forbidden`,
+//! rule `path_dot_segments`, see [`crate::policy::has_dot_segment`]).
 //!
 //! The canonical form is a fixed point: a canonical path is never changed or refused, so a path
 //! nginx (Kong) or Envoy's `normalize_path` already normalized passes as it is.

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::decide::{decide, Decision, Engine};
+use crate::decide::{Decision, Tested};
+use crate::engine::Engine;
 use crate::headers::HeaderOp;
 use crate::jwks::test_keys;
 use crate::reason::Reason;
@@ -17,7 +18,7 @@ fn sign(claims: Value) -> String {
 }
 
 /// `/admin` needs role `admin`; `/t/{tenant}/runs` the caller's tenant; anything else a token.
-fn engine(extra: Value) -> Engine {
+fn engine(extra: Value) -> Tested {
     let mut v = json!({
         "providers": [{
             "name": "p", "issuer": "https://issuer.test",
@@ -37,7 +38,7 @@ fn engine(extra: Value) -> Engine {
             base.insert(k.clone(), val.clone());
         }
     }
-    Engine::from_json(v.to_string().as_bytes()).unwrap()
+    Engine::from_json(v.to_string().as_bytes()).unwrap().into()
 }
 
 fn request(path: &str, roles: &[&str]) -> RequestFacts {
@@ -48,14 +49,14 @@ fn request(path: &str, roles: &[&str]) -> RequestFacts {
         authority: "api.test".into(),
         scheme: "https".into(),
         headers: vec![("authorization".into(), format!("Bearer {token}"))],
-        unique: "u-1".into(),
+        nonce: "u-1".into(),
         reject_spoofed: false,
         peer_certificate: Default::default(),
     }
 }
 
-fn run(e: &Engine, facts: &RequestFacts) -> Decision {
-    decide(e, e, facts, NOW + 1)
+fn run(e: &Tested, facts: &RequestFacts) -> Decision {
+    e.decide(facts, NOW + 1)
 }
 
 /// The last value set for a header (later sets win, as the host applies them in order).
@@ -151,7 +152,7 @@ fn a_query_token_is_removed_from_the_canonical_path() {
         authority: "api.test".into(),
         scheme: "https".into(),
         headers: vec![],
-        unique: "u-1".into(),
+        nonce: "u-1".into(),
         reject_spoofed: false,
         peer_certificate: Default::default(),
     };

@@ -17,9 +17,9 @@ pub struct RequestFacts {
     /// to rebuild the request's URI for DPoP proofs (`dpop.public_base_url` overrides it).
     pub scheme: String,
     pub headers: Vec<(String, String)>,
-    /// A unique value for this request, from the host's randomness: the assertion's `jti`, and
-    /// the request id when the request has none. Empty when no assertion is configured.
-    pub unique: String,
+    /// The request's nonce, from the host's randomness: the assertion's `jti`, and the request
+    /// id when the request has none. Empty when no assertion is configured.
+    pub nonce: String,
     /// Refuse a request that carries a header the filter manages, instead of stripping it: set
     /// by the host glue from `headers.spoofed_headers` and the host (see `filter::host`).
     pub reject_spoofed: bool,
@@ -294,7 +294,7 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
-            unique: "u-1".into(),
+            nonce: "u-1".into(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         }

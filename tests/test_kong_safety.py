@@ -232,7 +232,7 @@ def test_shared_data_is_only_used_behind_its_switch():
     read a shared-data switch call them: remote keys (`remote_keys.shared_data`) and DPoP replay
     records (`dpop.shared_replay`, and only in Envoy)."""
     switches = {
-        "keys.rs": [r"remote_keys\s*\.\s*shared_data"],
+        "remote_keys.rs": [r"remote_keys\s*\.\s*shared_data"],
         "replay.rs": [r"dpop\s*\.\s*shared_replay", r"kind\s*==\s*HostKind::Envoy"],
     }
     users = set()

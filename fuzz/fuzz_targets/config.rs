@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, keys::without_cache, NOW};
-use identity_filter::{Engine, KeyStore, RequestFacts};
+use identity_filter::{Caches, Engine, KeyStore, RequestFacts};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -60,7 +60,7 @@ fn requests() -> &'static [RequestFacts] {
                     .into_iter()
                     .map(|(n, v)| (n.to_string(), v))
                     .collect(),
-                unique: "fuzz-unique-1".into(),
+                nonce: "fuzz-nonce-1".into(),
                 reject_spoofed: i == 4,
                 peer_certificate: Default::default(),
             });
@@ -74,7 +74,7 @@ fn requests() -> &'static [RequestFacts] {
                 ("origin".into(), "https://a.test".into()),
                 ("access-control-request-method".into(), "POST".into()),
             ],
-            unique: String::new(),
+            nonce: String::new(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         });
@@ -117,11 +117,12 @@ fuzz_target!(
     });
     budget.finish();
     let jwks = check::inline_jwks(&engine.config);
+    let mut caches = Caches::new(&engine.config);
     for facts in requests() {
         check::decide_all(
-            &engine,
+            (&engine, &mut caches),
             &uncached,
-            (&engine, &uncached),
+            None,
             facts,
             NOW + 1,
             &jwks,

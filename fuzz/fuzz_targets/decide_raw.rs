@@ -11,12 +11,12 @@ fuzz_target!(
     init: fuzz_support::seeds::write_if_asked("decide_raw"),
     |data: &[u8]| {
     let req = request::parse(data);
-    check::with_engines(req.config, |cached, uncached| {
+    check::with_engines(req.config, |cached, caches, uncached| {
         let jwks = check::inline_jwks(&cached.config);
         check::decide_all(
-            cached,
+            (cached, caches),
             uncached,
-            (cached, uncached),
+            None,
             &req.facts,
             req.now,
             &jwks,

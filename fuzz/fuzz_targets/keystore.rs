@@ -14,8 +14,8 @@ use arbitrary::Arbitrary;
 use fuzz_support::keys::{self, Alg};
 use fuzz_support::{check, NOW};
 use identity_filter::{
-    min_rsa_bits, parse_remote_keys, Answer, Completion, Engine, FetchError, Fetched, KeySet,
-    KeyState, KeyStore, KeyView, RequestFacts, Status, Step, Wait,
+    min_rsa_bits, parse_remote_keys, Answer, Caches, Completion, Engine, FetchError, Fetched,
+    KeySet, KeyState, KeyStore, KeyView, RequestFacts, Status, Step, Wait,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -167,6 +167,8 @@ fn keys_in(op: &Op) -> usize {
 struct World {
     store: KeyStore,
     cached: Engine,
+    /// The cached engine's caches.
+    caches: Caches,
     uncached: Engine,
     now: u64,
     /// Fetches in flight: (provider, id, step).
@@ -274,19 +276,19 @@ impl World {
             authority: "api.test".into(),
             scheme: "https".into(),
             headers: vec![("authorization".into(), format!("Bearer {token}"))],
-            unique: String::new(),
+            nonce: String::new(),
             reject_spoofed: false,
             peer_certificate: Default::default(),
         };
         let now = self.now;
         let now_ms = &move || now;
         let cached = KeyView {
-            engine: &self.cached,
+            inline: &self.cached,
             store: &self.store,
             now_ms,
         };
         let uncached = KeyView {
-            engine: &self.uncached,
+            inline: &self.uncached,
             store: &self.store,
             now_ms,
         };
@@ -297,9 +299,9 @@ impl World {
             docs.get(&fp).cloned()
         };
         check::decide_all(
-            &self.cached,
+            (&self.cached, &mut self.caches),
             &self.uncached,
-            (&cached, &uncached),
+            Some((&cached, &uncached)),
             &facts,
             now / 1000,
             &jwks,
@@ -443,9 +445,11 @@ fuzz_target!(
         panic!("harness config is valid");
     };
     let store = KeyStore::new(&cached.config);
+    let caches = Caches::new(&cached.config);
     let mut world = World {
         store,
         cached,
+        caches,
         uncached,
         now: NOW * 1000,
         flights: Vec::new(),

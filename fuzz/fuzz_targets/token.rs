@@ -304,7 +304,7 @@ fn facts(input: &Input, token: &str) -> RequestFacts {
         authority: "api.test".into(),
         scheme: "https".into(),
         headers,
-        unique: "fuzz-unique-1".into(),
+        nonce: "fuzz-nonce-1".into(),
         reject_spoofed: false,
         peer_certificate: Default::default(),
     }
@@ -354,13 +354,13 @@ fuzz_target!(
     let sent = request::as_host_delivers(&sent);
     let facts = facts(&input, &sent);
     let now = request::now_for(input.time);
-    check::with_engines(usize::from(input.config), |cached, uncached| {
+    check::with_engines(usize::from(input.config), |cached, caches, uncached| {
         let config = &cached.config;
         let jwks = check::inline_jwks(config);
         let decision = check::decide_all(
-            cached,
+            (cached, caches),
             uncached,
-            (cached, uncached),
+            None,
             &facts,
             now,
             &jwks,

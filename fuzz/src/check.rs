@@ -7,8 +7,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use identity_filter::{
-    decide, find_token, Algorithm, Config, Decision, Engine, HeaderOp, KeySource, Provider,
-    RequestFacts,
+    decide, decide_with_keys, find_token, Algorithm, Caches, Config, Decision, Engine, HeaderOp,
+    KeySource, Provider, RequestFacts,
 };
 use serde_json::Value;
 
@@ -344,22 +344,35 @@ pub fn claims_valid(claims: &Value, provider: &Provider, now: u64) -> Result<(),
     Ok(())
 }
 
-/// One request through a cached and an uncached engine, twice through the cached one: the
-/// decisions must be identical (but for the assertion's signature, see [`comparable`]), and
-/// each must pass [`headers_clean`] and [`independently_valid`]; the uncached decision (a
-/// full verification) must stay within one request's time budget. Returns the decision.
+/// One request through a cached and an uncached engine, twice through the cached one (with its
+/// `caches`): the decisions must be identical (but for the assertion's signature, see
+/// [`comparable`]), and each must pass [`headers_clean`] and [`independently_valid`]; the
+/// uncached decision (a full verification) must stay within one request's time budget. Keys
+/// come from `keys` (cached, uncached), or from each engine's inline sets when `None`. Returns
+/// the decision.
 pub fn decide_all(
-    cached: &Engine,
+    (cached, caches): (&Engine, &mut Caches),
     uncached: &Engine,
-    keys: (&dyn KeySource, &dyn KeySource),
+    keys: Option<(&dyn KeySource, &dyn KeySource)>,
     facts: &RequestFacts,
     now: u64,
     jwks: &dyn Fn(usize) -> Option<Value>,
 ) -> Decision {
-    let first = decide(cached, keys.0, facts, now);
-    let again = decide(cached, keys.0, facts, now);
-    // The timed one: the uncached engine decides without side effects, so it can be re-run.
-    let plain = Budget::pure(1, facts, || decide(uncached, keys.1, facts, now));
+    let run = |engine: &Engine, keys: Option<&dyn KeySource>, caches: &mut Caches| match keys {
+        Some(keys) => decide_with_keys(engine, keys, caches, facts, now),
+        None => decide(engine, caches, facts, now),
+    };
+    let first = run(cached, keys.map(|k| k.0), caches);
+    let again = run(cached, keys.map(|k| k.0), caches);
+    // The timed one: the uncached engine decides with fresh caches on each run, so it has no
+    // side effects and can be re-run.
+    let plain = Budget::pure(1, facts, || {
+        run(
+            uncached,
+            keys.map(|k| k.1),
+            &mut Caches::new(&uncached.config),
+        )
+    });
     let norm = |d: &Decision| comparable(&cached.config, d);
     assert_eq!(
         norm(&first),
@@ -376,10 +389,10 @@ pub fn decide_all(
     first
 }
 
-/// A decision with the signature of its identity assertion left out: EdDSA assertions were
-/// signed with added randomness (hedged signatures) when jwt-simple minted them, so two mints of
-/// the same assertion differed there, and only there. ed25519-dalek and HMAC sign
-/// deterministically; the signature stays out of the comparison as a precaution.
+/// A decision with the signature of its identity assertion left out. ed25519-dalek and HMAC sign
+/// deterministically; the signature stays out of the comparison as a precaution (a hedged EdDSA
+/// signer, which adds randomness, would make two mints of the same assertion differ there, and
+/// only there).
 fn comparable(config: &Config, decision: &Decision) -> Decision {
     let mut d = decision.clone();
     let Some(name) = config
@@ -410,15 +423,16 @@ pub fn inline_jwks(config: &Config) -> impl Fn(usize) -> Option<Value> + '_ {
 }
 
 thread_local! {
-    /// The engines of the fixed configurations, built once per thread: (cached, uncached).
-    static ENGINES: RefCell<Vec<(Engine, Engine)>> = const { RefCell::new(Vec::new()) };
+    /// The engines of the fixed configurations, built once per thread: (cached, its caches,
+    /// uncached).
+    static ENGINES: RefCell<Vec<(Engine, Caches, Engine)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Run `f` with the cached and the uncached engine of fixed configuration `index` (of
-/// [`crate::keys::configs`]). The engines live as long as the process, so the cached one's
+/// Run `f` with the cached engine of fixed configuration `index` (of [`crate::keys::configs`]),
+/// its caches, and the uncached engine. They live as long as the process, so the cached one's
 /// token cache carries entries from earlier inputs: cache hits of tokens seen before are
 /// compared with uncached decisions too (a failure may then need the inputs before it).
-pub fn with_engines<T>(index: usize, f: impl FnOnce(&Engine, &Engine) -> T) -> T {
+pub fn with_engines<T>(index: usize, f: impl FnOnce(&Engine, &mut Caches, &Engine) -> T) -> T {
     let configs = crate::keys::configs();
     let index = index % configs.len();
     ENGINES.with(|e| {
@@ -428,10 +442,12 @@ pub fn with_engines<T>(index: usize, f: impl FnOnce(&Engine, &Engine) -> T) -> T
                 let load = |doc: &Value| {
                     Engine::from_json(doc.to_string().as_bytes()).expect("harness config is valid")
                 };
-                e.push((load(c), load(&crate::keys::without_cache(c))));
+                let cached = load(c);
+                let caches = Caches::new(&cached.config);
+                e.push((cached, caches, load(&crate::keys::without_cache(c))));
             }
         }
-        let (cached, uncached) = e.get(index).expect("index in range");
-        f(cached, uncached)
+        let (cached, caches, uncached) = e.get_mut(index).expect("index in range");
+        f(cached, caches, uncached)
     })
 }

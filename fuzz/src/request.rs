@@ -59,7 +59,7 @@ pub fn parse(data: &[u8]) -> RawRequest {
             authority,
             scheme: "https".into(),
             headers,
-            unique: "fuzz-unique-1".into(),
+            nonce: "fuzz-nonce-1".into(),
             reject_spoofed: control & 0x80 != 0,
             peer_certificate: Default::default(),
         },

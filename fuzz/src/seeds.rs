@@ -58,7 +58,7 @@ fn facts(method: &str, path: &str, headers: &[(&str, String)], spoof: bool) -> R
             .iter()
             .map(|(n, v)| (n.to_string(), v.clone()))
             .collect(),
-        unique: String::new(),
+        nonce: String::new(),
         reject_spoofed: spoof,
         peer_certificate: Default::default(),
     }

@@ -2,7 +2,8 @@
 //! refusal with its reason.
 
 use super::*;
-use crate::decide::{decide, Decision, Engine};
+use crate::decide::{Decision, Tested};
+use crate::engine::Engine;
 use crate::headers::HeaderOp;
 use crate::jwks::test_keys;
 use serde_json::json;
@@ -155,7 +156,7 @@ fn plain_token() -> String {
     test_keys::sign_ed25519(ISSUER, NOW, json!({}))
 }
 
-fn engine(dpop: Value) -> Engine {
+fn engine(dpop: Value) -> Tested {
     let v = json!({
         "providers": [{
             "name": "p", "issuer": ISSUER,
@@ -165,7 +166,7 @@ fn engine(dpop: Value) -> Engine {
         "default": "authenticated",
         "headers": {"claims": [{"identity": "binding", "header": "x-identity-binding"}]},
     });
-    Engine::from_json(v.to_string().as_bytes()).unwrap()
+    Engine::from_json(v.to_string().as_bytes()).unwrap().into()
 }
 
 fn request(authorization: &str, proofs: &[&str]) -> RequestFacts {
@@ -187,8 +188,8 @@ fn dpop_request(token: &str, proofs: &[&str]) -> RequestFacts {
     request(&format!("DPoP {token}"), proofs)
 }
 
-fn reason(engine: &Engine, facts: &RequestFacts) -> Option<Reason> {
-    match decide(engine, engine, facts, NOW) {
+fn reason(engine: &Tested, facts: &RequestFacts) -> Option<Reason> {
+    match engine.decide(facts, NOW) {
         Decision::Deny { log, .. } => log.reason,
         _ => None,
     }
@@ -208,7 +209,7 @@ fn binding_header(decision: &Decision) -> Option<String> {
 fn a_bound_token_with_its_proof_passes_as_dpop() {
     let e = engine(json!({}));
     let token = bound_token();
-    let d = decide(&e, &e, &dpop_request(&token, &[&proof(&token)]), NOW);
+    let d = e.decide(&dpop_request(&token, &[&proof(&token)]), NOW);
     assert_eq!(binding_header(&d).as_deref(), Some("dpop"));
 }
 
@@ -464,15 +465,10 @@ fn a_bound_token_cannot_be_downgraded_to_bearer() {
 fn allowed_mode_keeps_plain_bearer_tokens_working() {
     let e = engine(json!({}));
     let token = plain_token();
-    let d = decide(&e, &e, &request(&format!("Bearer {token}"), &[]), NOW);
+    let d = e.decide(&request(&format!("Bearer {token}"), &[]), NOW);
     assert_eq!(binding_header(&d).as_deref(), Some("none"));
     // A proof sent next to it is checked, and binds nothing.
-    let d = decide(
-        &e,
-        &e,
-        &request(&format!("Bearer {token}"), &[&proof(&token)]),
-        NOW,
-    );
+    let d = e.decide(&request(&format!("Bearer {token}"), &[&proof(&token)]), NOW);
     assert_eq!(binding_header(&d).as_deref(), Some("none"));
     let stale = proof_with(&token, |_, c| c["iat"] = json!(NOW - 1000));
     assert_eq!(
@@ -507,7 +503,7 @@ fn required_mode_refuses_plain_bearer_tokens() {
 fn off_mode_takes_a_bound_token_as_a_bearer_token() {
     let e = engine(json!({"mode": "off"}));
     let token = bound_token();
-    let d = decide(&e, &e, &request(&format!("Bearer {token}"), &[]), NOW);
+    let d = e.decide(&request(&format!("Bearer {token}"), &[]), NOW);
     assert_eq!(binding_header(&d).as_deref(), Some("none"));
 }
 
@@ -515,7 +511,7 @@ fn off_mode_takes_a_bound_token_as_a_bearer_token() {
 fn the_algorithm_list_is_the_providers() {
     let e = engine(json!({"algorithms": ["ES256"]}));
     let token = bound_token();
-    let d = decide(&e, &e, &dpop_request(&token, &[&proof(&token)]), NOW);
+    let d = e.decide(&dpop_request(&token, &[&proof(&token)]), NOW);
     let Decision::Deny { response, log } = d else {
         panic!("expected deny")
     };
@@ -549,7 +545,7 @@ fn htu_uses_the_public_base_url_when_set() {
         "default": "authenticated",
         "dpop": {"public_base_url": "https://public.example.com"}
     });
-    let e = Engine::from_json(v.to_string().as_bytes()).unwrap();
+    let e: Tested = Engine::from_json(v.to_string().as_bytes()).unwrap().into();
     let token = bound_token();
     let p = proof(&token);
     assert_eq!(
@@ -597,12 +593,13 @@ fn a_shared_store_refuses_a_proof_another_worker_used() {
     let token = bound_token();
     let d = crate::decide::decide_with(
         &e,
-        &e,
-        Some(&Always),
+        &e.engine,
+        &mut e.caches.borrow_mut(),
         &dpop_request(&token, &[&proof(&token)]),
-        &crate::decide::Ask {
+        &crate::authenticate::Ask {
             now: &|| NOW,
             peer_certificate: &|| crate::mtls::PeerCertificate::Unavailable,
+            shared: Some(&Always),
         },
     );
     let Decision::Deny { log, .. } = d else {

@@ -15,8 +15,14 @@
 //!   `ngx.nginx_version` (an nginx variable, readable only under ngx_wasm_module). This is the
 //!   authoritative signal; when the two disagree, the host is taken to be ngx_wasm_module, the
 //!   choice that can never fail open.
+//!
+//! The first request also settles the configuration's `auto` choices for that host
+//! ([`resolve`], a [`Profile`]).
 
 use std::time::Duration;
+
+use crate::config::{CertificateBound, CertificateSource, SpoofPolicy, WaitMode};
+use crate::engine::Engine;
 
 /// A proxy-wasm status other than `Ok` (1 `NotFound`, 2 `BadArgument`, 8 `CasMismatch`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +153,115 @@ impl HostKind {
             HostKind::Envoy => "envoy",
             HostKind::Ngx => "ngx_wasm_module",
         }
+    }
+}
+
+/// How one configured root context behaves in the host it runs in, known from its first
+/// request (see `host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub kind: HostKind,
+    /// Refuse client-sent managed headers (`headers.spoofed_headers` resolved).
+    pub reject_spoofed: bool,
+    /// `remote_keys.waiting` resolved: `Resume`, `OwnFetch` or `None`.
+    pub wait: WaitMode,
+    /// Shared data may be used (`remote_keys.shared_data`, and a zone where Kong needs one).
+    pub shared: bool,
+}
+
+/// Settle the configuration's `auto` choices for this host, and say once what was chosen and
+/// what this host cannot do.
+pub fn resolve(host: &impl Host, engine: &Engine, kind: HostKind) -> Profile {
+    let config = &engine.config;
+    let reject_spoofed = match config.headers.spoofed_headers {
+        SpoofPolicy::Auto => !kind.removes_headers(),
+        SpoofPolicy::Strip => {
+            if !kind.removes_headers() {
+                host.log(
+                    Level::Warn,
+                    "identity filter: headers.spoofed_headers is `strip`, but this host forwards \
+                     removed request headers: client-sent identity headers reach the upstream; \
+                     use `auto` or `reject`",
+                );
+            }
+            false
+        }
+        SpoofPolicy::Reject => true,
+    };
+    let wait = match (config.remote_keys.waiting, kind.wakes_from_root()) {
+        (WaitMode::Auto, true) => WaitMode::Resume,
+        (WaitMode::Auto, false) => WaitMode::OwnFetch,
+        (WaitMode::Resume, false) => {
+            host.log(
+                Level::Warn,
+                "identity filter: remote_keys.waiting `resume` cannot work in this host (a root \
+                 context cannot resume a request); using `own_fetch`",
+            );
+            WaitMode::OwnFetch
+        }
+        (mode, _) => mode,
+    };
+    let remote = config.providers.iter().any(|p| p.is_remote());
+    let shared = config.remote_keys.shared_data
+        && remote
+        && match kind {
+            HostKind::Envoy => true,
+            HostKind::Ngx => {
+                let zone = host
+                    .property(&["kong", "configuration", "nginx_wasm_shm_kv"])
+                    .is_some_and(|v| !v.is_empty());
+                if !zone {
+                    host.log(
+                        Level::Warn,
+                        "identity filter: remote_keys.shared_data is on, but no shm_kv zone is \
+                         known (Kong: set nginx_wasm_shm_kv in kong.conf); every worker fetches \
+                         its own keys",
+                    );
+                }
+                zone
+            }
+        };
+    if !kind.removes_headers() && !config.headers.forward_token {
+        host.log(
+            Level::Warn,
+            "identity filter: headers.forward_token is false, but this host cannot remove the \
+             token from the request: the upstream receives it (decision logs say \
+             token_removed: false)",
+        );
+    }
+    if kind != HostKind::Envoy && config.client_certificate.source == CertificateSource::Connection
+    {
+        let required = config
+            .providers
+            .iter()
+            .any(|p| p.certificate_bound == CertificateBound::Required);
+        host.log(
+            if required { Level::Error } else { Level::Info },
+            "identity filter: client_certificate.source is `connection`, but this host does not \
+             expose the client certificate of the connection: certificate-bound tokens are \
+             refused (500 certificate_unavailable); behind a TLS terminator that sets a header, \
+             use source `header` or `xfcc`",
+        );
+    }
+    host.log(
+        Level::Info,
+        &format!(
+            "identity filter: host {}; spoofed headers: {}; waiting: {}; shared data: {}",
+            kind.name(),
+            if reject_spoofed { "reject" } else { "strip" },
+            match wait {
+                WaitMode::Resume => "resume",
+                WaitMode::OwnFetch => "own_fetch",
+                _ => "none",
+            },
+            if shared { "on" } else { "off" },
+        ),
+    );
+    Profile {
+        kind,
+        reject_spoofed,
+        wait,
+        shared,
     }
 }
 

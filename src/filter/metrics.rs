@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use super::host::{Host, MetricKind};
+use super::host::{Host, Level, MetricKind};
 use crate::reason::Reason;
 
 /// Counts that may wait in the module before they are handed to the host.
@@ -119,5 +119,25 @@ impl Metrics {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
             self.count(host, BY_REASON + i);
         }
+    }
+}
+
+/// One warning line and one count per RSA key left out of a key set for its size.
+pub fn report_weak_keys(
+    host: &impl Host,
+    metrics: &Metrics,
+    provider: &str,
+    weak: &[crate::jwks::WeakKey],
+    min_rsa_bits: usize,
+) {
+    for key in weak {
+        host.log(
+            Level::Warn,
+            &format!(
+                "identity filter: provider \"{provider}\" key {key} (min_rsa_bits \
+                 {min_rsa_bits}): skipped, its tokens get key_not_found"
+            ),
+        );
+        metrics.weak_key_skipped(host);
     }
 }

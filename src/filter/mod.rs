@@ -1,5 +1,12 @@
-//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong). It gathers request
-//! facts, calls the pure [`crate::decide`], and applies the decision.
+//! Host glue: the only code that talks to the proxy (Envoy, Istio, Kong). One way down:
+//! - this module: the root and HTTP contexts; it gathers a request's facts;
+//! - `remote_keys`: the fetches the key store asks for, requests waiting for keys, and the keys
+//!   a request is decided with (inline and fetched);
+//! - `state`: what a configured root context shares with its requests, and deciding one with the
+//!   instance's caches (the pure [`crate::decide`](mod@crate::decide));
+//! - `answer`: applying a decision (header changes or a local answer, counters, decision log);
+//! - `host`, `metrics`, `replay`: the host interface and the host's profile, counters, DPoP
+//!   proofs in shared data.
 //!
 //! Everything here is written against the small [`Host`] interface and compiled natively too, so
 //! the glue's decisions are tested against two host behaviours, Envoy's and ngx_wasm_module's
@@ -16,211 +23,47 @@
 //!   let the paused request through).
 //! - Every host call goes through [`Host`], whose wasm implementation never panics.
 
+mod answer;
 mod host;
-mod keys;
 mod metrics;
+mod remote_keys;
 mod replay;
+mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::config::{CertificateBound, CertificateSource, SpoofPolicy, WaitMode};
-use crate::decide::{self, Decision, Engine, RequestFacts};
-use crate::headers::HeaderOp;
+use crate::config::CertificateSource;
+use crate::decide::Decision;
+use crate::engine::{self, Engine};
 use crate::mtls::PeerCertificate;
-use crate::reason::{Denial, Reason, Response};
+use crate::token::RequestFacts;
 
-use host::{Host, HostKind, Level};
+use answer::{conclude, refuse, respond};
+use host::{Host, HostKind, Level, Profile};
 use metrics::Metrics;
+use remote_keys::RemoteKeys;
+#[cfg(test)]
+use state::paused_requests;
+pub use state::Verdict;
+use state::{set_paused, State};
 
-thread_local! {
-    /// HTTP contexts of this instance paused by the filter (waiting for keys). A trap while any
-    /// is paused would, in Kong, let it through: host calls that can trap wait until none is.
-    static PAUSED: RefCell<BTreeSet<u32>> = const { RefCell::new(BTreeSet::new()) };
-}
-
-fn set_paused(id: u32, paused: bool) {
-    PAUSED.with(|p| {
-        let mut p = p.borrow_mut();
-        if paused {
-            p.insert(id);
-        } else {
-            p.remove(&id);
-        }
-    });
-}
-
-/// Requests of this instance paused by the filter right now.
-pub fn paused_requests() -> usize {
-    PAUSED.with(|p| p.borrow().len())
-}
-
-/// What the filter answers a host callback for request headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Continue,
-    Pause,
-}
-
-/// How one configured root context behaves in the host it runs in, known from its first
-/// request (see `host`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Profile {
-    pub kind: HostKind,
-    /// Refuse client-sent managed headers (`headers.spoofed_headers` resolved).
-    pub reject_spoofed: bool,
-    /// `remote_keys.waiting` resolved: `Resume`, `OwnFetch` or `None`.
-    pub wait: WaitMode,
-    /// Shared data may be used (`remote_keys.shared_data`, and a zone where Kong needs one).
-    pub shared: bool,
-}
-
-/// What a configured root context hands to its requests.
-pub struct State {
-    pub engine: Option<Engine>,
-    metrics: Metrics,
-    /// Remote keys (`jwks_uri`, `discovery`): fetches, key state, waiting requests.
-    keys: Option<keys::RemoteKeys>,
-    /// The host as probed in `on_configure` (a guess; the first request decides).
-    probed: HostKind,
-    profile: Cell<Option<Profile>>,
-}
-
-impl State {
-    /// The profile, established by the first request that asks (it reads properties, so never
-    /// call this from a root context).
-    pub fn profile(&self, host: &impl Host, engine: &Engine) -> Profile {
-        if let Some(p) = self.profile.get() {
-            return p;
-        }
-        let kind = match (self.probed, host::request_kind(host)) {
-            (HostKind::Envoy, HostKind::Envoy) => HostKind::Envoy,
-            _ => HostKind::Ngx,
-        };
-        let profile = resolve(host, engine, kind);
-        if let Some(k) = &self.keys {
-            k.set_wait(profile.wait);
-        }
-        self.profile.set(Some(profile));
-        profile
-    }
-
-    /// The profile when a request already established it.
-    pub fn known_profile(&self) -> Option<Profile> {
-        self.profile.get()
-    }
-
-    /// The host kind as far as known: the profile's, else the probe's.
-    fn kind(&self) -> HostKind {
-        self.profile.get().map_or(self.probed, |p| p.kind)
-    }
-}
-
-/// Settle the configuration's `auto` choices for this host, and say once what was chosen and
-/// what this host cannot do.
-fn resolve(host: &impl Host, engine: &Engine, kind: HostKind) -> Profile {
-    let config = &engine.config;
-    let reject_spoofed = match config.headers.spoofed_headers {
-        SpoofPolicy::Auto => !kind.removes_headers(),
-        SpoofPolicy::Strip => {
-            if !kind.removes_headers() {
-                host.log(
-                    Level::Warn,
-                    "identity filter: headers.spoofed_headers is `strip`, but this host forwards \
-                     removed request headers: client-sent identity headers reach the upstream; \
-                     use `auto` or `reject`",
-                );
-            }
-            false
-        }
-        SpoofPolicy::Reject => true,
-    };
-    let wait = match (config.remote_keys.waiting, kind.wakes_from_root()) {
-        (WaitMode::Auto, true) => WaitMode::Resume,
-        (WaitMode::Auto, false) => WaitMode::OwnFetch,
-        (WaitMode::Resume, false) => {
-            host.log(
-                Level::Warn,
-                "identity filter: remote_keys.waiting `resume` cannot work in this host (a root \
-                 context cannot resume a request); using `own_fetch`",
-            );
-            WaitMode::OwnFetch
-        }
-        (mode, _) => mode,
-    };
-    let remote = config.providers.iter().any(|p| p.is_remote());
-    let shared = config.remote_keys.shared_data
-        && remote
-        && match kind {
-            HostKind::Envoy => true,
-            HostKind::Ngx => {
-                let zone = host
-                    .property(&["kong", "configuration", "nginx_wasm_shm_kv"])
-                    .is_some_and(|v| !v.is_empty());
-                if !zone {
-                    host.log(
-                        Level::Warn,
-                        "identity filter: remote_keys.shared_data is on, but no shm_kv zone is \
-                         known (Kong: set nginx_wasm_shm_kv in kong.conf); every worker fetches \
-                         its own keys",
-                    );
-                }
-                zone
-            }
-        };
-    if !kind.removes_headers() && !config.headers.forward_token {
-        host.log(
-            Level::Warn,
-            "identity filter: headers.forward_token is false, but this host cannot remove the \
-             token from the request: the upstream receives it (decision logs say \
-             token_removed: false)",
-        );
-    }
-    if kind != HostKind::Envoy && config.client_certificate.source == CertificateSource::Connection
-    {
-        let required = config
-            .providers
-            .iter()
-            .any(|p| p.certificate_bound == CertificateBound::Required);
-        host.log(
-            if required { Level::Error } else { Level::Info },
-            "identity filter: client_certificate.source is `connection`, but this host does not \
-             expose the client certificate of the connection: certificate-bound tokens are \
-             refused (500 certificate_unavailable); behind a TLS terminator that sets a header, \
-             use source `header` or `xfcc`",
-        );
-    }
-    host.log(
-        Level::Info,
-        &format!(
-            "identity filter: host {}; spoofed headers: {}; waiting: {}; shared data: {}",
-            kind.name(),
-            if reject_spoofed { "reject" } else { "strip" },
-            match wait {
-                WaitMode::Resume => "resume",
-                WaitMode::OwnFetch => "own_fetch",
-                _ => "none",
-            },
-            if shared { "on" } else { "off" },
-        ),
-    );
-    Profile {
-        kind,
-        reject_spoofed,
-        wait,
-        shared,
-    }
+/// A configured root context: what its requests share, and its remote keys (which use that).
+struct Configured {
+    state: State,
+    /// Remote keys (`jwks_uri`, `discovery`): fetches, key state, waiting requests. Set up with
+    /// every engine: `None` only for a configuration that failed.
+    keys: Option<RemoteKeys>,
 }
 
 /// One configured filter (a root context).
 pub struct Root {
     id: u32,
-    state: Option<Rc<State>>,
+    state: Option<Rc<Configured>>,
     /// The tick period is set once per root context (Kong traps on a second call).
     ticking: bool,
 }
@@ -263,14 +106,14 @@ impl Root {
         };
         let metrics_enabled = engine.as_ref().is_some_and(|e| e.config.metrics.enabled);
         if let Some(old) = self.state.take() {
-            old.metrics.flush(host);
-            if let (Some(k), Some(e)) = (&old.keys, &old.engine) {
-                k.abandon(host, &old, e);
+            old.state.metrics.flush(host);
+            if let (Some(k), Some(e)) = (&old.keys, &old.state.engine) {
+                k.abandon(host, &old.state, e);
             }
         }
         let keys = engine
             .as_ref()
-            .map(|e| keys::RemoteKeys::new(host, &e.config, self.id, metrics_enabled));
+            .map(|e| RemoteKeys::new(host, &e.config, self.id, metrics_enabled));
         let metrics = Metrics::define(host, metrics_enabled);
         // Fetches start on the first tick, never here; counted requests reach the host on a
         // tick too. One period, `remote_keys.tick_ms`, for both.
@@ -288,25 +131,22 @@ impl Root {
         }
         if let Some(e) = &engine {
             for (p, weak) in e.weak_keys() {
-                report_weak_keys(host, &metrics, &p.name, weak, decide::min_rsa_bits(p));
+                metrics::report_weak_keys(host, &metrics, &p.name, weak, engine::min_rsa_bits(p));
             }
         }
-        self.state = Some(Rc::new(State {
-            engine,
-            metrics,
+        self.state = Some(Rc::new(Configured {
+            state: State::new(engine, metrics, probed),
             keys,
-            probed,
-            profile: Cell::new(None),
         }));
         true
     }
 
     pub fn on_tick(&self, host: &impl Host) {
-        if let Some(state) = &self.state {
-            state.metrics.flush(host);
-            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
+        if let Some(c) = &self.state {
+            c.state.metrics.flush(host);
+            if let (Some(k), Some(e)) = (&c.keys, &c.state.engine) {
                 if k.tick_period().is_some() {
-                    k.on_tick(host, state, e);
+                    k.on_tick(host, &c.state, e);
                 }
             }
         }
@@ -320,9 +160,9 @@ impl Root {
         num_headers: usize,
         body_size: usize,
     ) {
-        if let Some(state) = &self.state {
-            if let (Some(k), Some(e)) = (&state.keys, &state.engine) {
-                k.on_response(host, state, e, token, num_headers, body_size);
+        if let Some(c) = &self.state {
+            if let (Some(k), Some(e)) = (&c.keys, &c.state.engine) {
+                k.on_response(host, &c.state, e, token, num_headers, body_size);
             }
         }
     }
@@ -337,30 +177,35 @@ impl Root {
 
     /// The configured state (tests).
     #[cfg(test)]
-    pub fn state(&self) -> Option<&Rc<State>> {
-        self.state.as_ref()
+    pub fn state(&self) -> Option<&State> {
+        self.state.as_ref().map(|c| &c.state)
     }
 }
 
 /// One request (an HTTP context).
 pub struct Request {
     id: u32,
-    state: Option<Rc<State>>,
+    state: Option<Rc<Configured>>,
     /// A key fetch this request waits on (`own_fetch` waiting).
-    own: Option<keys::OwnCall>,
+    own: Option<remote_keys::OwnCall>,
 }
 
 impl Request {
     pub fn on_request_headers(&mut self, host: &impl Host) -> Verdict {
-        let Some(state) = self.state.clone() else {
-            return respond(host, &decide::config_invalid_response());
+        let Some(configured) = self.state.clone() else {
+            return respond(host, &engine::config_invalid_response());
         };
+        let state = &configured.state;
         // `on_configure` sets up remote keys with every engine: neither means a configuration
         // that failed.
-        let (Some(engine), Some(keys)) = (&state.engine, &state.keys) else {
-            return respond(host, &decide::config_invalid_response());
+        let (Some(engine), Some(keys)) = (&state.engine, &configured.keys) else {
+            return respond(host, &engine::config_invalid_response());
         };
+        let first = state.known_profile().is_none();
         let profile = state.profile(host, engine);
+        if first {
+            keys.set_wait(profile.wait);
+        }
         let mut facts = facts(host, engine, &profile);
         // The clock is read only if the decision needs it (a token was found), and once.
         let clock = Cell::new(None);
@@ -374,7 +219,7 @@ impl Request {
         };
         // The client certificate, likewise: only for a certificate-bound token.
         let peer = || peer_certificate(host, profile.kind);
-        let decision = match keys.decide(host, &state, engine, &facts, &now_ms, &peer) {
+        let decision = match keys.decide(host, state, engine, &facts, &now_ms, &peer) {
             Decision::NeedKeys(provider) => {
                 // Decided again later, maybe from the root context, where no property is read:
                 // the certificate is read now.
@@ -382,21 +227,21 @@ impl Request {
                     facts.peer_certificate = peer();
                 }
                 return match keys.wait(host, self.id, provider, facts, now_ms()) {
-                    Ok(keys::Waiting::Resumed) => {
+                    Ok(remote_keys::Waiting::Resumed) => {
                         set_paused(self.id, true);
                         Verdict::Pause
                     }
-                    Ok(keys::Waiting::Own(call)) => {
+                    Ok(remote_keys::Waiting::Own(call)) => {
                         self.own = Some(call);
                         set_paused(self.id, true);
                         Verdict::Pause
                     }
-                    Err(reason) => refuse(host, &state, engine, reason),
+                    Err(reason) => refuse(host, state, engine, reason),
                 };
             }
             decision => decision,
         };
-        conclude(host, &state, engine, decision)
+        conclude(host, state, engine, decision)
     }
 
     /// An answer to this request's own fetch (`own_fetch` waiting).
@@ -407,13 +252,20 @@ impl Request {
         num_headers: usize,
         body_size: usize,
     ) {
-        if let Some(state) = self.state.clone() {
-            keys::own_response(
+        let Some(c) = self.state.clone() else {
+            return;
+        };
+        // Not ours (another token): ignored.
+        let Some(call) = self.own.take_if(|call| call.token() == token) else {
+            return;
+        };
+        if let (Some(keys), Some(engine)) = (&c.keys, &c.state.engine) {
+            self.own = keys.own_answer(
                 host,
-                &state,
+                &c.state,
+                engine,
                 self.id,
-                &mut self.own,
-                token,
+                call,
                 num_headers,
                 body_size,
             );
@@ -423,33 +275,13 @@ impl Request {
     /// The stream ended (`on_log`, `on_done`): a request waiting for keys must not be woken.
     pub fn on_done(&mut self) {
         set_paused(self.id, false);
-        if let Some(state) = self.state.clone() {
-            if let Some(k) = &state.keys {
-                k.forget(self.id);
+        if let Some(k) = self.state.as_ref().and_then(|c| c.keys.as_ref()) {
+            k.forget(self.id);
+            if let Some(call) = self.own.take() {
+                k.own_cancel(call);
             }
-            keys::own_cancel(&state, &mut self.own);
         }
     }
-}
-
-/// Decide a request, with DPoP proofs also recorded in shared data where that is safe
-/// ([`replay::SharedReplay`]).
-fn decide_request(
-    host: &impl Host,
-    state: &State,
-    engine: &Engine,
-    keys: &dyn decide::KeySource,
-    facts: &RequestFacts,
-    now_ms: &dyn Fn() -> u64,
-    peer_certificate: &dyn Fn() -> PeerCertificate,
-) -> Decision {
-    let shared = replay::SharedReplay::new(host, state, engine);
-    let shared = shared.as_ref().map(|s| s as &dyn crate::dpop::ReplayStore);
-    let ask = decide::Ask {
-        now: &|| now_ms() / 1000,
-        peer_certificate,
-    };
-    decide::decide_with(engine, keys, shared, facts, &ask)
 }
 
 /// The request's facts: headers, and the host the client asked for from the header this host
@@ -489,12 +321,12 @@ fn facts(host: &impl Host, engine: &Engine, profile: &Profile) -> RequestFacts {
     }
     .unwrap_or_default();
     if engine.config.client_certificate.source == CertificateSource::Connection {
-        // Read when a certificate-bound token needs it (`decide::Ask`), not on every request.
+        // Read when a certificate-bound token needs it (`authenticate::Ask`), not on every request.
         facts.peer_certificate = PeerCertificate::Unread;
     }
     // Randomness is only needed to mint an assertion.
     if engine.config.headers.assertion.is_some() {
-        facts.unique = unique(host);
+        facts.nonce = nonce(host);
     }
     facts
 }
@@ -518,7 +350,7 @@ fn peer_certificate(host: &impl Host, kind: HostKind) -> PeerCertificate {
 }
 
 /// 128 random bits as hex; time-based if the host has no randomness.
-fn unique(host: &impl Host) -> String {
+fn nonce(host: &impl Host) -> String {
     let bytes = host.random().unwrap_or_else(|| {
         let t = u128::from(host.now_ms()).wrapping_mul(1_000_003);
         t.to_le_bytes()
@@ -530,91 +362,4 @@ fn unique(host: &impl Host) -> String {
         out.push(digit(b & 15));
     }
     out
-}
-
-/// One warning line and one count per RSA key left out of a key set for its size.
-fn report_weak_keys(
-    host: &impl Host,
-    metrics: &Metrics,
-    provider: &str,
-    weak: &[crate::jwks::WeakKey],
-    min_rsa_bits: usize,
-) {
-    for key in weak {
-        host.log(
-            Level::Warn,
-            &format!(
-                "identity filter: provider \"{provider}\" key {key} (min_rsa_bits \
-                 {min_rsa_bits}): skipped, its tokens get key_not_found"
-            ),
-        );
-        metrics.weak_key_skipped(host);
-    }
-}
-
-/// Answer the current (effective) HTTP context locally.
-fn respond(host: &impl Host, response: &Response) -> Verdict {
-    let headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    host.send_response(response.status, &headers, &response.body);
-    Verdict::Pause
-}
-
-/// Change the current (effective) HTTP context's request headers.
-fn apply(host: &impl Host, ops: &[HeaderOp]) {
-    for op in ops {
-        match op {
-            HeaderOp::Remove(name) => host.set_request_header(name, None),
-            HeaderOp::Set(name, value) => host.set_request_header(name, Some(value)),
-        }
-    }
-}
-
-/// Apply a decision to the current (effective) HTTP context. `Continue`: let the request go on
-/// (a paused request must then be resumed); `Pause`: it was answered.
-fn conclude(host: &impl Host, state: &State, engine: &Engine, decision: Decision) -> Verdict {
-    match decision {
-        Decision::Allow {
-            ops,
-            log: mut entry,
-        } => {
-            apply(host, &ops);
-            state.metrics.allowed(host);
-            if entry.report_only && entry.reason.is_some() {
-                state.metrics.would_deny(host);
-            }
-            if !state.kind().removes_headers() && entry.token_removed == Some(true) {
-                // The removal was asked for, but this host forwards the token anyway.
-                entry.token_removed = Some(false);
-            }
-            if engine.config.log.decisions {
-                host.log(Level::Info, &entry.to_json());
-            }
-            Verdict::Continue
-        }
-        Decision::Deny {
-            response,
-            log: entry,
-        } => {
-            if let Some(reason) = entry.reason {
-                state.metrics.denied(host, reason);
-            }
-            if engine.config.log.decisions {
-                host.log(Level::Info, &entry.to_json());
-            }
-            respond(host, &response)
-        }
-        Decision::Serve(response) => respond(host, &response),
-        Decision::NeedKeys(_) => refuse(host, state, engine, Reason::KeysUnavailable),
-    }
-}
-
-/// Refuse the current (effective) HTTP context with `reason` (a request that cannot get keys).
-fn refuse(host: &impl Host, state: &State, engine: &Engine, reason: Reason) -> Verdict {
-    let denial = Denial::new(reason);
-    state.metrics.denied(host, reason);
-    respond(host, &engine.render(&denial))
 }

@@ -13,9 +13,8 @@
 //! bucket that cannot be read or written is skipped (the worker's own cache still applies).
 
 use super::host::{Host, HostKind, CAS_MISMATCH};
-use super::State;
-use crate::decide::Engine;
 use crate::dpop::{DpopMode, ReplayKey, ReplayStore};
+use crate::engine::Engine;
 
 /// Proofs per bucket.
 pub const BUCKET_ENTRIES: usize = 16;
@@ -30,16 +29,14 @@ pub struct SharedReplay<'a, H: Host> {
 
 impl<'a, H: Host> SharedReplay<'a, H> {
     /// The store, when shared data may be used for proofs: `dpop.shared_replay`, a provider that
-    /// checks DPoP, and a host known (from a request) to be Envoy.
-    pub fn new(host: &'a H, state: &State, engine: &Engine) -> Option<Self> {
+    /// checks DPoP, and a host known (from a request: `known`) to be Envoy.
+    pub fn new(host: &'a H, known: Option<HostKind>, engine: &Engine) -> Option<Self> {
         let config = &engine.config;
         let dpop = config
             .providers
             .iter()
             .any(|p| p.dpop.mode != DpopMode::Off);
-        let envoy = state
-            .known_profile()
-            .is_some_and(|p| p.kind == HostKind::Envoy);
+        let envoy = known.is_some_and(|kind| kind == HostKind::Envoy);
         (config.dpop.shared_replay && dpop && envoy).then(|| SharedReplay {
             host,
             buckets: buckets(config.dpop.replay_cache_entries),

@@ -1426,9 +1426,11 @@ mod host_calls {
             let sub = h.host.upstream_values(h.next_id - 1, SUBJECT_HEADER);
             assert_eq!(sub, vec!["alice".to_string()], "{kind:?}");
             assert_eq!(
-                h.root
-                    .state()
-                    .map(|s| s.engine.as_ref().map(|e| e.cache_stats().1)),
+                h.root.state().map(|s| s.engine.as_ref().map(|_| s
+                    .caches
+                    .borrow()
+                    .cache_stats()
+                    .1)),
                 Some(Some(1)),
                 "{kind:?}: a cache hit"
             );

@@ -343,13 +343,14 @@ fn an_unread_certificate_is_read_only_for_a_bound_token_and_unavailable_if_never
 /// too), the binding reaches the claim header and the assertion, the trusted header is managed.
 mod decide {
     use super::*;
-    use crate::decide::{decide, Decision, Engine};
+    use crate::decide::{Decision, Tested};
+    use crate::engine::Engine;
     use crate::headers::HeaderOp;
     use crate::jwks::test_keys;
 
     const NOW: u64 = 1_800_000_000;
 
-    fn engine(extra: serde_json::Value) -> Engine {
+    fn engine(extra: serde_json::Value) -> Tested {
         let mut v = json!({
             "providers": [{
                 "name": "p", "issuer": "https://issuer.test",
@@ -364,7 +365,7 @@ mod decide {
         for (k, val) in extra.as_object().unwrap() {
             v[k] = val.clone();
         }
-        Engine::from_json(v.to_string().as_bytes()).unwrap()
+        Engine::from_json(v.to_string().as_bytes()).unwrap().into()
     }
 
     fn request(token: &str, headers: &[(&str, &str)], peer: PeerCertificate) -> RequestFacts {
@@ -375,7 +376,7 @@ mod decide {
             method: "GET".into(),
             path: "/x".into(),
             authority: "api.test".into(),
-            unique: "u-1".into(),
+            nonce: "u-1".into(),
             ..facts(&all, peer)
         }
     }
@@ -414,7 +415,7 @@ mod decide {
             json!({"cnf": {"x5t#S256": X5T}}),
         );
         let good = PeerCertificate::Sha256Hex(HEX.into());
-        let d = decide(&e, &e, &request(&token, &[], good.clone()), NOW);
+        let d = e.decide(&request(&token, &[], good.clone()), NOW);
         assert_eq!(set(&d, "x-identity-binding"), Some("mtls"));
         assert_eq!(
             binding_claim(set(&d, "x-identity-assertion").unwrap()),
@@ -422,9 +423,9 @@ mod decide {
         );
         // The identity is cached now; the certificate is not.
         let other = PeerCertificate::Sha256Hex(OTHER_HEX.into());
-        let d = decide(&e, &e, &request(&token, &[], other), NOW);
+        let d = e.decide(&request(&token, &[], other), NOW);
         assert_eq!(reason(&d), Some(Reason::CertificateMismatch));
-        let d = decide(&e, &e, &request(&token, &[], PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &[], PeerCertificate::None), NOW);
         assert_eq!(reason(&d), Some(Reason::CertificateMissing));
         let Decision::Deny { response, .. } = &d else {
             panic!("expected deny")
@@ -435,7 +436,7 @@ mod decide {
             "Bearer error=\"invalid_token\"".into()
         )));
         assert_eq!(e.cache_stats().1, 2, "the later requests were cache hits");
-        let d = decide(&e, &e, &request(&token, &[], good), NOW);
+        let d = e.decide(&request(&token, &[], good), NOW);
         assert_eq!(set(&d, "x-identity-binding"), Some("mtls"));
     }
 
@@ -443,7 +444,7 @@ mod decide {
     fn a_bearer_token_stays_unbound_and_required_refuses_it() {
         let token = test_keys::sign_ed25519("https://issuer.test", NOW, json!({}));
         let e = engine(json!({}));
-        let d = decide(&e, &e, &request(&token, &[], PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &[], PeerCertificate::None), NOW);
         assert_eq!(set(&d, "x-identity-binding"), Some("none"));
         let mut required = json!({
             "name": "p", "issuer": "https://issuer.test",
@@ -451,7 +452,7 @@ mod decide {
             "certificate_bound": "required"
         });
         let e = engine(json!({"providers": [required.clone()]}));
-        let d = decide(&e, &e, &request(&token, &[], PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &[], PeerCertificate::None), NOW);
         assert_eq!(reason(&d), Some(Reason::CertificateRequired));
         required["certificate_bound"] = json!("off");
         let bad = json!({"providers": [required], "default": "authenticated"});
@@ -466,7 +467,7 @@ mod decide {
             NOW,
             json!({"cnf": {"x5t#S256": X5T}}),
         );
-        let d = decide(&e, &e, &request(&token, &[], PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &[], PeerCertificate::None), NOW);
         assert_eq!(
             set(&d, "x-identity-report"),
             Some("deny; reason=certificate_missing; rule=default")
@@ -484,7 +485,7 @@ mod decide {
         let xfcc = format!("By=spiffe://gw;Hash={HEX}");
         let h = [("x-forwarded-client-cert", xfcc.as_str())];
         let e = engine(json!({"client_certificate": {"source": "xfcc"}}));
-        let d = decide(&e, &e, &request(&token, &h, PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &h, PeerCertificate::None), NOW);
         let Decision::Allow { ops, .. } = &d else {
             panic!("expected allow, got {d:?}")
         };
@@ -494,22 +495,17 @@ mod decide {
         // any other managed header still is.
         let mut f = request(&token, &h, PeerCertificate::None);
         f.reject_spoofed = true;
-        assert_eq!(
-            set(&decide(&e, &e, &f, NOW), "x-identity-binding"),
-            Some("mtls")
-        );
+        assert_eq!(set(&e.decide(&f, NOW), "x-identity-binding"), Some("mtls"));
         f.headers.push(("x-identity-binding".into(), "mtls".into()));
         assert_eq!(
-            reason(&decide(&e, &e, &f, NOW)),
+            reason(&e.decide(&f, NOW)),
             Some(Reason::IdentityHeaderSpoofed)
         );
         // With source `connection`, the same XFCC is not trusted (it is not managed either).
         let e = engine(json!({}));
-        let d = decide(&e, &e, &request(&token, &h, PeerCertificate::None), NOW);
+        let d = e.decide(&request(&token, &h, PeerCertificate::None), NOW);
         assert_eq!(reason(&d), Some(Reason::CertificateMissing));
-        let d = decide(
-            &e,
-            &e,
+        let d = e.decide(
             &request(&token, &h, PeerCertificate::Sha256Hex(HEX.into())),
             NOW,
         );
@@ -530,9 +526,7 @@ mod decide {
             json!({"cnf": {"x5t#S256": X5T}}),
         );
         let pem = url_encode(PEM);
-        let d = decide(
-            &e,
-            &e,
+        let d = e.decide(
             &request(
                 &token,
                 &[("x-ssl-client-cert", pem.as_str())],
@@ -541,9 +535,7 @@ mod decide {
             NOW,
         );
         assert_eq!(set(&d, "x-identity-binding"), Some("mtls"));
-        let d = decide(
-            &e,
-            &e,
+        let d = e.decide(
             &request(
                 &token,
                 &[("x-ssl-client-cert", "garbage")],

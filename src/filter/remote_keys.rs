@@ -29,10 +29,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::host::{Host, Level, MetricKind, CAS_MISMATCH};
-use super::{conclude, refuse, set_paused, HostKind, State, Verdict};
+use super::answer::{conclude, refuse};
+use super::host::{Host, HostKind, Level, MetricKind, CAS_MISMATCH};
+use super::metrics::report_weak_keys;
+use super::state::{self, paused_requests, set_paused, State, Verdict};
 use crate::config::{Config, WaitMode};
-use crate::decide::{Decision, Engine, RequestFacts};
+use crate::decide::Decision;
+use crate::engine::{self, Engine};
 use crate::fetch::{self, Answer, FetchError, Target};
 use crate::jwks::KeySet;
 use crate::keystore::{
@@ -41,6 +44,7 @@ use crate::keystore::{
 };
 use crate::mtls::PeerCertificate;
 use crate::reason::Reason;
+use crate::token::RequestFacts;
 
 /// How a request that needs keys waits.
 pub(super) enum Waiting {
@@ -58,30 +62,10 @@ pub(super) struct OwnCall {
     facts: RequestFacts,
 }
 
-/// `own_fetch`: a call answered in a request's own context. Not ours (another token): ignored.
-pub(super) fn own_response(
-    host: &impl Host,
-    state: &State,
-    id: u32,
-    own: &mut Option<OwnCall>,
-    token: u32,
-    num_headers: usize,
-    body_size: usize,
-) {
-    let Some(call) = own.take_if(|c| c.token == token) else {
-        return;
-    };
-    if let (Some(keys), Some(engine)) = (&state.keys, &state.engine) {
-        *own = keys.own_answer(host, state, engine, id, call, num_headers, body_size);
-    }
-}
-
-/// `own_fetch`: the request is gone before its fetch was answered.
-pub(super) fn own_cancel(state: &State, own: &mut Option<OwnCall>) {
-    if let (Some(call), Some(keys)) = (own.take(), &state.keys) {
-        if let Ok(mut inner) = keys.inner.try_borrow_mut() {
-            inner.store.own_cancel(call.provider);
-        }
+impl OwnCall {
+    /// The host's token of the fetch.
+    pub(super) fn token(&self) -> u32 {
+        self.token
     }
 }
 
@@ -238,7 +222,7 @@ impl RemoteKeys {
                 .map(|p| Duration::from_millis(p.fetch_timeout_ms))
                 .collect(),
             max_bytes: providers.iter().map(|p| p.max_response_bytes).collect(),
-            min_rsa_bits: providers.iter().map(crate::decide::min_rsa_bits).collect(),
+            min_rsa_bits: providers.iter().map(engine::min_rsa_bits).collect(),
         }
     }
 
@@ -258,7 +242,7 @@ impl RemoteKeys {
             return false;
         }
         match state.known_profile() {
-            Some(p) => p.shared && (p.kind == HostKind::Envoy || super::paused_requests() == 0),
+            Some(p) => p.shared && (p.kind == HostKind::Envoy || paused_requests() == 0),
             None => state.probed == HostKind::Envoy,
         }
     }
@@ -280,11 +264,11 @@ impl RemoteKeys {
     ) -> Decision {
         let inner = self.inner.borrow();
         let view = KeyView {
-            engine,
+            inline: engine,
             store: &inner.store,
             now_ms,
         };
-        super::decide_request(host, state, engine, &view, facts, now_ms, peer_certificate)
+        state::decide(host, state, engine, &view, facts, now_ms, peer_certificate)
     }
 
     /// A request needs `provider`'s keys (cold start) or a refetch (unknown `kid`). `Ok`: it was
@@ -655,7 +639,7 @@ impl RemoteKeys {
             }
             Step::Jwks => answer.key_set(max, min_rsa_bits).map(|(keys, json)| {
                 let name = self.names.get(p).map(String::as_str).unwrap_or_default();
-                super::report_weak_keys(host, &state.metrics, name, keys.weak_keys(), min_rsa_bits);
+                report_weak_keys(host, &state.metrics, name, keys.weak_keys(), min_rsa_bits);
                 if self.shared_configured {
                     let mut inner = self.inner.borrow_mut();
                     inner.publish.retain(|(q, _)| *q != p);
@@ -699,7 +683,7 @@ impl RemoteKeys {
     /// decided again and resumed or answered. No host call that can trap happens here (shared
     /// data waits for `on_tick`): in Kong a trap now would let this paused request through.
     #[allow(clippy::too_many_arguments)]
-    fn own_answer(
+    pub(super) fn own_answer(
         &self,
         host: &impl Host,
         state: &State,
@@ -738,6 +722,13 @@ impl RemoteKeys {
             host.resume_request();
         }
         None
+    }
+
+    /// `own_fetch`: the request is gone before its fetch was answered.
+    pub(super) fn own_cancel(&self, call: OwnCall) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.store.own_cancel(call.provider);
+        }
     }
 
     /// Write the fresh key sets waiting in the queue for the other workers.
