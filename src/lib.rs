@@ -71,6 +71,7 @@ mod mtls;
 mod path;
 #[cfg(test)]
 mod path_decide_tests;
+mod percent;
 mod policy;
 mod reason;
 mod token;
