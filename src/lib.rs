@@ -16,8 +16,14 @@
 //!   └──────────── every failure is a reason: status, WWW-Authenticate, body
 //! ```
 //!
-//! - `config`: the JSON document, strict parsing and validation with field paths.
-//! - `token`: where tokens come from (headers with prefix, query, cookie); size limit.
+//! - `config`: the JSON document, strict parsing and validation with field paths; one file per
+//!   section (`config/providers.rs`, `config/rules.rs`, ...) with its types, defaults and checks.
+//! - `token`: where tokens come from (headers with prefix, query, cookie): one scan returns every
+//!   candidate with its location; the size limit, decoding and ambiguity are read from it, and a
+//!   token that could not be read is removed at its locations (`headers`).
+//! - `percent`: the one percent-decoder (query tokens, URL-encoded certificate headers) and
+//!   `%XX` reader (also for `path`).
+//! - `jose`: JOSE names shared by `config`, `jwks`, `verify` and `dpop`: the signing algorithms.
 //! - `jwks`: key sets; choosing a key by `kid` among keys of an allowed type.
 //! - `crypto`: signature verification primitives (RSA, ECDSA, Ed25519) tuned for wasm32.
 //! - `verify`: JWS structure, algorithm allow-list, signature, registered claims.
@@ -65,6 +71,7 @@ mod fetch;
 mod headers;
 mod identity;
 mod issuer;
+mod jose;
 mod jwks;
 mod keystore;
 mod mtls;
@@ -83,12 +90,13 @@ mod verify;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod filter;
 
-pub use config::{Algorithm, Config, ConfigError, Provider};
+pub use config::{Config, ConfigError, Provider};
 pub use decide::{
     config_invalid_response, decide, min_rsa_bits, Decision, Engine, KeySource, RequestFacts,
 };
 pub use fetch::{parse_remote_keys, Answer, FetchError};
 pub use headers::HeaderOp;
+pub use jose::Algorithm;
 pub use jwks::{KeySet, Origin, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use keystore::{Completion, Fetched, KeyState, KeyStore, KeyView, Status, Step, Wait};
 /// A refusal ([`Denial`]) as the status, headers and body sent to the client.
