@@ -429,6 +429,13 @@ mod tests {
             vec![HeaderOp::Remove("authorization".into())]
         );
         assert!(remove_unread_tokens(&sources, &facts("/x?k=1", &[])).is_empty());
+        // Only the scan's candidates go: a query without the parameter is left as it was sent,
+        // empty pairs and all.
+        let f = facts("/x?k=1&&b&", &[("authorization", "Bearer ")]);
+        assert_eq!(
+            remove_unread_tokens(&sources, &f),
+            vec![HeaderOp::Remove("authorization".into())]
+        );
     }
 
     /// The request after `ops`, as the host applies them.
