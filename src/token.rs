@@ -1,5 +1,8 @@
-//! Where tokens come from: headers with a prefix, query parameters, cookies. Finding a token is
-//! cheap string work; its size is checked here, before any parsing.
+//! Where tokens come from: headers with a prefix, query parameters, cookies. One [`scan`] of the
+//! configured sources returns every candidate with its location; the token is [`read`] from it
+//! (its size first, before any parsing or decoding; then its encoding and whether the candidates
+//! agree), and a token that could not be read is removed at the scan's [`locations`]
+//! (`headers::remove_unread_tokens`). Finding a token is cheap string work.
 
 use crate::config::TokenSource;
 use crate::percent::{self, Plus};
