@@ -117,7 +117,7 @@ test: lint unit schema-check integration integration-old-envoy prefect-test airf
 size: wasm ## where the module's bytes go: size against the 1 MiB budget, code by crate, largest functions (tools/wasm_size.py)
 	python3 tools/wasm_size.py
 
-schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config.rs
+schema: ## regenerate kong/identity_filter.meta.json (Kong's draft-4 config schema) from src/config/
 	cargo run --quiet $(TOOLS_CARGO) -- meta kong/identity_filter.meta.json
 
 schema-check: ## the committed Kong meta.json is fresh; native Kong-safety tests (tools/schema-gen)

@@ -24,8 +24,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::claims::Claims;
-use crate::config::{Algorithm, ConfigError, Provider};
+use crate::config::{ConfigError, Provider};
 use crate::identity::{Identity, TokenBinding};
+use crate::jose::Algorithm;
 use crate::jwks::{KeySet, Origin, MIN_RSA_BITS};
 use crate::reason::{Denial, Reason};
 use crate::token::{Found, RequestFacts};

@@ -147,49 +147,23 @@ pub fn claim_headers(config: &Config, who: &Identity) -> Vec<HeaderOp> {
 }
 
 /// Changes that take out every token candidate when none could be read (too large, empty,
-/// different tokens in several places): each configured source that holds something that looks
-/// like a token (a header value with the source's prefix, the query parameter, the cookie).
+/// different tokens in several places): every location of the request's [`token::scan`], the
+/// candidates `token::find` read and refused.
 pub fn remove_unread_tokens(sources: &[TokenSource], facts: &RequestFacts) -> Vec<HeaderOp> {
-    let has_prefix = |value: &str, prefix: &str| token::after_scheme(value, prefix).is_some();
-    let has_cookie = |name: &str| {
-        facts.header_values("cookie").any(|header| {
-            header
-                .split(';')
-                .filter_map(|pair| pair.split_once('='))
-                .any(|(key, _)| key.trim() == name)
-        })
-    };
-    let mut locations = Vec::new();
-    for source in sources {
-        if let Some(name) = &source.header {
-            let prefix = source.prefix.as_deref().unwrap_or("");
-            if facts.header_values(name).any(|v| has_prefix(v, prefix)) {
-                locations.push(Location::Header(name.to_ascii_lowercase()));
-            }
-        } else if let Some(name) = &source.query {
-            if token::path_without_query_param(&facts.path, name) != facts.path {
-                locations.push(Location::Query(name.clone()));
-            }
-        } else if let Some(name) = &source.cookie {
-            if has_cookie(name) {
-                locations.push(Location::Cookie(name.clone()));
-            }
-        }
-    }
-    let found = Found {
-        token: String::new(),
-        locations,
-        dpop_scheme: false,
-    };
-    remove_token(&found, facts)
+    remove_at(&token::locations(&token::scan(sources, facts)), facts)
 }
 
 /// Changes that take the token out of the request, from wherever it was found.
 pub fn remove_token(found: &Found, facts: &RequestFacts) -> Vec<HeaderOp> {
+    remove_at(&found.locations, facts)
+}
+
+/// Changes that take out whatever is at `locations`: a header, a query parameter, a cookie.
+fn remove_at(locations: &[Location], facts: &RequestFacts) -> Vec<HeaderOp> {
     let mut ops = Vec::new();
     let mut path = facts.path.clone();
     let mut cookie: Option<String> = None;
-    for location in &found.locations {
+    for location in locations {
         match location {
             Location::Header(name) => ops.push(HeaderOp::Remove(name.clone())),
             Location::Query(name) => path = token::path_without_query_param(&path, name),
@@ -460,6 +434,94 @@ mod tests {
             vec![HeaderOp::Remove("authorization".into())]
         );
         assert!(remove_unread_tokens(&sources, &facts("/x?k=1", &[])).is_empty());
+        // Only the scan's candidates go: a query without the parameter is left as it was sent,
+        // empty pairs and all.
+        let f = facts("/x?k=1&&b&", &[("authorization", "Bearer ")]);
+        assert_eq!(
+            remove_unread_tokens(&sources, &f),
+            vec![HeaderOp::Remove("authorization".into())]
+        );
+    }
+
+    /// The request after `ops`, as the host applies them.
+    fn apply(ops: &[HeaderOp], facts: &RequestFacts) -> RequestFacts {
+        let mut out = facts.clone();
+        for op in ops {
+            match op {
+                HeaderOp::Remove(name) => {
+                    out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name))
+                }
+                HeaderOp::Set(name, value) if name == ":path" => out.path = value.clone(),
+                HeaderOp::Set(name, value) => {
+                    out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                    out.headers.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unread_token_removal_takes_out_exactly_the_scans_candidates() {
+        let sources: Vec<TokenSource> = serde_json::from_value(json!([
+            {"header": "authorization", "prefix": "Bearer "},
+            {"header": "x-api-token"},
+            {"query": "access_token"},
+            {"cookie": "session"}
+        ]))
+        .unwrap();
+        let requests = [
+            facts("/x?access_token=a&access_token=b&k=1", &[]),
+            facts("/x?k=1&access_token", &[("authorization", "Basic dTpw")]),
+            facts(
+                "/x?k=1",
+                &[
+                    ("Authorization", "Bearer a,DPoP b"),
+                    ("cookie", "o=1; session=s"),
+                    ("cookie", "session=t"),
+                ],
+            ),
+            facts("/x", &[("x-api-token", ""), ("cookie", "sessions=1")]),
+            facts("/x?accesstoken=1", &[("authorization", "bearer")]),
+        ];
+        for f in &requests {
+            let candidates = token::scan(&sources, f);
+            let ops = remove_unread_tokens(&sources, f);
+            let after = apply(&ops, f);
+            assert_eq!(token::scan(&sources, &after), vec![], "{f:?}: {ops:?}");
+            // Nothing else changed: every header, query parameter and cookie that is not a
+            // candidate's location is still there.
+            let removed = token::locations(&candidates);
+            for (name, value) in &f.headers {
+                let gone = removed.contains(&Location::Header(name.to_ascii_lowercase()));
+                let kept = after.headers.iter().any(|(n, v)| n == name && v == value);
+                if name != "cookie" {
+                    assert_eq!(kept, !gone, "{f:?}: {name}");
+                }
+            }
+            let other_params = |path: &str| -> Vec<String> {
+                token::split_query(path)
+                    .1
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter(|p| p.split('=').next() != Some("access_token"))
+                    .map(String::from)
+                    .collect()
+            };
+            assert_eq!(other_params(&after.path), other_params(&f.path));
+            let other_cookies = |facts: &RequestFacts| -> Vec<String> {
+                facts
+                    .header_values("cookie")
+                    .flat_map(|h| h.split(';'))
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.starts_with("session="))
+                    .collect()
+            };
+            assert_eq!(other_cookies(&after), other_cookies(f));
+            if candidates.is_empty() {
+                assert_eq!(ops, vec![], "{f:?}");
+            }
+        }
     }
 
     #[test]

@@ -21,8 +21,8 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 use serde_json::{Map, Value};
 
-use crate::config::Algorithm;
 use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, HmacKey, RsaPublicKey};
+use crate::jose::Algorithm;
 
 /// Smallest accepted RSA modulus by default (a provider's `min_rsa_bits`).
 pub const MIN_RSA_BITS: usize = 2048;

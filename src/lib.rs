@@ -29,14 +29,13 @@
 //!     fetch) and decides again
 //! ```
 //!
-//! - `config`: the JSON document, strict parsing and validation with field paths.
+//! - `config`: the JSON document, strict parsing and validation with field paths; one file per
+//!   section (`config/providers.rs`, `config/rules.rs`, ...) with its types, defaults and checks.
 //! - `engine`: the configuration parsed once (inline key sets, the issuer index, the managed
 //!   headers, the assertion signer, how denials render), like Envoy's `filter_config`.
 //! - `decide`: policy to decision, one pure function: the rule, the caller, what the rule
 //!   requires, then the header changes or the denial ([`Decision`]).
 //! - `policy`, `path`: route rules and requirements; the canonical request path rules match.
-//! - `token`: the request's facts ([`RequestFacts`]); where tokens come from (headers with
-//!   prefix, query, cookie); size limit.
 //! - `authenticate`: who calls: the verified-token cache (`cache`), the provider the token's
 //!   `iss` names (`engine`, `issuer` for `{tenant}` patterns), its keys (a [`KeySource`]), the
 //!   signature and registered claims (`verify`), then the certificate binding (`mtls`, RFC 8705)
@@ -44,6 +43,12 @@
 //! - `keystore`: where the request path reads keys ([`KeySource`], [`KeyState`]): inline sets,
 //!   and per-issuer remote key state (fresh, stale, failed) with its fetch requests; `fetch`
 //!   reads their answers.
+//! - `token`: the request's facts ([`RequestFacts`]); where tokens come from (headers with
+//!   prefix, query, cookie): one scan returns every candidate with its location; the size limit, decoding and ambiguity are read from it, and a
+//!   token that could not be read is removed at its locations (`headers`).
+//! - `percent`: the one percent-decoder (query tokens, URL-encoded certificate headers) and
+//!   `%XX` reader (also for `path`).
+//! - `jose`: JOSE names shared by `config`, `jwks`, `verify` and `dpop`: the signing algorithms.
 //! - `jwks`: key sets; choosing a key by `kid` among keys of an allowed type.
 //! - `crypto`: signature verification primitives (RSA, ECDSA, Ed25519) tuned for wasm32.
 //! - `verify`: JWS structure, algorithm allow-list, signature, registered claims.
@@ -92,12 +97,14 @@ mod fetch;
 mod headers;
 mod identity;
 mod issuer;
+mod jose;
 mod jwks;
 mod keystore;
 mod mtls;
 mod path;
 #[cfg(test)]
 mod path_decide_tests;
+mod percent;
 mod policy;
 mod reason;
 mod token;
@@ -110,11 +117,12 @@ mod verify;
 mod filter;
 
 pub use authenticate::Caches;
-pub use config::{Algorithm, Config, ConfigError, Provider};
+pub use config::{Config, ConfigError, Provider};
 pub use decide::{decide, decide_with_keys, Decision};
 pub use engine::{config_invalid_response, min_rsa_bits, Engine};
 pub use fetch::{parse_remote_keys, Answer, FetchError};
 pub use headers::HeaderOp;
+pub use jose::Algorithm;
 pub use jwks::{KeySet, Origin, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use keystore::{
     Completion, Fetched, KeySource, KeyState, KeyStore, KeyView, Status, Step, Wait,

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::claims::Claims;
 use crate::config::{CertificateBound, CertificateSource, ClientCertificateConfig, Provider};
 use crate::identity::{Identity, TokenBinding};
+use crate::percent::{self, hex_digit, Plus};
 use crate::reason::Reason;
 use crate::token::RequestFacts;
 
@@ -258,7 +259,8 @@ pub fn parse_xfcc(value: &str) -> Option<Vec<Vec<(String, String)>>> {
 pub fn pem_sha256(value: &str) -> Option<[u8; 32]> {
     let decoded;
     let text = if value.contains('%') {
-        decoded = percent_decode(value)?;
+        // A `+` stays a `+`: it is a base64 character, not a space.
+        decoded = percent::decode(value, Plus::Literal)?;
         decoded.as_str()
     } else {
         value
@@ -275,35 +277,6 @@ pub fn pem_sha256(value: &str) -> Option<[u8; 32]> {
         return None;
     }
     Some(Sha256::digest(&der).into())
-}
-
-/// Decode `%XX` escapes (a `+` stays a `+`: it is a base64 character, not a space). `None` for a
-/// broken escape or a result that is not UTF-8.
-fn percent_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = hex_digit(*bytes.get(i + 1)?)?;
-            let lo = hex_digit(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// 64 hex digits (either case; `:` separators allowed) as 32 bytes.

@@ -25,6 +25,7 @@ use std::borrow::Cow;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::percent::escape_at;
 use crate::token::{split_query, RequestFacts};
 
 /// How request paths are read (`paths`).
@@ -124,6 +125,11 @@ fn canonical_form(path: &str, allow_parameters: bool) -> Result<Cow<'_, str>, No
     Ok(Cow::Owned(once))
 }
 
+// Escapes are read with the crate's one reader (`percent::escape_at`), but a path is not run
+// through `percent::decode`: its canonical form decodes only unreserved characters and keeps
+// every other escape (a decoded `%2F` would split a segment), reads a `%` without two hex digits
+// as a literal `%` (the decoder refuses it) and refuses what cannot be made canonical. Decoding
+// the whole path and re-encoding it would not give back these rules.
 fn canonical_once(path: &str, allow_parameters: bool) -> Result<String, NotCanonical> {
     if !path.starts_with('/') {
         return Err(NotCanonical::NotAbsolute);
@@ -133,7 +139,7 @@ fn canonical_once(path: &str, allow_parameters: bool) -> Result<String, NotCanon
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
-            b'%' => match hex_at(bytes, i + 1) {
+            b'%' => match escape_at(bytes, i + 1) {
                 Some(v) if is_unreserved(v) => {
                     out.push(v);
                     i += 3;
@@ -141,7 +147,7 @@ fn canonical_once(path: &str, allow_parameters: bool) -> Result<String, NotCanon
                 }
                 Some(b'/' | b'\\') => return Err(NotCanonical::EncodedSeparator),
                 Some(v) if v < 0x20 || v == 0x7f => return Err(NotCanonical::ControlCharacter),
-                Some(b'%') if hex_at(bytes, i + 3).is_some() => {
+                Some(b'%') if escape_at(bytes, i + 3).is_some() => {
                     return Err(NotCanonical::DoubleEncoding)
                 }
                 Some(v) => {
@@ -174,15 +180,6 @@ fn without_parameters(path: &str) -> String {
         out.push_str(segment.split(';').next().unwrap_or_default());
     }
     out
-}
-
-fn hex_at(bytes: &[u8], at: usize) -> Option<u8> {
-    let digits = bytes.get(at..at + 2)?;
-    let text = std::str::from_utf8(digits).ok()?;
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u8::from_str_radix(text, 16).ok()
 }
 
 fn upper_hex(v: u8) -> [u8; 2] {

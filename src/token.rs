@@ -1,7 +1,11 @@
-//! Where tokens come from: headers with a prefix, query parameters, cookies. Finding a token is
-//! cheap string work; its size is checked here, before any parsing.
+//! Where tokens come from: headers with a prefix, query parameters, cookies. One [`scan`] of the
+//! configured sources returns every candidate with its location; the token is [`read`] from it
+//! (its size first, before any parsing or decoding; then its encoding and whether the candidates
+//! agree), and a token that could not be read is removed at the scan's [`locations`]
+//! (`headers::remove_unread_tokens`). Finding a token is cheap string work.
 
 use crate::config::TokenSource;
+use crate::percent::{self, Plus};
 use crate::reason::Reason;
 
 /// The facts about a request the filter decides on. Header names are compared
@@ -77,83 +81,127 @@ pub struct Found {
     pub dpop_scheme: bool,
 }
 
-/// Look for the token in every configured source. `Ok(None)` when there is none; an error
-/// when one is too large, empty after its prefix, or when different tokens were sent.
+/// One token candidate: the raw text a source holds where a token would be (after the header's
+/// prefix, trimmed; the query parameter's value, still encoded; the cookie's value), where it
+/// is, and whether it came with the `DPoP` scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    pub raw: &'a str,
+    pub location: Location,
+    pub dpop: bool,
+}
+
+/// Every token candidate of a request, in the order of the sources and, within a source, of
+/// the request. The one reading of the token sources: [`read`] takes the token from it (size,
+/// encoding, ambiguity), and the removal of an unread token (`headers::remove_unread_tokens`)
+/// takes out its [`locations`].
+pub fn scan<'a>(sources: &'a [TokenSource], facts: &'a RequestFacts) -> Vec<Candidate<'a>> {
+    let mut out = Vec::new();
+    for source in sources {
+        candidates(source, facts, &mut out);
+    }
+    out
+}
+
+/// Look for the token in every configured source: [`read`] of the request's [`scan`].
 pub fn find(
     sources: &[TokenSource],
     facts: &RequestFacts,
     max_bytes: usize,
 ) -> Result<Option<Found>, Reason> {
+    read(&scan(sources, facts), max_bytes)
+}
+
+/// The token the candidates carry. `Ok(None)` when there is none; an error at the first
+/// candidate that is too large (checked before decoding), badly encoded or empty, or when they
+/// carry different tokens.
+pub fn read(candidates: &[Candidate<'_>], max_bytes: usize) -> Result<Option<Found>, Reason> {
     let mut found: Option<Found> = None;
-    for source in sources {
-        for (raw, location, dpop) in candidates(source, facts) {
-            if raw.len() > max_bytes {
-                return Err(Reason::TokenTooLarge);
+    for Candidate {
+        raw,
+        location,
+        dpop,
+    } in candidates
+    {
+        if raw.len() > max_bytes {
+            return Err(Reason::TokenTooLarge);
+        }
+        let token = match location {
+            Location::Query(_) => {
+                percent::decode(raw, Plus::Space).ok_or(Reason::TokenMalformed)?
             }
-            let token = match &location {
-                Location::Query(_) => percent_decode(raw).ok_or(Reason::TokenMalformed)?,
-                _ => raw.to_string(),
-            };
-            if token.is_empty() {
-                return Err(Reason::TokenMalformed);
+            _ => raw.to_string(),
+        };
+        if token.is_empty() {
+            return Err(Reason::TokenMalformed);
+        }
+        match &mut found {
+            None => {
+                found = Some(Found {
+                    token,
+                    locations: vec![location.clone()],
+                    dpop_scheme: *dpop,
+                })
             }
-            match &mut found {
-                None => {
-                    found = Some(Found {
-                        token,
-                        locations: vec![location],
-                        dpop_scheme: dpop,
-                    })
+            Some(f) if f.token == token => {
+                f.dpop_scheme &= *dpop;
+                if !f.locations.contains(location) {
+                    f.locations.push(location.clone());
                 }
-                Some(f) if f.token == token => {
-                    f.dpop_scheme &= dpop;
-                    if !f.locations.contains(&location) {
-                        f.locations.push(location);
-                    }
-                }
-                Some(_) => return Err(Reason::TokenAmbiguous),
             }
+            Some(_) => return Err(Reason::TokenAmbiguous),
         }
     }
     Ok(found)
 }
 
-/// Raw token strings in one source, with their location and whether they came with the `DPoP`
-/// scheme.
-fn candidates<'a>(
-    source: &'a TokenSource,
-    facts: &'a RequestFacts,
-) -> Vec<(&'a str, Location, bool)> {
-    let mut out = Vec::new();
+/// The locations of the candidates, each once, in order.
+pub fn locations(candidates: &[Candidate<'_>]) -> Vec<Location> {
+    let mut out: Vec<Location> = Vec::new();
+    for c in candidates {
+        if !out.contains(&c.location) {
+            out.push(c.location.clone());
+        }
+    }
+    out
+}
+
+/// The candidates of one source, appended to `out`.
+fn candidates<'a>(source: &'a TokenSource, facts: &'a RequestFacts, out: &mut Vec<Candidate<'a>>) {
+    let mut push = |raw: &'a str, location: &Location, dpop: bool| {
+        out.push(Candidate {
+            raw,
+            location: location.clone(),
+            dpop,
+        })
+    };
     if let Some(name) = &source.header {
         let prefix = source.prefix.as_deref().unwrap_or("");
+        let location = Location::Header(name.to_ascii_lowercase());
         for value in facts.header_values(name) {
             for (rest, dpop) in credentials(value, prefix) {
-                out.push((
-                    rest.trim(),
-                    Location::Header(name.to_ascii_lowercase()),
-                    dpop,
-                ));
+                push(rest.trim(), &location, dpop);
             }
         }
     } else if let Some(name) = &source.query {
+        let location = Location::Query(name.clone());
         if let (_, Some(query)) = split_query(&facts.path) {
             for (key, value) in query_pairs(query) {
                 if key == name {
-                    out.push((value, Location::Query(name.clone()), false));
+                    push(value, &location, false);
                 }
             }
         }
     } else if let Some(name) = &source.cookie {
+        let location = Location::Cookie(name.clone());
         for header in facts.header_values("cookie") {
             for (key, value) in cookie_pairs(header) {
                 if key == name {
-                    out.push((value, Location::Cookie(name.clone()), false));
+                    push(value, &location, false);
                 }
             }
         }
     }
-    out
 }
 
 /// The credentials in one header value, each after its scheme. A header sent twice reaches the
@@ -214,33 +262,6 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(str::trim)
         .filter_map(|p| p.split_once('='))
         .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
-}
-
-/// Decode `%XX` escapes and `+` (as space). `None` on a bad escape or non-UTF-8 result.
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b'%' => {
-                let hex = raw
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The path with every `name=...` query parameter removed (the `?` dropped when none is left).
@@ -525,6 +546,126 @@ mod tests {
             Some("a=1; b=2".into())
         );
         assert_eq!(cookie_without("s=tok", "s"), None);
+    }
+
+    fn header_source(name: &str, prefix: Option<&str>) -> TokenSource {
+        TokenSource {
+            header: Some(name.into()),
+            prefix: prefix.map(Into::into),
+            query: None,
+            cookie: None,
+        }
+    }
+
+    #[test]
+    fn a_scan_returns_every_candidate_with_its_location_in_order() {
+        let sources = [
+            bearer(),
+            query("t"),
+            cookie("s"),
+            header_source("X-Api-Token", None),
+        ];
+        let f = facts(
+            "/x?t=a%2Eb&k=1&t=&t",
+            &[
+                ("cookie", "s=c1; o=1"),
+                ("Authorization", "Bearer h1,DPoP h2"),
+                ("x-api-token", " raw "),
+                ("authorization", "Basic no"),
+                ("Cookie", "s=\"c2\""),
+            ],
+        );
+        let header = |name: &str| Location::Header(name.into());
+        let q = Location::Query("t".into());
+        let c = Location::Cookie("s".into());
+        let expected = [
+            ("h1", header("authorization"), false),
+            ("h2", header("authorization"), true),
+            ("a%2Eb", q.clone(), false),
+            ("", q.clone(), false),
+            ("", q.clone(), false),
+            ("c1", c.clone(), false),
+            ("c2", c.clone(), false),
+            ("raw", header("x-api-token"), false),
+        ];
+        let got: Vec<(&str, Location, bool)> = scan(&sources, &f)
+            .into_iter()
+            .map(|c| (c.raw, c.location, c.dpop))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            locations(&scan(&sources, &f)),
+            vec![header("authorization"), q, c, header("x-api-token")],
+            "each location once, in the order of the scan"
+        );
+    }
+
+    #[test]
+    fn a_scan_finds_nothing_where_no_source_holds_a_token() {
+        let sources = [bearer(), query("t"), cookie("s")];
+        let f = facts(
+            "/x?tt=1&&a=t&?t",
+            &[
+                ("authorization", "Basic dTpw"),
+                ("cookie", "ss=1; t=2; s"),
+                ("x-t", "Bearer a"),
+            ],
+        );
+        assert_eq!(scan(&sources, &f), vec![]);
+        assert_eq!(read(&[], 10), Ok(None));
+    }
+
+    #[test]
+    fn read_refuses_at_the_first_bad_candidate_in_scan_order() {
+        let location = Location::Header("authorization".into());
+        let candidate = |raw| Candidate {
+            raw,
+            location: location.clone(),
+            dpop: false,
+        };
+        // The first bad candidate, in scan order, gives the reason.
+        let big = "x".repeat(11);
+        assert_eq!(
+            read(&[candidate(&big), candidate("a"), candidate("b")], 10),
+            Err(Reason::TokenTooLarge)
+        );
+        assert_eq!(
+            read(&[candidate("a"), candidate("b"), candidate(&big)], 10),
+            Err(Reason::TokenAmbiguous)
+        );
+        assert_eq!(
+            read(&[candidate("a"), candidate(""), candidate("b")], 10),
+            Err(Reason::TokenMalformed)
+        );
+        let dpop = Candidate {
+            dpop: true,
+            ..candidate("a")
+        };
+        let f = read(&[dpop.clone(), candidate("a")], 10).unwrap().unwrap();
+        assert_eq!((f.token.as_str(), f.dpop_scheme), ("a", false));
+        assert_eq!(f.locations, vec![location.clone()]);
+        let f = read(&[dpop.clone(), dpop], 10).unwrap().unwrap();
+        assert!(f.dpop_scheme);
+    }
+
+    #[test]
+    fn find_is_read_of_the_scan() {
+        let sources = [bearer(), query("t"), cookie("s")];
+        for f in [
+            facts("/?t=abc", &[("authorization", "Bearer abc")]),
+            facts("/?t=abc", &[("authorization", "Bearer abd")]),
+            facts("/?t=%zz", &[("cookie", "s=abc")]),
+            facts("/", &[("cookie", "s=abc; s=abc")]),
+            facts("/", &[("authorization", "DPoP abc")]),
+        ] {
+            for max in [2, 100] {
+                assert_eq!(
+                    find(&sources, &f, max),
+                    read(&scan(&sources, &f), max),
+                    "{f:?}"
+                );
+            }
+        }
     }
 
     #[test]

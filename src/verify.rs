@@ -9,7 +9,8 @@ use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Vis
 use serde_json::{Map, Number, Value};
 
 use crate::claims::{self, ClaimPath, Claims};
-use crate::config::{Algorithm, Provider};
+use crate::config::Provider;
+use crate::jose::Algorithm;
 use crate::jwks::KeySet;
 use crate::reason::Reason;
 
