@@ -44,8 +44,9 @@
 //!   and per-issuer remote key state (fresh, stale, failed) with its fetch requests; `fetch`
 //!   reads their answers.
 //! - `token`: the request's facts ([`RequestFacts`]); where tokens come from (headers with
-//!   prefix, query, cookie): one scan returns every candidate with its location; the size limit, decoding and ambiguity are read from it, and a
-//!   token that could not be read is removed at its locations (`headers`).
+//!   prefix, query, cookie): one scan returns every candidate with its location; the size
+//!   limit, decoding and ambiguity are read from it, and a token that could not be read is
+//!   removed at its locations (`headers`).
 //! - `percent`: the one percent-decoder (query tokens, URL-encoded certificate headers) and
 //!   `%XX` reader (also for `path`).
 //! - `jose`: JOSE names shared by `config`, `jwks`, `verify` and `dpop`: the signing algorithms.
