@@ -21,7 +21,10 @@ use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 use serde_json::{Map, Value};
 
-use crate::crypto::{self, EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, HmacKey, RsaPublicKey};
+use crate::crypto::{
+    self, EcCurve, EcPublicKey, EcVerifier, Ed25519PublicKey, Ed25519Verifier, HashAlg, HmacKey,
+    RsaPublicKey, RsaVerifier,
+};
 use crate::jose::Algorithm;
 
 /// Smallest accepted RSA modulus by default (a provider's `min_rsa_bits`).
@@ -330,10 +333,14 @@ impl Verifier {
             return false;
         };
         match key {
-            PublicKey::RsaPkcs1(key, hash) => key.verify_pkcs1v15(*hash, signing_input, signature),
-            PublicKey::RsaPss(key, hash) => key.verify_pss(*hash, signing_input, signature),
-            PublicKey::Ec(key) => key.verify(signing_input, signature),
-            PublicKey::Ed25519(key) => key.verify(signing_input, signature),
+            PublicKey::RsaPkcs1(key, hash) => {
+                RsaVerifier::verify_pkcs1v15(&**key, *hash, signing_input, signature)
+            }
+            PublicKey::RsaPss(key, hash) => {
+                RsaVerifier::verify_pss(&**key, *hash, signing_input, signature)
+            }
+            PublicKey::Ec(key) => EcVerifier::verify(&**key, signing_input, signature),
+            PublicKey::Ed25519(key) => Ed25519Verifier::verify(key, signing_input, signature),
             PublicKey::Hmac(key) => key.verify(signing_input, signature),
         }
     }
@@ -671,14 +678,22 @@ fn build_material(kind: Kind, material: &[u8]) -> Result<KeyMaterial, crypto::Cr
     const E: [u8; 3] = [1, 0, 1];
     Ok(match kind {
         // The size was checked against the provider's `min_rsa_bits` when the key was read.
-        Kind::Rsa => KeyMaterial::Rsa(Arc::new(RsaPublicKey::with_min_bits(
+        Kind::Rsa => KeyMaterial::Rsa(Arc::new(<RsaPublicKey as RsaVerifier>::with_min_bits(
             material,
             &E,
             LOWEST_MIN_RSA_BITS,
         )?)),
-        Kind::P256 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P256, material)?)),
-        Kind::P384 => KeyMaterial::Ec(Arc::new(EcPublicKey::from_sec1(EcCurve::P384, material)?)),
-        Kind::Ed25519 => KeyMaterial::Ed25519(Ed25519PublicKey::new(material)?),
+        Kind::P256 => KeyMaterial::Ec(Arc::new(<EcPublicKey as EcVerifier>::from_sec1(
+            EcCurve::P256,
+            material,
+        )?)),
+        Kind::P384 => KeyMaterial::Ec(Arc::new(<EcPublicKey as EcVerifier>::from_sec1(
+            EcCurve::P384,
+            material,
+        )?)),
+        Kind::Ed25519 => {
+            KeyMaterial::Ed25519(<Ed25519PublicKey as Ed25519Verifier>::new(material)?)
+        }
         Kind::Oct => KeyMaterial::Oct(material.to_vec()),
     })
 }
@@ -692,8 +707,8 @@ fn check_material(kind: Kind, material: &[u8]) -> Result<(), crypto::CryptoError
         Kind::Rsa if material.last().is_none_or(|b| b & 1 == 0) => {
             Err(crypto::CryptoError::EvenModulus)
         }
-        Kind::P256 => EcPublicKey::check_sec1(EcCurve::P256, material),
-        Kind::P384 => EcPublicKey::check_sec1(EcCurve::P384, material),
+        Kind::P256 => <EcPublicKey as EcVerifier>::check_sec1(EcCurve::P256, material),
+        Kind::P384 => <EcPublicKey as EcVerifier>::check_sec1(EcCurve::P384, material),
         _ => Ok(()),
     }
 }
@@ -708,10 +723,10 @@ fn verifier_key(alg: Algorithm, key: &KeyMaterial) -> Option<PublicKey> {
         (Algorithm::PS256, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha256),
         (Algorithm::PS384, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha384),
         (Algorithm::PS512, KeyMaterial::Rsa(k)) => PublicKey::RsaPss(k.clone(), HashAlg::Sha512),
-        (Algorithm::ES256, KeyMaterial::Ec(k)) if k.curve() == EcCurve::P256 => {
+        (Algorithm::ES256, KeyMaterial::Ec(k)) if EcVerifier::curve(&**k) == EcCurve::P256 => {
             PublicKey::Ec(k.clone())
         }
-        (Algorithm::ES384, KeyMaterial::Ec(k)) if k.curve() == EcCurve::P384 => {
+        (Algorithm::ES384, KeyMaterial::Ec(k)) if EcVerifier::curve(&**k) == EcCurve::P384 => {
             PublicKey::Ec(k.clone())
         }
         (Algorithm::EdDSA, KeyMaterial::Ed25519(k)) => PublicKey::Ed25519(k.clone()),

@@ -51,7 +51,9 @@
 //!   `%XX` reader (also for `path`).
 //! - `jose`: JOSE names shared by `config`, `jwks`, `verify` and `dpop`: the signing algorithms.
 //! - `jwks`: key sets; choosing a key by `kid` among keys of an allowed type.
-//! - `crypto`: signature verification primitives (RSA, ECDSA, Ed25519) tuned for wasm32.
+//! - `crypto`: the signature crate `identity-crypto` (crates/crypto: RSA, ECDSA, Ed25519, HMAC
+//!   tuned for wasm32) through its verifier traits, with the backend its `rustcrypto` feature
+//!   selects.
 //! - `verify`: JWS structure, algorithm allow-list, signature, registered claims.
 //! - `cache`: bounded verified-token cache.
 //! - `dpop`: DPoP proofs: the proof checks, key thumbprints, the replay cache.
@@ -68,7 +70,7 @@
 //!   `filter::answer` (applying a decision: headers, local answer, counters, decision log);
 //!   `filter::wasm` binds it to proxy-wasm.
 //!
-//! The modules are private (all but `crypto`, whose own modules are), so the compiler reports
+//! The modules are private, so the compiler reports
 //! what nothing uses. The public surface is what callers outside `src/` need, re-exported here
 //! so that they do not depend on the module layout:
 //! - the configuration and the request path ([`Config`], [`Engine`], [`Caches`], [`decide()`],
@@ -77,9 +79,10 @@
 //!   [`Config`]'s JSON Schema for Kong and checks the refusals Kong receives;
 //! - key sets and remote keys ([`KeySet`], [`parse_remote_keys`], [`KeyStore`] and its steps,
 //!   [`KeySource`], [`KeyView`]): the `jwks` and `keystore` fuzz targets drive them directly;
-//!   `crypto-bench`'s `jwks-parse` times [`KeySet`] parsing;
-//! - [`crypto`], the signature primitives: the `crypto_diff` and `bigint_diff` fuzz targets
-//!   compare them with RustCrypto's.
+//!   `crypto-bench`'s `jwks-parse` times [`KeySet`] parsing.
+//!
+//! The signature primitives are their own crate (`identity-crypto`, crates/crypto): the
+//! `crypto_diff` and `bigint_diff` fuzz targets and crypto-bench use it directly.
 //!
 //! The host glue (`filter`) has no public item: on wasm32 proxy-wasm calls it (`filter::wasm`).
 
@@ -90,7 +93,7 @@ mod claims;
 mod config;
 #[cfg(test)]
 mod config_bounds_tests;
-pub mod crypto;
+mod crypto;
 mod decide;
 mod dpop;
 mod engine;

@@ -1,6 +1,6 @@
-//! Times each signature verification of `src/crypto` (the new path) against jwt-simple's
+//! Times each signature verification of identity-crypto (crates/crypto, the new path) against jwt-simple's
 //! pure-Rust `verify_token` (the old path) on the openssl-made vectors in
-//! `tests/vectors/openssl/jws_signatures.json`. The same program runs natively and as
+//! `crates/crypto/tests/vectors/openssl/jws_signatures.json`. The same program runs natively and as
 //! wasm32-wasip1 under Wasmtime (see run.py).
 //!
 //! Usage: crypto-bench [--quick] [--filter SUBSTRING] [--count N]
@@ -12,15 +12,14 @@
 #![allow(dead_code, unused_imports)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../src/crypto/mod.rs"]
-mod crypto;
+use identity_crypto as crypto;
 
 use jwt_simple::prelude::*;
 
 mod cpu;
 use cpu::cpu_ns;
 
-const VECTORS: &str = include_str!("../../tests/vectors/openssl/jws_signatures.json");
+const VECTORS: &str = include_str!("../../crates/crypto/tests/vectors/openssl/jws_signatures.json");
 
 struct Case {
     name: String,
@@ -166,13 +165,7 @@ fn cases() -> Vec<Case> {
                 });
                 out.push(Case {
                     name: format!("{label} curve tables (once per VM, at first key)"),
-                    run: Box::new(move || {
-                        if curve == crypto::EcCurve::P256 {
-                            std::hint::black_box(crypto::nist::build_p256()).is_some()
-                        } else {
-                            std::hint::black_box(crypto::nist::build_p384()).is_some()
-                        }
-                    }),
+                    run: Box::new(move || std::hint::black_box(crypto::build_curve_tables(curve))),
                     bad: None,
                 });
                 let mut sec1 = vec![4u8];

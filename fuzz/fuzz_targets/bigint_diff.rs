@@ -7,7 +7,7 @@
 
 use arbitrary::Arbitrary;
 use fuzz_support::check::Budget;
-use identity_filter::crypto::Modulus;
+use identity_crypto::Modulus;
 use identity_filter::MAX_RSA_BITS;
 use libfuzzer_sys::fuzz_target;
 use rsa::BigUint;

@@ -10,7 +10,7 @@ use arbitrary::Arbitrary;
 use fuzz_support::check::Budget;
 use fuzz_support::keys;
 use fuzz_support::reference::{self, Hash};
-use identity_filter::crypto::{EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, RsaPublicKey};
+use identity_crypto::{EcCurve, EcPublicKey, Ed25519PublicKey, HashAlg, RsaPublicKey};
 use libfuzzer_sys::fuzz_target;
 use rsa::traits::PublicKeyParts;
 use rsa::BigUint;

@@ -1,9 +1,8 @@
-//! Size probe: a wasm module that verifies RS256/PS256/ES256/ES384/EdDSA with src/crypto
+//! Size probe: a wasm module that verifies RS256/PS256/ES256/ES384/EdDSA with identity-crypto
 //! (keys and inputs opaque to the optimizer). `run.py --sizes` compares it with size_old.
 #![allow(dead_code, unused_imports)]
 
-#[path = "../../../src/crypto/mod.rs"]
-mod crypto;
+use identity_crypto as crypto;
 
 use std::hint::black_box;
 

