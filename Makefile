@@ -30,7 +30,9 @@ AIRFLOW_TESTS       ?= airflow/tests/
 AIRFLOW_PYTEST_ARGS ?=
 CLAIMS      ?=
 TTL         ?= 3600
-# Native tools (tools/schema-gen, tools/oci-image): own crates and lock files, own target dir.
+# Native tools (tools/schema-gen, tools/oci-image): workspace members (the root Cargo.lock),
+# built in a target dir of their own (target/tools) so they never wait for a wasm or unit-test
+# build's lock on target/.
 TOOLS_CARGO := --manifest-path tools/schema-gen/Cargo.toml --target-dir target/tools
 OCI_CARGO   := --manifest-path tools/oci-image/Cargo.toml --target-dir target/tools
 OCI_TAG     ?= 0.1.0
@@ -73,8 +75,9 @@ wasm: toolchain ## build the module: target/wasm32-wasip1/release/identity_filte
 	cargo build --release --target $(TARGET)
 	@ls -l $(WASM)
 
-unit: ## native unit tests of the core (cargo test)
+unit: ## native unit tests: the filter and its crypto crate (cargo test), and both crypto backends on the same vectors
 	cargo test
+	cargo test -p identity-crypto --features rustcrypto backend::
 
 integration: venv wasm oidc-provider ## integration tests in real Envoy (TESTS=tests/test_x.py::test_y, PYTEST_ARGS='-k name -x')
 	$(VENV_PY) -m pytest $(TESTS) $(PYTEST_ARGS)
@@ -162,9 +165,10 @@ bench-wasmtime: venv wasm ## where a request's time goes in Wasmtime (Kong) vs V
 	@$(VENV_PY) -c 'import wasmtime' 2>/dev/null || $(VENV_PY) -m pip install --disable-pip-version-check --no-input -q "$$(grep '^wasmtime==' bench/requirements.txt)"
 	CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-1} $(VENV_PY) bench/wasm_host/run.py $(BENCH_WASMTIME_ARGS)
 
-# Fuzzing (fuzz/: its own crate and lock file, docs/testing.md). libFuzzer comes from the
-# libfuzzer-sys crate (built from source with the C++ compiler); the targets are built on stable
-# Rust with the sanitizer-coverage flags cargo-fuzz passes. Nothing else to install.
+# Fuzzing (fuzz/: a workspace member, built with the root's `fuzz` profile; docs/testing.md).
+# libFuzzer comes from the libfuzzer-sys crate (built from source with the C++ compiler); the
+# targets are built on stable Rust with the sanitizer-coverage flags cargo-fuzz passes. Nothing
+# else to install.
 FUZZ_TARGETS       ?= decide_raw token config jwks keystore crypto_diff bigint_diff
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 10
@@ -173,12 +177,12 @@ FUZZ_RUSTFLAGS     := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-lev
                       -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
                       -Cllvm-args=-sanitizer-coverage-pc-table \
                       -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
-FUZZ_ENV           := FUZZ_BIN=$(CURDIR)/fuzz/target/$(FUZZ_TRIPLE)/release
+FUZZ_ENV           := FUZZ_BIN=$(CURDIR)/target/$(FUZZ_TRIPLE)/fuzz
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-seeds
 
 # --target keeps RUSTFLAGS off build scripts and proc macros (as cargo-fuzz does).
-fuzz-build: ## build the fuzz targets (instrumented, release): fuzz/target/<host>/release/
-	cd fuzz && RUSTFLAGS='$(FUZZ_RUSTFLAGS)' cargo build --release --locked --target $(FUZZ_TRIPLE) --bins
+fuzz-build: ## build the fuzz targets (instrumented, profile fuzz): target/<host>/fuzz/
+	RUSTFLAGS='$(FUZZ_RUSTFLAGS)' cargo build --profile fuzz --locked -p identity-filter-fuzz --target $(FUZZ_TRIPLE) --bins
 
 fuzz: fuzz-build ## fuzz each target FUZZ_SECONDS (60) s (FUZZ_TARGETS='token jwks'); corpora in fuzz/gen-corpus/, crashes in fuzz/artifacts/
 	$(FUZZ_ENV) fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
@@ -187,7 +191,7 @@ fuzz-smoke: fuzz-build ## every fuzz target FUZZ_SMOKE_SECONDS (10) s over its c
 	$(FUZZ_ENV) fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-seeds: fuzz-build ## rewrite the hand-made seeds of decide_raw, config and jwks in fuzz/corpus/
-	for t in decide_raw config jwks; do FUZZ_WRITE_SEEDS=fuzz/corpus/$$t fuzz/target/$(FUZZ_TRIPLE)/release/$$t; done
+	for t in decide_raw config jwks; do FUZZ_WRITE_SEEDS=fuzz/corpus/$$t target/$(FUZZ_TRIPLE)/fuzz/$$t; done
 
 token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 	@$(VENV_PY) tools/devissuer.py token --ttl '$(TTL)' --claims '$(CLAIMS)'
@@ -195,23 +199,24 @@ token: venv ## mint a dev token: make token CLAIMS='{"sub":"bob"}' TTL=600
 jwks: venv ## print the dev issuer's JWKS
 	@$(VENV_PY) tools/devissuer.py jwks
 
-fmt: ## format the Rust code
-	cargo fmt
+# The crates `make lint` checks (crypto-bench and bench/ are measuring tools, not linted).
+LINT_PACKAGES := -p identity-filter -p identity-crypto -p schema-gen -p oci-image -p identity-filter-fuzz
 
-lint: toolchain ## rustfmt check and clippy (native and wasm32) with warnings as errors
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target $(TARGET) -- -D warnings
-	cargo fmt --check --manifest-path tools/schema-gen/Cargo.toml
-	cargo fmt --check --manifest-path tools/oci-image/Cargo.toml
-	cargo clippy --all-targets $(TOOLS_CARGO) -- -D warnings
-	cargo clippy --all-targets $(OCI_CARGO) -- -D warnings
-	cargo fmt --check --manifest-path fuzz/Cargo.toml
-	cargo clippy --all-targets --locked --manifest-path fuzz/Cargo.toml -- -D warnings
+fmt: ## format the Rust code (the filter, crates/crypto, tools, fuzz)
+	cargo fmt $(LINT_PACKAGES)
+
+lint: toolchain ## rustfmt check and clippy (native and wasm32, the filter and crates/crypto also with the rustcrypto backend) with warnings as errors
+	cargo fmt --check $(LINT_PACKAGES)
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --all-targets --features rustcrypto -- -D warnings
+	cargo clippy --locked --lib --target $(TARGET) -- -D warnings
+	cargo clippy --locked --lib --target $(TARGET) --features rustcrypto -- -D warnings
+	cargo clippy --locked --all-targets $(TOOLS_CARGO) -- -D warnings
+	cargo clippy --locked --all-targets $(OCI_CARGO) -- -D warnings
+	cargo clippy --locked --all-targets -p identity-filter-fuzz -- -D warnings
 
 clean: ## remove build output and Envoy work dirs (keeps .venv and the dev issuer)
 	cargo clean
-	rm -rf fuzz/target
 	rm -rf .work .pytest_cache tests/__pycache__ tools/__pycache__
 
 distclean: clean ## also remove .venv, .venv-airflow, the dev issuer (.dev) and the OpenID provider's node_modules

@@ -7,13 +7,13 @@
 # A crash, a failed invariant or a slow input stops the run: the input is in
 # fuzz/artifacts/<target>/ and the log tail is printed. One summary line per target.
 # Environment: FUZZ_BIN (the built targets), FUZZ_ARGS (more libFuzzer flags), FUZZ_LOGS
-# (where logs go, default fuzz/target/logs), FUZZ_BUDGET_MS (per-input budget, default 10).
+# (where logs go, default target/fuzz-logs), FUZZ_BUDGET_MS (per-input budget, default 10).
 set -euo pipefail
 mode=$1 seconds=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${FUZZ_BIN:?FUZZ_BIN: directory of the built fuzz targets}
-logs=${FUZZ_LOGS:-$here/target/logs}
+logs=${FUZZ_LOGS:-$here/../target/fuzz-logs}
 mkdir -p "$logs"
 status=0
 for t in "$@"; do

@@ -1,4 +1,4 @@
-//! The Montgomery exponentiation behind RSA (`src/crypto/bigint.rs`, `Modulus::pow_be`)
+//! The Montgomery exponentiation behind RSA (`crates/crypto/src/bigint.rs`, `Modulus::pow_be`)
 //! against `num-bigint-dig`'s `modpow` (the `rsa` crate's big integers): s^e mod n for odd
 //! moduli of 2 to 4096 bits (what a JWKS may hold; both limb widths, 28 bits and, above ~3,500
 //! bits, 27), bases below n, exponents up to 2^32 − 1 (odd ≥ 3 computed, others refused); shapes that stress carries (all-ones limbs, n = 2^k ± 1, s = n − 1) are offered to the

@@ -1,4 +1,4 @@
-//! `src/crypto` against RustCrypto, verdict for verdict: RSA PKCS#1 v1.5 and PSS (salt = hLen,
+//! identity-crypto (crates/crypto) against RustCrypto, verdict for verdict: RSA PKCS#1 v1.5 and PSS (salt = hLen,
 //! MGF1 over the same hash) with SHA-256/384/512 against `rsa`; ECDSA P-256/SHA-256 and
 //! P-384/SHA-384 with JWS's fixed-size `r ‖ s` against `p256`/`p384`; Ed25519 (strict)
 //! against `ed25519-dalek`. Keys are the harness's RSA keys or fuzzed moduli, and EC / Ed25519
@@ -130,7 +130,7 @@ fn change(valid: Vec<u8>, how: &Sig, order: Option<&str>) -> Vec<u8> {
 fn same(what: &str, ours: bool, theirs: bool, detail: &dyn std::fmt::Debug) {
     assert_eq!(
         ours, theirs,
-        "{what}: src/crypto says {ours}, the reference {theirs}: {detail:?}"
+        "{what}: identity-crypto says {ours}, the reference {theirs}: {detail:?}"
     );
 }
 
@@ -167,7 +167,17 @@ fuzz_target!(
             if n.len() > 512 {
                 return;
             }
-            let e = e.to_be_bytes();
+            // Only e = 65537 is accepted (the filter's keys): any other exponent is refused, and
+            // the fuzzed modulus is then tried with 65537.
+            if *e != 65537 {
+                assert!(
+                    budget
+                        .run(|| RsaPublicKey::with_min_bits(n, &e.to_be_bytes(), 512))
+                        .is_err(),
+                    "an RSA key with e = {e} was accepted: {case:?}"
+                );
+            }
+            let e = 65537u32.to_be_bytes();
             let Ok(key) = budget.run(|| RsaPublicKey::with_min_bits(n, &e, 512)) else {
                 return;
             };
