@@ -1056,13 +1056,13 @@ class Bench:
                      stats={k: n for k, n in delta.items() if n and k != "downstream_rq_completed"})
 
     def noop_wasm(self) -> Path:
-        """bench/noop-filter, built once (its own crate, lock file and target directory)."""
+        """bench/noop-filter, built once (a workspace member: the root's lock file and target directory)."""
         if self._noop is None:
             manifest = REPO / "bench" / "noop-filter" / "Cargo.toml"
             log("building bench/noop-filter (the no-op proxy-wasm filter)")
             run(["cargo", "build", "--release", "--quiet", "--target", "wasm32-wasip1",
                  "--manifest-path", str(manifest)], timeout=900, what="cargo build noop-filter")
-            self._noop = manifest.parent / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+            self._noop = REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
             if not self._noop.exists():
                 raise BenchError(f"cargo built no {self._noop}")
         return self._noop
@@ -1822,7 +1822,7 @@ class Report:
         w_init, p_init = med([r.init_ms for r in wasm]), med([r.init_ms for r in plain])
         w_ready, p_ready = med([r.ready_s * 1e3 for r in wasm]), med([r.ready_s * 1e3 for r in plain])
         size = self.wasm.stat().st_size
-        noop_path = REPO / "bench" / "noop-filter" / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+        noop_path = REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
         noop_size = noop_path.stat().st_size if noop_path.exists() else 0
         digest = hashlib.sha256(self.wasm.read_bytes()).hexdigest()[:16]
         lines = [f"- Module: `{self.wasm.relative_to(REPO) if self.wasm.is_relative_to(REPO) else self.wasm}`, "

@@ -23,8 +23,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import devkit_path  # noqa: E402,F401  (identity_devkit on sys.path)
 from identity_devkit.jwk import b64url  # noqa: E402
 
-WASM = os.path.join(HERE, "target", "wasm32-wasip1", "release", "jwks-parse.wasm")
-NATIVE = os.path.join(HERE, "target", "release", "jwks-parse")
+# A workspace member: its binaries are in the workspace's target directory.
+TARGET = os.path.join(os.path.dirname(HERE), "target")
+WASM = os.path.join(TARGET, "wasm32-wasip1", "release", "jwks-parse.wasm")
+NATIVE = os.path.join(TARGET, "release", "jwks-parse")
 MAX_KEYS = 100              # src/jwks.rs MAX_KEYS
 MAX_RESPONSE_BYTES = 1 << 20  # the bound of providers[].max_response_bytes
 DEFAULT_RESPONSE_BYTES = 256 << 10

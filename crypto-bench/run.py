@@ -23,8 +23,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NATIVE = os.path.join(HERE, "target", "release", "crypto-bench")
-WASM = os.path.join(HERE, "target", "wasm32-wasip1", "release", "crypto-bench.wasm")
+# A workspace member: its binaries are in the workspace's target directory.
+TARGET = os.path.join(os.path.dirname(HERE), "target")
+NATIVE = os.path.join(TARGET, "release", "crypto-bench")
+WASM = os.path.join(TARGET, "wasm32-wasip1", "release", "crypto-bench.wasm")
 
 
 def build():
@@ -62,11 +64,11 @@ def run_v8(args):
 
 
 def module_sizes():
-    """Stripped sizes of the size probes: the same five verifications through src/crypto
+    """Stripped sizes of the size probes: the same five verifications through identity-crypto
     (size_new) and through jwt-simple (size_old), and the empty program shell (size_base)."""
     sizes = {}
     for name in ("size_base", "size_new", "size_old"):
-        path = os.path.join(HERE, "target", "wasm32-wasip1", "release", name + ".wasm")
+        path = os.path.join(TARGET, "wasm32-wasip1", "release", name + ".wasm")
         if os.path.exists(path):
             sizes[name] = _stripped_size(path)
     return sizes
@@ -172,7 +174,7 @@ def main():
         base = sizes.get("size_base", 0)
         parts = [f"{k}: {v / 1024:.0f} KiB" for k, v in sizes.items()]
         print(f"\nwasm32 size probes (stripped): {', '.join(parts)}; the five verifications add "
-              f"{(sizes.get('size_new', 0) - base) / 1024:.0f} KiB through src/crypto and "
+              f"{(sizes.get('size_new', 0) - base) / 1024:.0f} KiB through identity-crypto and "
               f"{(sizes.get('size_old', 0) - base) / 1024:.0f} KiB through jwt-simple.")
     if a.json:
         with open(a.json, "w") as f:

@@ -18,7 +18,7 @@ use crate::token::RequestFacts;
 pub const CONTRACT_VERSION: u32 = 1;
 
 enum SigningKey {
-    /// HMAC-SHA-256 (src/crypto/hmac.rs), keyed once at configuration.
+    /// HMAC-SHA-256 (crates/crypto/src/hmac.rs), keyed once at configuration.
     Hs256(Box<HmacKey>),
     /// Signed with ed25519-dalek from a key expanded once at configuration (jwt-simple's
     /// EdDSA signing rebuilds its signing state on every call: about 226 µs a request under

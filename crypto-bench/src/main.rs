@@ -1,7 +1,7 @@
-//! Times each signature verification of identity-crypto (crates/crypto, the new path) against jwt-simple's
-//! pure-Rust `verify_token` (the old path) on the openssl-made vectors in
-//! `crates/crypto/tests/vectors/openssl/jws_signatures.json`. The same program runs natively and as
-//! wasm32-wasip1 under Wasmtime (see run.py).
+//! Times each signature verification of identity-crypto (crates/crypto, the new path) against
+//! jwt-simple's pure-Rust `verify_token` (the old path) on the openssl-made vectors in
+//! `crates/crypto/tests/vectors/openssl/jws_signatures.json`. The same program runs natively and
+//! as wasm32-wasip1 under Wasmtime (see run.py).
 //!
 //! Usage: crypto-bench [--quick] [--filter SUBSTRING] [--count N]
 //! Prints one line per case: `RESULT <tab> target <tab> case <tab> median µs <tab> min µs <tab>

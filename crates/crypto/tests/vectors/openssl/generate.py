@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Regenerate jws_signatures.json: keys made and messages signed by the `openssl` CLI.
 
-Run from anywhere: python3 tests/vectors/openssl/generate.py (needs openssl >= 3).
+Run from anywhere: python3 crates/crypto/tests/vectors/openssl/generate.py (needs openssl >= 3).
 Every entry holds the raw public key material (hex, big-endian), the JWS signing input and the
 signature in JWS form (RSA: k bytes; ECDSA: r || s; Ed25519: 64 bytes). Used by the unit tests
-in src/crypto/tests.rs and by crypto-bench/.
+in crates/crypto/src/tests.rs (and src/backend/tests.rs) and by crypto-bench/.
 """
 import base64, json, os, subprocess, tempfile
 
@@ -107,7 +107,7 @@ def main():
         entries.append({"alg": "EdDSA", "x": pub.hex(), "msg": msg.decode(), "sig": sig.hex()})
 
     with open(os.path.join(HERE, "jws_signatures.json"), "w") as f:
-        json.dump({"generator": "tests/vectors/openssl/generate.py", "openssl": run("openssl", "version").decode().strip(),
+        json.dump({"generator": "crates/crypto/tests/vectors/openssl/generate.py", "openssl": run("openssl", "version").decode().strip(),
                    "entries": entries}, f, indent=1)
         f.write("\n")
 
