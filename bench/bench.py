@@ -1875,7 +1875,7 @@ class Report:
         status = "" if c["ok"] else (f"\n\n**crypto-bench exited with status {c['status']}**:\n\n"
                                      f"```\n{c['stderr']}\n```")
         return (f"`{c['command']}` ({c['seconds']:.0f} s): the signature primitives of "
-                f"`src/crypto` (\"new\") and jwt-simple's verification (\"old\"), compiled natively "
+                f"`crates/crypto` (\"new\") and jwt-simple's verification (\"old\"), compiled natively "
                 f"and to wasm32-wasip1, the latter run by Wasmtime (Kong's runtime). Thread CPU "
                 f"time per call.\n\n{c['table']}{status}")
 
