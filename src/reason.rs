@@ -260,6 +260,18 @@ pub struct Response {
 /// Seconds a client should wait before retrying a `keys_unavailable` answer.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
+/// A denial's JSON body, its members in name order (`error`, `message`, `rule`, `status`), written
+/// straight from borrowed strings (no `serde_json::Value` built per denial).
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    status: u32,
+}
+
 /// Render a denial: status, `WWW-Authenticate`, reason header and (per `detail`) a JSON body.
 pub fn render(
     denial: &Denial,
@@ -284,16 +296,15 @@ pub fn render(
     let body = match detail {
         Detail::None => Vec::new(),
         Detail::Reason | Detail::Message => {
-            let mut object = serde_json::Map::new();
-            object.insert("error".into(), reason.code().into());
-            object.insert("status".into(), reason.status().into());
-            if detail == Detail::Message {
-                object.insert("message".into(), reason.message().into());
-                if let Some(rule) = &denial.rule {
-                    object.insert("rule".into(), rule.clone().into());
-                }
-            }
-            serde_json::Value::Object(object).to_string().into_bytes()
+            let message = detail == Detail::Message;
+            let body = Body {
+                error: reason.code(),
+                message: message.then(|| reason.message()),
+                rule: denial.rule.as_deref().filter(|_| message),
+                status: reason.status(),
+            };
+            // Strings and a number: serializing cannot fail.
+            serde_json::to_vec(&body).unwrap_or_default()
         }
     };
     if !body.is_empty() {
@@ -369,6 +380,37 @@ mod tests {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_body_is_the_json_object_of_its_members_in_name_order() {
+        let rules = [None, Some("admins"), Some("a \"quoted\" \\ rule\u{1}é")];
+        for reason in Reason::ALL {
+            for rule in rules {
+                for detail in [Detail::Reason, Detail::Message] {
+                    let mut denial = Denial::new(reason);
+                    denial.rule = rule.map(str::to_string);
+                    let mut expected = serde_json::Map::new();
+                    expected.insert("error".into(), reason.code().into());
+                    expected.insert("status".into(), reason.status().into());
+                    if detail == Detail::Message {
+                        expected.insert("message".into(), reason.message().into());
+                        if let Some(rule) = rule {
+                            expected.insert("rule".into(), rule.into());
+                        }
+                    }
+                    let expected = serde_json::Value::Object(expected).to_string();
+                    let body = render(&denial, detail, None, "x-identity-reason").body;
+                    assert_eq!(
+                        String::from_utf8(body).unwrap(),
+                        expected,
+                        "{reason:?} {detail:?}"
+                    );
+                }
+                let denial = Denial::new(reason);
+                assert!(render(&denial, Detail::None, None, "x").body.is_empty());
+            }
+        }
     }
 
     #[test]

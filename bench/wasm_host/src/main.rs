@@ -87,7 +87,12 @@ fn give(c: &mut Caller<'_, Host>, data: &[u8], ptr_ptr: i32, size_ptr: i32) -> R
 
 /// proxy-wasm map: u32 count, per pair u32 key_len u32 value_len, then key\0 value\0.
 fn serialize_map(pairs: &Pairs) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        4 + pairs
+            .iter()
+            .map(|(k, v)| 10 + k.len() + v.len())
+            .sum::<usize>(),
+    );
     out.extend((pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend((k.len() as u32).to_le_bytes());
@@ -127,7 +132,10 @@ fn now_ns() -> u64 {
 }
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer for clock_gettime.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -155,7 +163,13 @@ fn lower(b: Vec<u8>) -> Vec<u8> {
 
 /// Define `module.name` for the filter: the real function when the request path (or the
 /// start) uses it, a counted stub answering Unimplemented otherwise.
-fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name: &str, ty: wasmtime::FuncType) -> Res<()> {
+fn define(
+    linker: &mut Linker<Host>,
+    store: &mut Store<Host>,
+    module: &str,
+    name: &str,
+    ty: wasmtime::FuncType,
+) -> Res<()> {
     let idx = store.data().stats.len();
     let m = module;
     macro_rules! wrap {
@@ -181,31 +195,43 @@ fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name
             write(c, ret, &now_ns().to_le_bytes())?;
             Ok(OK)
         }),
-        ("env", "proxy_get_buffer_bytes") => wrap!(|c, kind: i32, start: i32, size: i32, rp: i32, rs: i32| {
-            if kind != PLUGIN_CONFIGURATION {
-                return Ok(NOT_FOUND);
-            }
-            let cfg = c.data().config.clone();
-            let start = (start as u32 as usize).min(cfg.len());
-            let end = start.saturating_add(size as u32 as usize).min(cfg.len());
-            give(c, &cfg[start..end], rp, rs)
-        }),
+        ("env", "proxy_get_buffer_bytes") => {
+            wrap!(|c, kind: i32, start: i32, size: i32, rp: i32, rs: i32| {
+                if kind != PLUGIN_CONFIGURATION {
+                    return Ok(NOT_FOUND);
+                }
+                let cfg = c.data().config.clone();
+                let start = (start as u32 as usize).min(cfg.len());
+                let end = start.saturating_add(size as u32 as usize).min(cfg.len());
+                give(c, &cfg[start..end], rp, rs)
+            })
+        }
         ("env", "proxy_get_header_map_pairs") => wrap!(|c, kind: i32, rp: i32, rs: i32| {
-            let data = if kind == REQUEST_HEADERS { serialize_map(&c.data().headers) } else { serialize_map(&Vec::new()) };
+            let data = if kind == REQUEST_HEADERS {
+                serialize_map(&c.data().headers)
+            } else {
+                serialize_map(&Vec::new())
+            };
             give(c, &data, rp, rs)
         }),
-        ("env", "proxy_get_header_map_value") => wrap!(|c, kind: i32, kp: i32, ks: i32, rp: i32, rs: i32| {
-            let key = lower(read(c, kp, ks)?);
-            let found = if kind == REQUEST_HEADERS {
-                c.data().headers.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-            } else {
-                None
-            };
-            match found {
-                Some(v) => give(c, &v, rp, rs),
-                None => Ok(NOT_FOUND),
-            }
-        }),
+        ("env", "proxy_get_header_map_value") => {
+            wrap!(|c, kind: i32, kp: i32, ks: i32, rp: i32, rs: i32| {
+                let key = lower(read(c, kp, ks)?);
+                let found = if kind == REQUEST_HEADERS {
+                    c.data()
+                        .headers
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.clone())
+                } else {
+                    None
+                };
+                match found {
+                    Some(v) => give(c, &v, rp, rs),
+                    None => Ok(NOT_FOUND),
+                }
+            })
+        }
         ("env", "proxy_remove_header_map_value") => wrap!(|c, kind: i32, kp: i32, ks: i32| {
             let key = lower(read(c, kp, ks)?);
             if kind == REQUEST_HEADERS {
@@ -213,30 +239,44 @@ fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name
             }
             Ok(OK)
         }),
-        ("env", "proxy_replace_header_map_value") => wrap!(|c, kind: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
-            let key = lower(read(c, kp, ks)?);
-            let value = read(c, vp, vs)?;
-            if kind == REQUEST_HEADERS {
-                let h = &mut c.data_mut().headers;
-                h.retain(|(k, _)| *k != key);
-                h.push((key, value));
-            }
-            Ok(OK)
-        }),
-        ("env", "proxy_add_header_map_value") => wrap!(|c, kind: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
-            let key = lower(read(c, kp, ks)?);
-            let value = read(c, vp, vs)?;
-            if kind == REQUEST_HEADERS {
-                c.data_mut().headers.push((key, value));
-            }
-            Ok(OK)
-        }),
-        ("env", "proxy_send_local_response") => wrap!(|c, status: i32, _dp: i32, _ds: i32, bp: i32, bs: i32, hp: i32, hs: i32, _grpc: i32| {
-            read(c, bp, bs)?;
-            parse_map(&read(c, hp, hs)?).ok_or_else(|| err("bad header map"))?;
-            c.data_mut().local = Some(status);
-            Ok(OK)
-        }),
+        ("env", "proxy_replace_header_map_value") => {
+            wrap!(|c, kind: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
+                let key = lower(read(c, kp, ks)?);
+                let value = read(c, vp, vs)?;
+                if kind == REQUEST_HEADERS {
+                    let h = &mut c.data_mut().headers;
+                    h.retain(|(k, _)| *k != key);
+                    h.push((key, value));
+                }
+                Ok(OK)
+            })
+        }
+        ("env", "proxy_add_header_map_value") => {
+            wrap!(|c, kind: i32, kp: i32, ks: i32, vp: i32, vs: i32| {
+                let key = lower(read(c, kp, ks)?);
+                let value = read(c, vp, vs)?;
+                if kind == REQUEST_HEADERS {
+                    c.data_mut().headers.push((key, value));
+                }
+                Ok(OK)
+            })
+        }
+        ("env", "proxy_send_local_response") => {
+            wrap!(|c,
+                   status: i32,
+                   _dp: i32,
+                   _ds: i32,
+                   bp: i32,
+                   bs: i32,
+                   hp: i32,
+                   hs: i32,
+                   _grpc: i32| {
+                read(c, bp, bs)?;
+                parse_map(&read(c, hp, hs)?).ok_or_else(|| err("bad header map"))?;
+                c.data_mut().local = Some(status);
+                Ok(OK)
+            })
+        }
         ("env", "proxy_continue_stream") => wrap!(|c, _kind: i32| Ok(OK)),
         ("env", "proxy_set_tick_period_milliseconds") => wrap!(|c, _ms: i32| Ok(OK)),
         ("env", "proxy_define_metric") => wrap!(|c, _kind: i32, p: i32, n: i32, ret: i32| {
@@ -248,17 +288,25 @@ fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name
         }),
         ("env", "proxy_increment_metric") => wrap!(|c, id: i32, offset: i64| {
             match c.data_mut().metrics.get_mut((id as usize).wrapping_sub(1)) {
-                Some(m) => { *m += offset; Ok(OK) }
+                Some(m) => {
+                    *m += offset;
+                    Ok(OK)
+                }
                 None => Ok(NOT_FOUND),
             }
         }),
         ("env", "proxy_record_metric") => wrap!(|c, id: i32, value: i64| {
             match c.data_mut().metrics.get_mut((id as usize).wrapping_sub(1)) {
-                Some(m) => { *m = value; Ok(OK) }
+                Some(m) => {
+                    *m = value;
+                    Ok(OK)
+                }
                 None => Ok(NOT_FOUND),
             }
         }),
-        ("env", "proxy_get_property") => wrap!(|c, _p: i32, _n: i32, _rp: i32, _rs: i32| Ok(NOT_FOUND)),
+        ("env", "proxy_get_property") => {
+            wrap!(|c, _p: i32, _n: i32, _rp: i32, _rs: i32| Ok(NOT_FOUND))
+        }
         ("env", "proxy_set_effective_context") => wrap!(|c, _id: i32| Ok(OK)),
         // WASI preview 1: what the module imports (errno 0 = success).
         ("wasi_snapshot_preview1", "random_get") => wrap!(|c, p: i32, n: i32| {
@@ -280,24 +328,30 @@ fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name
             Ok(0)
         }),
         ("wasi_snapshot_preview1", "environ_get") => wrap!(|c, _a: i32, _b: i32| Ok(0)),
-        ("wasi_snapshot_preview1", "clock_time_get") => wrap!(|c, _id: i32, _precision: i64, ret: i32| {
-            write(c, ret, &now_ns().to_le_bytes())?;
-            Ok(0)
-        }),
-        ("wasi_snapshot_preview1", "fd_write") => wrap!(|c, _fd: i32, iovs: i32, n: i32, ret: i32| {
-            let raw = read(c, iovs, n * 8)?;
-            let mut total = 0u32;
-            for iov in raw.chunks_exact(8) {
-                let p = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
-                let l = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-                eprint!("{}", String::from_utf8_lossy(&read(c, p as i32, l as i32)?));
-                total += l;
-            }
-            write(c, ret, &total.to_le_bytes())?;
-            Ok(0)
-        }),
+        ("wasi_snapshot_preview1", "clock_time_get") => {
+            wrap!(|c, _id: i32, _precision: i64, ret: i32| {
+                write(c, ret, &now_ns().to_le_bytes())?;
+                Ok(0)
+            })
+        }
+        ("wasi_snapshot_preview1", "fd_write") => {
+            wrap!(|c, _fd: i32, iovs: i32, n: i32, ret: i32| {
+                let raw = read(c, iovs, n * 8)?;
+                let mut total = 0u32;
+                for iov in raw.chunks_exact(8) {
+                    let p = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
+                    let l = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+                    eprint!("{}", String::from_utf8_lossy(&read(c, p as i32, l as i32)?));
+                    total += l;
+                }
+                write(c, ret, &total.to_le_bytes())?;
+                Ok(0)
+            })
+        }
         ("wasi_snapshot_preview1", "proc_exit") => {
-            linker.func_wrap(m, name, |code: i32| -> Res<()> { Err(err(&format!("proc_exit({code})"))) })?;
+            linker.func_wrap(m, name, |code: i32| -> Res<()> {
+                Err(err(&format!("proc_exit({code})")))
+            })?;
         }
         _ => {
             real = false;
@@ -313,7 +367,11 @@ fn define(linker: &mut Linker<Host>, store: &mut Store<Host>, module: &str, name
             })?;
         }
     }
-    let shown = if real { name.to_string() } else { format!("{name} (stub)") };
+    let shown = if real {
+        name.to_string()
+    } else {
+        format!("{name} (stub)")
+    };
     store.data_mut().stats.push((shown, 0, 0));
     Ok(())
 }
@@ -326,65 +384,114 @@ struct Run {
 }
 
 impl Run {
-    fn new(engine: &Engine, module: &Module, driver: &Module, config: &str, headers: &Value, rotate: &Value) -> Res<Run> {
+    fn new(
+        engine: &Engine,
+        module: &Module,
+        driver: &Module,
+        config: &str,
+        headers: &Value,
+        rotate: &Value,
+    ) -> Res<Run> {
         let pairs = headers
             .as_array()
             .ok_or_else(|| err("headers"))?
             .iter()
-            .filter_map(|p| Some((p.get(0)?.as_str()?.as_bytes().to_vec(), p.get(1)?.as_str()?.as_bytes().to_vec())))
+            .filter_map(|p| {
+                Some((
+                    p.get(0)?.as_str()?.as_bytes().to_vec(),
+                    p.get(1)?.as_str()?.as_bytes().to_vec(),
+                ))
+            })
             .collect();
         let host = Host {
             config: config.as_bytes().to_vec(),
             template: pairs,
             rng: 0x9E37_79B9_7F4A_7C15,
             rotate: rotate.get("header").and_then(Value::as_str).map(|name| {
-                let values = rotate["values"].as_array().map(Vec::as_slice).unwrap_or_default();
-                (name.as_bytes().to_vec(), values.iter().filter_map(Value::as_str).map(|v| v.as_bytes().to_vec()).collect())
+                let values = rotate["values"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                (
+                    name.as_bytes().to_vec(),
+                    values
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|v| v.as_bytes().to_vec())
+                        .collect(),
+                )
             }),
             ..Host::default()
         };
         let mut store = Store::new(engine, host);
         let mut linker = Linker::new(engine);
         for imp in module.imports() {
-            let ty = imp.ty().func().cloned().ok_or_else(|| err(&format!("non-function import {}.{}", imp.module(), imp.name())))?;
+            let ty = imp.ty().func().cloned().ok_or_else(|| {
+                err(&format!(
+                    "non-function import {}.{}",
+                    imp.module(),
+                    imp.name()
+                ))
+            })?;
             if imp.module() != "env" && imp.module() != "wasi_snapshot_preview1" {
-                return Err(err(&format!("unexpected import {}.{}", imp.module(), imp.name())));
+                return Err(err(&format!(
+                    "unexpected import {}.{}",
+                    imp.module(),
+                    imp.name()
+                )));
             }
             define(&mut linker, &mut store, imp.module(), imp.name(), ty)?;
         }
         let instance = linker.instantiate(&mut store, module)?;
-        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| err("no memory export"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| err("no memory export"))?;
         let alloc = instance.get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")?;
         store.data_mut().memory = Some(memory);
         store.data_mut().alloc = Some(alloc);
 
         let begin_idx = store.data().stats.len();
-        store.data_mut().stats.push(("(harness) begin".into(), 0, 0));
+        store
+            .data_mut()
+            .stats
+            .push(("(harness) begin".into(), 0, 0));
         let empty_idx = begin_idx + 1;
-        store.data_mut().stats.push(("(harness) empty".into(), 0, 0));
+        store
+            .data_mut()
+            .stats
+            .push(("(harness) empty".into(), 0, 0));
         let mut dlinker: Linker<Host> = Linker::new(engine);
         dlinker.instance(&mut store, "filter", instance)?;
-        dlinker.func_wrap("bench", "begin", move |mut c: Caller<'_, Host>, _id: i32| -> Res<i32> {
-            timed(&mut c, begin_idx, |c| {
-                let h = c.data_mut();
-                h.headers = h.template.clone();
-                if let Some((name, values)) = &h.rotate {
-                    if !values.is_empty() {
-                        if h.rotate_next >= values.len() {
-                            h.reused += 1;
+        dlinker.func_wrap(
+            "bench",
+            "begin",
+            move |mut c: Caller<'_, Host>, _id: i32| -> Res<i32> {
+                timed(&mut c, begin_idx, |c| {
+                    let h = c.data_mut();
+                    h.headers = h.template.clone();
+                    if let Some((name, values)) = &h.rotate {
+                        if !values.is_empty() {
+                            if h.rotate_next >= values.len() {
+                                h.reused += 1;
+                            }
+                            h.headers
+                                .push((name.clone(), values[h.rotate_next % values.len()].clone()));
+                            h.rotate_next += 1;
                         }
-                        h.headers.push((name.clone(), values[h.rotate_next % values.len()].clone()));
-                        h.rotate_next += 1;
                     }
-                }
-                h.local = None;
-                h.logs.clear();
-                Ok(h.headers.len() as i32)
-            })
-        })?;
-        dlinker.func_wrap("bench", "empty", move |mut c: Caller<'_, Host>, _a: i32, _b: i32, _x: i32| -> Res<i32> {
-            timed(&mut c, empty_idx, |_| Ok(0))
-        })?;
+                    h.local = None;
+                    h.logs.clear();
+                    Ok(h.headers.len() as i32)
+                })
+            },
+        )?;
+        dlinker.func_wrap(
+            "bench",
+            "empty",
+            move |mut c: Caller<'_, Host>, _a: i32, _b: i32, _x: i32| -> Res<i32> {
+                timed(&mut c, empty_idx, |_| Ok(0))
+            },
+        )?;
         let d = dlinker.instantiate(&mut store, driver)?;
         let run = d.get_typed_func::<(i32, i32), i32>(&mut store, "run")?;
         let calls = d.get_typed_func::<i32, i32>(&mut store, "calls")?;
@@ -395,15 +502,30 @@ impl Run {
                 _ => Err(err(&format!("no export {name}"))),
             }
         };
-        call0(&mut store, "_initialize")?.typed::<(), ()>(&store)?.call(&mut store, ())?;
-        call0(&mut store, "proxy_on_context_create")?.typed::<(i32, i32), ()>(&store)?.call(&mut store, (1, 0))?;
-        let vm = call0(&mut store, "proxy_on_vm_start")?.typed::<(i32, i32), i32>(&store)?.call(&mut store, (1, 0))?;
+        call0(&mut store, "_initialize")?
+            .typed::<(), ()>(&store)?
+            .call(&mut store, ())?;
+        call0(&mut store, "proxy_on_context_create")?
+            .typed::<(i32, i32), ()>(&store)?
+            .call(&mut store, (1, 0))?;
+        let vm = call0(&mut store, "proxy_on_vm_start")?
+            .typed::<(i32, i32), i32>(&store)?
+            .call(&mut store, (1, 0))?;
         let n = config.len() as i32;
-        let conf = call0(&mut store, "proxy_on_configure")?.typed::<(i32, i32), i32>(&store)?.call(&mut store, (1, n))?;
+        let conf = call0(&mut store, "proxy_on_configure")?
+            .typed::<(i32, i32), i32>(&store)?
+            .call(&mut store, (1, n))?;
         if vm == 0 || conf == 0 {
-            return Err(err("proxy_on_vm_start or proxy_on_configure returned false"));
+            return Err(err(
+                "proxy_on_vm_start or proxy_on_configure returned false",
+            ));
         }
-        Ok(Run { store, run, calls, next: 2 })
+        Ok(Run {
+            store,
+            run,
+            calls,
+            next: 2,
+        })
     }
 
     fn requests(&mut self, n: i32) -> Res<i32> {
@@ -423,7 +545,13 @@ impl Run {
 /// ns (wall clock) one guest→host call costs beyond the time measured inside it: the least
 /// disturbed of 7 runs.
 fn calibrate(r: &mut Run) -> Res<f64> {
-    let idx = r.store.data().stats.iter().position(|s| s.0 == "(harness) empty").unwrap_or(0);
+    let idx = r
+        .store
+        .data()
+        .stats
+        .iter()
+        .position(|s| s.0 == "(harness) empty")
+        .unwrap_or(0);
     r.calls.call(&mut r.store, 20000)?;
     let mut best = f64::MAX;
     for _ in 0..7 {
@@ -483,12 +611,18 @@ fn batches(r: &mut Run, weight: f64, batches: usize, batch_ms: f64) -> Res<Value
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        return Err(err("usage: wasm-host SCENARIO.json DRIVER.wasm BATCHES BATCH_MS [--only NAME] [--perfmap]"));
+        return Err(err(
+            "usage: wasm-host SCENARIO.json DRIVER.wasm BATCHES BATCH_MS [--only NAME] [--perfmap]",
+        ));
     }
     let sc: Value = serde_json::from_slice(&std::fs::read(&args[1])?)?;
     let batches_n: usize = args[3].parse()?;
     let batch_ms: f64 = args[4].parse()?;
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let mut config = Config::new();
     if args.iter().any(|a| a == "--perfmap") {
         config.profiler(ProfilingStrategy::PerfMap);
@@ -498,7 +632,10 @@ fn main() -> Res<()> {
     let mut modules: BTreeMap<String, Module> = BTreeMap::new();
     let mut variants = serde_json::Map::new();
     let mut call_ns = None;
-    for v in sc["variants"].as_array().ok_or_else(|| err("no variants"))? {
+    for v in sc["variants"]
+        .as_array()
+        .ok_or_else(|| err("no variants"))?
+    {
         let name = v["name"].as_str().unwrap_or("?").to_string();
         if only.as_ref().is_some_and(|o| *o != name) {
             continue;
@@ -508,16 +645,25 @@ fn main() -> Res<()> {
             modules.insert(path.clone(), Module::from_file(&engine, &path)?);
         }
         let module = &modules[&path];
-        let mut r = Run::new(&engine, module, &driver, v["config"].as_str().unwrap_or(""), &v["headers"], &v["rotate"])
-            .map_err(|e| err(&format!("{name}: {e:#}")))?;
+        let mut r = Run::new(
+            &engine,
+            module,
+            &driver,
+            v["config"].as_str().unwrap_or(""),
+            &v["headers"],
+            &v["rotate"],
+        )
+        .map_err(|e| err(&format!("{name}: {e:#}")))?;
         if call_ns.is_none() {
             call_ns = Some(calibrate(&mut r)?);
         }
         let weight = v["weight"].as_f64().unwrap_or(1.0);
-        let b = batches(&mut r, weight, batches_n, batch_ms).map_err(|e| err(&format!("{name}: {e:#}")))?;
+        let b = batches(&mut r, weight, batches_n, batch_ms)
+            .map_err(|e| err(&format!("{name}: {e:#}")))?;
         variants.insert(name, b);
     }
-    let out = json!({"engine": "Wasmtime 26.0.1 (Rust host)", "call_ns": call_ns, "variants": variants});
+    let out =
+        json!({"engine": "Wasmtime 26.0.1 (Rust host)", "call_ns": call_ns, "variants": variants});
     println!("{out}");
     Ok(())
 }
