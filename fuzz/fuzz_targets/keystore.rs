@@ -1,6 +1,6 @@
 //! Fetch answers driving the key store: a sequence of host events (time passing, ticks,
 //! fetches started, answers with fuzzed status / headers / bodies interpreted as the glue does
-//! in `src/filter/keys.rs`, late answers, waits, request-owned fetches, key sets shared by
+//! in `src/filter/remote_keys.rs`, late answers, waits, request-owned fetches, key sets shared by
 //! other workers) and requests decided with the store's keys. Checked after every step:
 //! no panic; a failed or ignored answer never replaces or changes the key set in use; a late
 //! answer is ignored; one fetch per provider at a time; status events chain and match the
